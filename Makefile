@@ -1,0 +1,46 @@
+# kanary developer entry points. Scripts do the work; this file only names them.
+SHELL := /bin/bash
+export KANARY_CACHE ?= $(HOME)/.cache/kanary
+PY := .venv/bin/python
+
+.PHONY: help install lint unit gotest integration test cluster-build cluster-up cluster-down app app-image demo crds clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+
+install: ## python venv with kanary and dev tools (.venv)
+	hack/install-python.sh
+
+crds: install ## regenerate crds/ from the pydantic models
+	$(PY) -m kanary.crdgen --write crds/
+
+lint: install ## ruff + mypy --strict + gofmt/vet
+	.venv/bin/ruff check operator tests
+	.venv/bin/mypy --strict operator/kanary
+	$(MAKE) -C app lint
+
+unit: install ## fast, pure tests
+	$(PY) -m pytest -q tests/unit
+
+gotest: ## go test for the Gin service
+	$(MAKE) -C app test
+
+cluster-build: ## build the local cluster's binaries (cached in $KANARY_CACHE)
+	hack/cluster/build.sh
+
+cluster-up: cluster-build ## start the local cluster (etcd, apiserver, controllers, kwok) in netns kanary
+	hack/cluster/up.sh
+
+cluster-down: ## stop the local cluster and remove its namespace
+	hack/cluster/down.sh
+
+app: ## build the static Gin binary into app/bin/
+	$(MAKE) -C app build
+
+app-image: ## build the OCI image tarball of the Gin service without a daemon
+	$(MAKE) -C app image
+
+integration: install cluster-build app ## integration tests against the local cluster
+	hack/cluster/exec.sh $(PY) -m pytest -q tests/integration
+
+test: lint unit gotest integration ## everything CI runs
