@@ -1,0 +1,86 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034  # variables are used by the scripts that source this file
+# Shared settings for hack/cluster/*.sh. Source it; do not run it.
+# Every version is pinned here and must match the wrapper modules under
+# hack/cluster/tools/<component>/go.mod (build.sh checks that).
+
+HACK_CLUSTER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "${HACK_CLUSTER_DIR}/../.." && pwd)"
+
+K8S_VERSION="v1.34.4"          # k8s.io/kubernetes (staging modules v0.34.4)
+ETCD_VERSION="v3.6.16"         # go.etcd.io/etcd/server/v3
+KWOK_VERSION="v0.8.0"          # sigs.k8s.io/kwok
+GATEWAY_API_VERSION="v1.4.1"   # sigs.k8s.io/gateway-api (standard CRDs only)
+
+KANARY_CACHE="${KANARY_CACHE:-${HOME}/.cache/kanary}"
+KANARY_STATE="${KANARY_STATE:-${KANARY_CACHE}/cluster}"
+KANARY_NETNS="${KANARY_NETNS:-kanary}"
+KANARY_NODES="${KANARY_NODES:-3}"
+
+BIN_K8S="${KANARY_CACHE}/bin/kubernetes-${K8S_VERSION}"
+BIN_ETCD="${KANARY_CACHE}/bin/etcd-${ETCD_VERSION}"
+BIN_KWOK="${KANARY_CACHE}/bin/kwok-${KWOK_VERSION}"
+KUBECTL="${BIN_K8S}/kubectl"
+
+# Network inside the namespace. The pod CIDR is made local there with an
+# AnyIP route so kwok's pod IPs are addresses of this namespace's loopback.
+POD_CIDR="10.244.0.0/16"
+SERVICE_CIDR="10.96.0.0/16"
+# Address the apiserver advertises (a /32 on lo inside the netns; it is the
+# "kubernetes" Service's endpoint and must not be loopback).
+APISERVER_ADVERTISE="10.243.0.1"
+APISERVER_PORT=6443
+APISERVER_URL="https://127.0.0.1:${APISERVER_PORT}"
+ETCD_CLIENT_PORT=2379
+ETCD_PEER_PORT=2380
+
+CERT_DIR="${KANARY_STATE}/certs"
+ETCD_DATA="${KANARY_STATE}/etcd"
+LOG_DIR="${KANARY_STATE}/logs"
+PID_DIR="${KANARY_STATE}/pids"
+CONF_DIR="${KANARY_STATE}/config"
+KUBECONFIG_PATH="${KANARY_STATE}/kubeconfig"
+
+# Order matters: up starts in this order, down stops in reverse.
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+
+log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# Module cache directory of a Go module (downloaded if missing).
+go_module_dir() {
+  local mod="$1"
+  (cd "${HACK_CLUSTER_DIR}/tools/kwok" && GOFLAGS=-mod=mod go mod download -json "${mod}") \
+    | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p'
+}
+
+netns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "${KANARY_NETNS}"; }
+
+# Create the network namespace idempotently: lo up, the advertise address,
+# and the AnyIP route that makes the whole pod CIDR local.
+ensure_netns() {
+  if ! netns_exists; then
+    ip netns add "${KANARY_NETNS}"
+  fi
+  ip -n "${KANARY_NETNS}" link set lo up
+  if ! ip -n "${KANARY_NETNS}" -4 addr show dev lo | grep -q "${APISERVER_ADVERTISE}/32"; then
+    ip -n "${KANARY_NETNS}" addr add "${APISERVER_ADVERTISE}/32" dev lo
+  fi
+  if ! ip -n "${KANARY_NETNS}" route show table local | grep -q "^local ${POD_CIDR} "; then
+    ip -n "${KANARY_NETNS}" route add local "${POD_CIDR}" dev lo
+  fi
+}
+
+pid_file() { echo "${PID_DIR}/$1.pid"; }
+
+# Prints the pid of a component if its pid file names a live process.
+component_pid() {
+  local f pid
+  f="$(pid_file "$1")"
+  [[ -f "${f}" ]] || return 1
+  pid="$(cat "${f}")"
+  [[ -n "${pid}" ]] && kill -0 "${pid}" 2>/dev/null || return 1
+  echo "${pid}"
+}
+
+in_netns() { ip netns exec "${KANARY_NETNS}" "$@"; }
