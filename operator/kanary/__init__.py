@@ -1,0 +1,1 @@
+"""kanary: a canary rollout operator for Kubernetes."""

@@ -1,0 +1,71 @@
+"""What the operator saw this tick: the pure engine's only window on the world."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from kanary.status import MetricResult, Verdict
+
+ManualAction = Literal["promote", "promote-full", "abort", "retry", "pause", "resume"]
+MANUAL_ACTIONS: tuple[ManualAction, ...] = (
+    "promote",
+    "promote-full",
+    "abort",
+    "retry",
+    "pause",
+    "resume",
+)
+
+
+@dataclass(frozen=True)
+class TrackState:
+    """One Deployment (<name>-stable or <name>-canary) as last read; exists=False if absent."""
+
+    exists: bool = False
+    revision: str | None = None  # kanary.dev/revision of its pod template
+    replicas: int = 0  # spec.replicas
+    ready: int = 0  # status.readyReplicas of the current revision
+    settled: bool = False  # observedGeneration caught up and all replicas updated + ready
+
+
+@dataclass(frozen=True)
+class PodTiming:
+    name: str
+    created: datetime
+    ready_at: datetime | None  # first time seen Ready (watch), None while not Ready
+
+
+@dataclass(frozen=True)
+class ReadinessFigures:
+    count: int = 0  # pods that became Ready
+    p50_seconds: float | None = None
+    max_seconds: float | None = None
+    slowest_pod: str | None = None
+    oldest_unready_seconds: float | None = None  # age now of the oldest pod not yet Ready
+    oldest_unready_pod: str | None = None
+
+
+@dataclass(frozen=True)
+class AnalysisOutcome:
+    """One completed analysis check (the analysis unit's verdict over all metrics)."""
+
+    at: datetime
+    verdict: Verdict
+    metrics: tuple[MetricResult, ...] = ()
+    summary: str = ""  # one line on-call reads: "error-rate 12.4% > 1.0% over 30s, 640 requests"
+
+
+@dataclass(frozen=True)
+class Observation:
+    now: datetime
+    generation: int
+    template_hash: str
+    stable: TrackState = field(default_factory=TrackState)
+    canary: TrackState = field(default_factory=TrackState)
+    readiness: ReadinessFigures = field(default_factory=ReadinessFigures)
+    analysis: AnalysisOutcome | None = None  # a check that finished this tick, if any
+    manual: ManualAction | None = None
+    route_problem: str | None = None  # the router could not write weights, and why
+    invalid: str | None = None  # a run-time validation failure (e.g. unknown template variable)

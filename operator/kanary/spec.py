@@ -1,0 +1,300 @@
+"""The Rollout spec: pydantic models that are both the operator's parsed view and the CRD source.
+
+Field names are the API's camelCase (aliases); Python code uses snake_case. Every rule that the
+API server can check lives here too (bounds, patterns, CEL via ``x-kubernetes-validations``), so
+``crds/`` is generated from this file and nothing else.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
+
+from kanary.durations import DURATION_PATTERN, parse_duration
+
+API_GROUP = "kanary.dev"
+API_VERSION = "v1alpha1"
+KIND = "Rollout"
+PLURAL = "rollouts"
+
+BUILTIN_METRICS = ("error-rate", "latency-p99")
+
+
+def cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
+    out: JsonDict = {"rule": rule, "message": message}
+    if field_path:
+        out["fieldPath"] = field_path
+    return out
+
+
+class ApiModel(BaseModel):
+    """camelCase on the wire; unknown fields refused, as the API server does for strict kubectl."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+Duration = Field(pattern=DURATION_PATTERN, description="Go-style duration: 500ms, 10s, 5m, 1h")
+
+
+class LabelSelector(ApiModel):
+    match_labels: dict[str, str] = Field(min_length=1)
+
+
+class PodTemplate(ApiModel):
+    """A PodTemplateSpec. kanary reads labels and container images; the rest is passed through."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={"x-kubernetes-embedded-resource": False},
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    spec: dict[str, Any] = Field(
+        json_schema_extra={
+            "x-kubernetes-preserve-unknown-fields": True,
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.containers) && size(self.containers) > 0",
+                    "spec.template.spec.containers must list at least one container",
+                )
+            ],
+        }
+    )
+
+    @field_validator("spec")
+    @classmethod
+    def _has_containers(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if not v.get("containers"):
+            raise ValueError("spec.template.spec.containers must list at least one container")
+        return v
+
+    def labels(self) -> dict[str, str]:
+        return {str(k): str(v) for k, v in (self.metadata.get("labels") or {}).items()}
+
+    def images(self) -> list[str]:
+        return [str(c.get("image", "")) for c in self.spec.get("containers", [])]
+
+
+class ServiceSpec(ApiModel):
+    port: int = Field(default=80, ge=1, le=65535)
+    target_port: int | str = Field(
+        default="http", json_schema_extra={"x-kubernetes-int-or-string": True}
+    )
+
+
+class GatewayAPIRouting(ApiModel):
+    http_route: str = Field(min_length=1, max_length=253, description="HTTPRoute name, same ns")
+
+
+class TrafficRouting(ApiModel):
+    gateway_api: GatewayAPIRouting | None = Field(default=None, alias="gatewayAPI")
+
+
+class Pause(ApiModel):
+    duration: str | None = Field(
+        default=None,
+        pattern=DURATION_PATTERN,
+        description="How long to wait; omitted: wait for `kanary promote`",
+    )
+
+    def seconds(self) -> float | None:
+        return None if self.duration is None else parse_duration(self.duration)
+
+
+class Step(ApiModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("has(self.setWeight) != has(self.pause)", "a step is either setWeight or pause")
+            ]
+        },
+    )
+    set_weight: int | None = Field(default=None, ge=0, le=100)
+    pause: Pause | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Step:
+        if (self.set_weight is None) == (self.pause is None):
+            raise ValueError("a step is either setWeight or pause")
+        return self
+
+
+class OnInconclusive(StrEnum):
+    PAUSE = "pause"
+    ROLLBACK = "rollback"
+
+
+class PrometheusSpec(ApiModel):
+    url: str = Field(pattern=r"^https?://", description="Prometheus base URL")
+    timeout: str = Field(default="5s", pattern=DURATION_PATTERN)
+
+
+class MetricSpec(ApiModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.min) || has(self.max) || has(self.maxIncrease) || has(self.maxRatio)",
+                    "a metric needs a bound: min, max, maxIncrease or maxRatio",
+                ),
+                cel(
+                    "has(self.query) || self.name in ['error-rate', 'latency-p99']",
+                    "a metric other than error-rate or latency-p99 needs a query",
+                ),
+                cel(
+                    "!has(self.min) || !has(self.max) || self.min <= self.max",
+                    "min must not exceed max",
+                ),
+            ]
+        },
+    )
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    query: str | None = Field(
+        default=None,
+        min_length=1,
+        description="PromQL; {{namespace}} {{rollout}} {{track}} {{revision}} {{window}}",
+    )
+    min: float | None = None
+    max: float | None = None
+    max_increase: float | None = Field(
+        default=None, ge=0, description="canary may exceed the stable track by at most this"
+    )
+    max_ratio: float | None = Field(
+        default=None, gt=0, description="canary / stable may be at most this"
+    )
+
+    @model_validator(mode="after")
+    def _bounded(self) -> MetricSpec:
+        if all(b is None for b in (self.min, self.max, self.max_increase, self.max_ratio)):
+            raise ValueError(
+                f"metric {self.name}: needs a bound: min, max, maxIncrease or maxRatio"
+            )
+        if self.query is None and self.name not in BUILTIN_METRICS:
+            raise ValueError(
+                f"metric {self.name}: needs a query (built-ins: {', '.join(BUILTIN_METRICS)})"
+            )
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"metric {self.name}: min must not exceed max")
+        return self
+
+
+class AnalysisSpec(ApiModel):
+    interval: str = Field(default="10s", pattern=DURATION_PATTERN)
+    window: str = Field(default="30s", pattern=DURATION_PATTERN)
+    prometheus: PrometheusSpec
+    min_requests: int = Field(default=50, ge=0)
+    failure_limit: int = Field(default=2, ge=1)
+    inconclusive_limit: int = Field(default=6, ge=1)
+    on_inconclusive: OnInconclusive = OnInconclusive.PAUSE
+    error_limit: int = Field(
+        default=3, ge=1, description="consecutive Prometheus errors that roll back"
+    )
+    metrics: list[MetricSpec] = Field(
+        min_length=1,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        },
+    )
+
+    def interval_seconds(self) -> float:
+        return parse_duration(self.interval)
+
+    def window_seconds(self) -> float:
+        return parse_duration(self.window)
+
+
+class ReadinessSpec(ApiModel):
+    max_pod_ready_seconds: float | None = Field(
+        default=None, gt=0, description="a canary pod slower to become Ready rolls back"
+    )
+
+
+class Strategy(ApiModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.steps.filter(s, has(s.setWeight)).map(s, s.setWeight).isSorted()",
+                    "setWeight values never decrease from one step to the next",
+                    ".steps",
+                ),
+                cel(
+                    "self.steps.exists(s, has(s.setWeight))",
+                    "steps need at least one setWeight",
+                    ".steps",
+                ),
+            ]
+        },
+    )
+    steps: list[Step] = Field(min_length=1, max_length=50)
+    analysis: AnalysisSpec | None = None
+    readiness: ReadinessSpec = Field(default_factory=ReadinessSpec)
+    progress_deadline_seconds: int = Field(default=600, ge=1)
+    abort_scale_down_delay_seconds: int = Field(default=30, ge=0)
+
+    @field_validator("steps")
+    @classmethod
+    def _weights_never_decrease(cls, steps: list[Step]) -> list[Step]:
+        if not any(s.set_weight is not None for s in steps):
+            raise ValueError("steps need at least one setWeight")
+        last = 0
+        for i, step in enumerate(steps):
+            if step.set_weight is None:
+                continue
+            if step.set_weight < last:
+                raise ValueError(
+                    f"steps[{i}].setWeight {step.set_weight} is below an earlier weight {last}: "
+                    "weights never decrease"
+                )
+            last = step.set_weight
+        return steps
+
+
+class RolloutSpec(ApiModel):
+    replicas: int = Field(default=1, ge=1, le=1000)
+    selector: LabelSelector | None = None
+    template: PodTemplate
+    service: ServiceSpec = Field(default_factory=ServiceSpec)
+    traffic_routing: TrafficRouting | None = None
+    strategy: Strategy
+
+    def selector_labels(self) -> dict[str, str]:
+        return dict(self.selector.match_labels) if self.selector else self.template.labels()
+
+    @model_validator(mode="after")
+    def _selector_matches_template(self) -> RolloutSpec:
+        labels = self.template.labels()
+        if not self.selector_labels():
+            raise ValueError("spec.template.metadata.labels: needed when spec.selector is omitted")
+        missing = {k: v for k, v in self.selector_labels().items() if labels.get(k) != v}
+        if missing:
+            raise ValueError(
+                f"spec.selector.matchLabels {missing} do not match spec.template.metadata.labels"
+            )
+        return self
+
+
+Phase = Literal["Healthy", "Progressing", "Paused", "RolledBack", "Invalid"]

@@ -1,0 +1,84 @@
+"""The Rollout status: everything needed to resume a rollout lives here, and on-call reads it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from kanary.spec import Phase
+
+Verdict = Literal["Pass", "Fail", "Inconclusive", "Error"]
+Outcome = Literal["Promoted", "RolledBack", "Superseded"]
+ConditionType = Literal["Available", "Progressing", "Paused", "Completed", "RolledBack"]
+
+
+class StatusModel(BaseModel):
+    """camelCase on the wire; unknown fields ignored, so an older operator reads a newer status."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class MetricResult(StatusModel):
+    name: str
+    verdict: Verdict
+    value: float | None = None
+    baseline: float | None = Field(default=None, description="the stable track's value")
+    min: float | None = None
+    max: float | None = None
+    requests: float | None = Field(default=None, description="canary requests in the window")
+    window: str | None = None
+    reason: str = ""
+
+
+class AnalysisStatus(StatusModel):
+    last_check_at: datetime | None = None
+    verdict: Verdict | None = None
+    consecutive_failures: int = 0
+    consecutive_inconclusive: int = 0
+    consecutive_errors: int = 0
+    metrics: list[MetricResult] = Field(default_factory=list)
+
+
+class ReadinessStatus(StatusModel):
+    count: int = 0
+    p50_seconds: float | None = None
+    max_seconds: float | None = None
+    slowest_pod: str | None = None
+
+
+class Condition(StatusModel):
+    type: ConditionType
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    last_transition_time: datetime
+
+
+class HistoryEntry(StatusModel):
+    revision: str
+    outcome: Outcome
+    started: datetime | None = None
+    finished: datetime
+    reason: str = ""
+
+
+class RolloutStatus(StatusModel):
+    phase: Phase | None = None
+    message: str = ""
+    observed_generation: int | None = None
+    current_step_index: int | None = None
+    canary_weight: int = 0
+    stable_revision: str | None = None
+    canary_revision: str | None = None
+    step_started_at: datetime | None = None
+    rollout_started_at: datetime | None = None
+    analysis: AnalysisStatus = Field(default_factory=AnalysisStatus)
+    readiness: ReadinessStatus = Field(default_factory=ReadinessStatus)
+    conditions: list[Condition] = Field(default_factory=list)
+    history: list[HistoryEntry] = Field(default_factory=list, max_length=10)
+
+    def to_patch(self) -> dict[str, object]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=False)
