@@ -1,0 +1,86 @@
+"""Kubernetes writes kanary makes, through the official client (sync: call via asyncio.to_thread).
+
+Reads come from Kopf's watch-fed indexes (handlers.py), so this module only writes, plus the one
+fresh read of an HTTPRoute that a weight change needs for its optimistic-concurrency check.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from kubernetes import client as k8s
+
+from kanary.objects import FIELD_MANAGER, Manifest
+
+APPLY = "application/apply-patch+yaml"
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+GATEWAY_VERSION = "v1"
+
+
+class Kube:
+    """The few calls kanary makes. One instance per operator process; thread-safe like ApiClient."""
+
+    def __init__(self, api_client: Any | None = None) -> None:
+        self.api_client = api_client or k8s.ApiClient()
+        self.apps = k8s.AppsV1Api(self.api_client)
+        self.core = k8s.CoreV1Api(self.api_client)
+        self.custom = k8s.CustomObjectsApi(self.api_client)
+        self.writes = 0  # counted for the API-writes-per-step benchmark
+
+    def apply(self, manifest: Manifest) -> None:
+        """Server-side apply: create or update in one idempotent call, kanary owning its fields."""
+        name = manifest["metadata"]["name"]
+        namespace = manifest["metadata"]["namespace"]
+        kind = manifest["kind"]
+        self.writes += 1
+        if kind == "Deployment":
+            self.apps.patch_namespaced_deployment(
+                name,
+                namespace,
+                manifest,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type=APPLY,
+            )
+        elif kind == "Service":
+            self.core.patch_namespaced_service(
+                name,
+                namespace,
+                manifest,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type=APPLY,
+            )
+        else:
+            raise ValueError(f"kanary does not apply {kind} objects")
+
+    def scale(self, namespace: str, name: str, replicas: int) -> None:
+        self.writes += 1
+        self.apps.patch_namespaced_deployment(
+            name, namespace, {"spec": {"replicas": replicas}}, _content_type=MERGE_PATCH
+        )
+
+    def get_httproute(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            route = self.custom.get_namespaced_custom_object(
+                GATEWAY_GROUP, GATEWAY_VERSION, namespace, "httproutes", name
+            )
+        except k8s.exceptions.ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+        return cast(dict[str, Any], route)
+
+    def json_patch_httproute(self, namespace: str, name: str, ops: list[dict[str, Any]]) -> None:
+        self.writes += 1
+        self.custom.patch_namespaced_custom_object(
+            GATEWAY_GROUP,
+            GATEWAY_VERSION,
+            namespace,
+            "httproutes",
+            name,
+            ops,
+            _content_type=JSON_PATCH,
+        )
