@@ -5,7 +5,7 @@
 # A component whose binaries all exist is skipped. Cold build times are
 # written next to the binaries (BUILD_TIME) and printed.
 set -euo pipefail
-# shellcheck source=hack/cluster/lib.sh
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 export CGO_ENABLED=0 GOTOOLCHAIN=local

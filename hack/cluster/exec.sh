@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Run a command inside the cluster's network namespace, where the API server
+# (127.0.0.1:6443) and the pod IPs are. Creates the namespace if missing, so
+# it works before "up" (e.g. hack/cluster/exec.sh pytest, whose fixtures start
+# the cluster). KUBECONFIG defaults to the admin kubeconfig and the cached
+# kubectl comes first on PATH.
+#   hack/cluster/exec.sh kubectl get pods -A
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+(( $# > 0 )) || die "usage: $0 COMMAND [ARG...]"
+[[ ${EUID} -eq 0 ]] || die "needs root (ip netns)"
+ensure_netns
+export KUBECONFIG="${KUBECONFIG:-${KUBECONFIG_PATH}}"
+export PATH="${BIN_K8S}:${PATH}"
+export KANARY_NETNS KANARY_CACHE KANARY_STATE
+exec ip netns exec "${KANARY_NETNS}" "$@"

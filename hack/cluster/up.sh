@@ -1,0 +1,287 @@
+#!/usr/bin/env bash
+# Start the local cluster (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, kwok) as processes inside the network namespace
+# ${KANARY_NETNS:-kanary}. Idempotent: components already running (per their
+# pid files) are left alone. Needs root (ip netns) and the binaries from
+# hack/cluster/build.sh.
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+START=$SECONDS
+WAIT_TIMEOUT="${KANARY_WAIT_TIMEOUT:-120}"
+
+[[ ${EUID} -eq 0 ]] || die "needs root (ip netns); run as root"
+for b in "${BIN_ETCD}/etcd" "${BIN_K8S}/kube-apiserver" "${BIN_K8S}/kube-controller-manager" \
+         "${BIN_K8S}/kube-scheduler" "${KUBECTL}" "${BIN_KWOK}/kwok"; do
+  [[ -x "${b}" ]] || die "missing ${b}: run hack/cluster/build.sh (make cluster-build) first"
+done
+command -v openssl >/dev/null || die "openssl not found"
+
+mkdir -p "${CERT_DIR}" "${LOG_DIR}" "${PID_DIR}" "${CONF_DIR}" "${ETCD_DATA}"
+chmod 700 "${KANARY_STATE}" "${CERT_DIR}"
+ensure_netns
+
+# ---------------------------------------------------------------- certs ---
+gen_certs() {
+  local d="${CERT_DIR}"
+  [[ -f "${d}/ca.crt" && -f "${d}/apiserver.crt" && -f "${d}/sa.key" && -f "${d}/tokens.csv" ]] && return 0
+  log "generating certificates and tokens in ${d}"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=kanary-local-ca" \
+    -keyout "${d}/ca.key" -out "${d}/ca.crt" 2>/dev/null
+  cat > "${d}/apiserver.ext" <<EOF
+basicConstraints=CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:${APISERVER_ADVERTISE},IP:${SERVICE_CIDR%.0/*}.1
+EOF
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
+    -keyout "${d}/apiserver.key" -out "${d}/apiserver.csr" 2>/dev/null
+  openssl x509 -req -in "${d}/apiserver.csr" -CA "${d}/ca.crt" -CAkey "${d}/ca.key" \
+    -CAcreateserial -days 3650 -extfile "${d}/apiserver.ext" -out "${d}/apiserver.crt" 2>/dev/null
+  openssl genrsa -out "${d}/sa.key" 2048 2>/dev/null
+  openssl rsa -in "${d}/sa.key" -pubout -out "${d}/sa.pub" 2>/dev/null
+  # Static tokens: token,user,uid,"groups". The controller-manager and the
+  # scheduler use the users the RBAC bootstrap policy already binds.
+  local t_admin t_kcm t_sched t_kwok
+  t_admin="$(openssl rand -hex 24)"; t_kcm="$(openssl rand -hex 24)"
+  t_sched="$(openssl rand -hex 24)"; t_kwok="$(openssl rand -hex 24)"
+  cat > "${d}/tokens.csv" <<EOF
+${t_admin},kanary-admin,kanary-admin,"system:masters"
+${t_kcm},system:kube-controller-manager,system:kube-controller-manager,""
+${t_sched},system:kube-scheduler,system:kube-scheduler,""
+${t_kwok},kwok-controller,kwok-controller,"system:masters"
+EOF
+  chmod 600 "${d}"/*.key "${d}/tokens.csv"
+  write_kubeconfig "${KUBECONFIG_PATH}" kanary-admin "${t_admin}"
+  write_kubeconfig "${CONF_DIR}/kube-controller-manager.kubeconfig" system:kube-controller-manager "${t_kcm}"
+  write_kubeconfig "${CONF_DIR}/kube-scheduler.kubeconfig" system:kube-scheduler "${t_sched}"
+  write_kubeconfig "${CONF_DIR}/kwok.kubeconfig" kwok-controller "${t_kwok}"
+}
+
+write_kubeconfig() { # path user token
+  local ca
+  ca="$(base64 -w0 < "${CERT_DIR}/ca.crt")"
+  umask 077
+  cat > "$1" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: kanary
+  cluster:
+    server: ${APISERVER_URL}
+    certificate-authority-data: ${ca}
+users:
+- name: $2
+  user:
+    token: $3
+contexts:
+- name: kanary
+  context:
+    cluster: kanary
+    user: $2
+current-context: kanary
+EOF
+}
+
+# ------------------------------------------------------------ processes ---
+# start NAME ARGV... : start a component inside the netns unless its pid file
+# names a live process. Its output goes to logs/NAME.log (the previous run's
+# log is kept as NAME.log.1).
+start() {
+  local name="$1" pid; shift
+  if pid="$(component_pid "${name}")"; then
+    log "${name} already running (pid ${pid})"
+    return 0
+  fi
+  local logf="${LOG_DIR}/${name}.log"
+  [[ -f "${logf}" ]] && mv -f "${logf}" "${logf}.1"
+  log "starting ${name}"
+  # ip netns exec and setsid both exec, so $! is the component's own pid.
+  setsid ip netns exec "${KANARY_NETNS}" "$@" >"${logf}" 2>&1 </dev/null &
+  echo $! > "$(pid_file "${name}")"
+}
+
+# Fail (non-zero, with the log tail) if any started component has died.
+check_alive() {
+  local c f
+  for c in "${COMPONENTS[@]}"; do
+    f="$(pid_file "${c}")"
+    [[ -f "${f}" ]] || continue
+    if ! component_pid "${c}" >/dev/null; then
+      log "${c} died; last lines of ${LOG_DIR}/${c}.log:"
+      tail -n 30 "${LOG_DIR}/${c}.log" >&2 || true
+      rm -f "${f}"
+      exit 1
+    fi
+  done
+}
+
+# wait_for DESCRIPTION CMD... : poll CMD (quietly) until it succeeds, checking
+# that every component is still alive; give up after WAIT_TIMEOUT seconds.
+wait_for() {
+  local what="$1"; shift
+  local t0=$SECONDS
+  until "$@" >/dev/null 2>&1; do
+    check_alive
+    (( SECONDS - t0 < WAIT_TIMEOUT )) || die "timed out after ${WAIT_TIMEOUT}s waiting for ${what}"
+    sleep 0.2
+  done
+  log "${what}: ok ($((SECONDS - START))s)"
+}
+
+kc() { in_netns "${KUBECTL}" --kubeconfig "${KUBECONFIG_PATH}" "$@"; }
+
+gen_certs
+
+start etcd "${BIN_ETCD}/etcd" \
+  --name=kanary \
+  --data-dir="${ETCD_DATA}" \
+  --listen-client-urls="http://127.0.0.1:${ETCD_CLIENT_PORT}" \
+  --advertise-client-urls="http://127.0.0.1:${ETCD_CLIENT_PORT}" \
+  --listen-peer-urls="http://127.0.0.1:${ETCD_PEER_PORT}" \
+  --initial-advertise-peer-urls="http://127.0.0.1:${ETCD_PEER_PORT}" \
+  --initial-cluster="kanary=http://127.0.0.1:${ETCD_PEER_PORT}" \
+  --unsafe-no-fsync=true \
+  --log-level=warn
+
+wait_for "etcd serving" in_netns bash -c "exec 3<>/dev/tcp/127.0.0.1/${ETCD_CLIENT_PORT}"
+
+start kube-apiserver "${BIN_K8S}/kube-apiserver" \
+  --etcd-servers="http://127.0.0.1:${ETCD_CLIENT_PORT}" \
+  --bind-address=127.0.0.1 \
+  --secure-port="${APISERVER_PORT}" \
+  --advertise-address="${APISERVER_ADVERTISE}" \
+  --endpoint-reconciler-type=none \
+  --tls-cert-file="${CERT_DIR}/apiserver.crt" \
+  --tls-private-key-file="${CERT_DIR}/apiserver.key" \
+  --client-ca-file="${CERT_DIR}/ca.crt" \
+  --token-auth-file="${CERT_DIR}/tokens.csv" \
+  --authorization-mode=Node,RBAC \
+  --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+  --service-account-key-file="${CERT_DIR}/sa.pub" \
+  --service-account-signing-key-file="${CERT_DIR}/sa.key" \
+  --service-cluster-ip-range="${SERVICE_CIDR}" \
+  --allow-privileged=true \
+  --cert-dir="${CERT_DIR}/apiserver-generated" \
+  --profiling=false
+
+wait_for "kube-apiserver /readyz" kc get --raw /readyz
+
+start kube-controller-manager "${BIN_K8S}/kube-controller-manager" \
+  --kubeconfig="${CONF_DIR}/kube-controller-manager.kubeconfig" \
+  --authentication-kubeconfig="${CONF_DIR}/kube-controller-manager.kubeconfig" \
+  --authorization-kubeconfig="${CONF_DIR}/kube-controller-manager.kubeconfig" \
+  --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics \
+  --bind-address=127.0.0.1 \
+  --cert-dir="${CERT_DIR}/kcm-generated" \
+  --leader-elect=false \
+  --use-service-account-credentials=true \
+  --service-account-private-key-file="${CERT_DIR}/sa.key" \
+  --root-ca-file="${CERT_DIR}/ca.crt" \
+  --cluster-signing-cert-file="${CERT_DIR}/ca.crt" \
+  --cluster-signing-key-file="${CERT_DIR}/ca.key" \
+  --service-cluster-ip-range="${SERVICE_CIDR}" \
+  --profiling=false
+
+start kube-scheduler "${BIN_K8S}/kube-scheduler" \
+  --kubeconfig="${CONF_DIR}/kube-scheduler.kubeconfig" \
+  --authentication-kubeconfig="${CONF_DIR}/kube-scheduler.kubeconfig" \
+  --authorization-kubeconfig="${CONF_DIR}/kube-scheduler.kubeconfig" \
+  --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics \
+  --bind-address=127.0.0.1 \
+  --cert-dir="${CERT_DIR}/scheduler-generated" \
+  --leader-elect=false \
+  --profiling=false
+
+# kwok's Stages, straight from the kwok module: node fast + heartbeat with
+# lease, pod general + chaos. Per-pod annotations drive them (see README).
+KWOK_MOD="$(go_module_dir "sigs.k8s.io/kwok@${KWOK_VERSION}" 2>/dev/null || true)"
+[[ -n "${KWOK_MOD}" && -d "${KWOK_MOD}/kustomize/stage" ]] \
+  || die "kwok ${KWOK_VERSION} module not in the Go module cache (run hack/cluster/build.sh)"
+STAGES="${CONF_DIR}/kwok-stages.yaml"
+stage_files() { # the resources of the folder's kustomization.yaml, else its *.yaml
+  if [[ -f "$1/kustomization.yaml" ]]; then
+    sed -n 's/^- \(.*\.yaml\)$/\1/p' "$1/kustomization.yaml"
+  else
+    (cd "$1" && ls -- *.yaml)
+  fi
+}
+{
+  for s in node/fast node/heartbeat-with-lease pod/general pod/chaos; do
+    # the order of the resources in each kustomization.yaml
+    while read -r f; do
+      echo "---"
+      echo "# from sigs.k8s.io/kwok@${KWOK_VERSION}/kustomize/stage/${s}/${f}"
+      cat "${KWOK_MOD}/kustomize/stage/${s}/${f}"
+    done < <(stage_files "${KWOK_MOD}/kustomize/stage/${s}")
+  done
+} > "${STAGES}.tmp"
+mv "${STAGES}.tmp" "${STAGES}"
+
+start kwok "${BIN_KWOK}/kwok" \
+  --kubeconfig="${CONF_DIR}/kwok.kubeconfig" \
+  --config="${STAGES}" \
+  --manage-all-nodes=true \
+  --cidr="${POD_CIDR}" \
+  --node-ip="${APISERVER_ADVERTISE}" \
+  --server-address=127.0.0.1:10247
+
+# ---------------------------------------------------------------- nodes ---
+nodes_yaml() {
+  local i
+  for ((i = 0; i < KANARY_NODES; i++)); do
+    cat <<EOF
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node-${i}
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
+  labels:
+    kubernetes.io/arch: amd64
+    kubernetes.io/hostname: kwok-node-${i}
+    kubernetes.io/os: linux
+    kubernetes.io/role: agent
+    node-role.kubernetes.io/agent: ""
+    type: kwok
+EOF
+  done
+}
+nodes_yaml | kc apply -f - >/dev/null
+log "${KANARY_NODES} kwok nodes applied"
+
+# ------------------------------------------------------ Gateway API CRDs ---
+GW_MOD="$(go_module_dir "sigs.k8s.io/gateway-api@${GATEWAY_API_VERSION}" 2>/dev/null || true)"
+[[ -n "${GW_MOD}" && -d "${GW_MOD}/config/crd/standard" ]] \
+  || die "gateway-api ${GATEWAY_API_VERSION} not in the Go module cache (run hack/cluster/build.sh)"
+kc apply --server-side --force-conflicts --field-manager=kanary-cluster-up \
+  -f "${GW_MOD}/config/crd/standard/" >/dev/null
+kc wait --for=condition=Established --timeout="${WAIT_TIMEOUT}s" \
+  crd/gatewayclasses.gateway.networking.k8s.io crd/gateways.gateway.networking.k8s.io \
+  crd/httproutes.gateway.networking.k8s.io crd/grpcroutes.gateway.networking.k8s.io \
+  crd/referencegrants.gateway.networking.k8s.io >/dev/null
+log "Gateway API ${GATEWAY_API_VERSION} standard CRDs installed"
+
+# ----------------------------------------------------------------- waits ---
+all_nodes_ready() {
+  local n
+  n="$(kc get nodes -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' \
+    | grep -cx True)" || true
+  (( n >= KANARY_NODES ))
+}
+wait_for "${KANARY_NODES} nodes Ready" all_nodes_ready
+wait_for "ServiceAccount default/default" kc -n default get serviceaccount default
+check_alive
+
+log "cluster up in $((SECONDS - START))s (state: ${KANARY_STATE}, netns: ${KANARY_NETNS})"
+cat >&2 <<EOF
+
+The API server listens on ${APISERVER_URL} inside network namespace '${KANARY_NETNS}'.
+  export KUBECONFIG=${KUBECONFIG_PATH}
+  hack/cluster/exec.sh kubectl get nodes        # runs in the netns, kubectl v${K8S_VERSION#v} on PATH
+  hack/cluster/exec.sh bash                     # a shell in the netns
+Logs: ${LOG_DIR}/<component>.log   Stop: make cluster-down
+EOF
