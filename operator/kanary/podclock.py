@@ -1,0 +1,94 @@
+"""When each canary pod was created and became Ready, as the operator's watch saw it.
+
+Kubernetes timestamps have one-second resolution, too coarse to tell a 2.1s start from a 2.9s
+one. The watch sees the ADDED event and the flip to Ready within milliseconds, so those times are
+kept (sub-second); the API timestamps are the fallback for pods first seen after the fact (an
+operator restart) and a cross-check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from kanary.objects import LABEL_REVISION, LABEL_ROLLOUT
+from kanary.observation import PodTiming
+
+# A pod first seen this long after its creationTimestamp was created before we watched.
+_LATE_SIGHTING_SECONDS = 2.0
+
+
+def parse_time(text: str | None) -> datetime | None:
+    return None if not text else datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def ready_condition(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    for cond in pod.get("status", {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return dict(cond)
+    return None
+
+
+def is_ready(pod: Mapping[str, Any]) -> bool:
+    cond = ready_condition(pod)
+    return cond is not None and cond.get("status") == "True"
+
+
+@dataclass
+class _Record:
+    rollout: str
+    revision: str
+    created: datetime
+    ready_at: datetime | None
+    api_seconds: float | None  # from the API's own timestamps, 1s resolution
+
+
+class PodClock:
+    def __init__(self) -> None:
+        self._pods: dict[tuple[str, str], _Record] = {}
+
+    def observe(self, pod: Mapping[str, Any], seen_at: datetime) -> float | None:
+        """Record a sighting; returns creation-to-Ready seconds when the pod just turned Ready."""
+        meta = pod.get("metadata", {})
+        labels = meta.get("labels") or {}
+        key = (str(meta.get("namespace")), str(meta.get("name")))
+        created_api = parse_time(meta.get("creationTimestamp")) or seen_at
+        record = self._pods.get(key)
+        if record is None:
+            late = (seen_at - created_api).total_seconds() > _LATE_SIGHTING_SECONDS
+            record = _Record(
+                rollout=str(labels.get(LABEL_ROLLOUT, "")),
+                revision=str(labels.get(LABEL_REVISION, "")),
+                created=created_api if late else seen_at,
+                ready_at=None,
+                api_seconds=None,
+            )
+            self._pods[key] = record
+        if record.ready_at is None and is_ready(pod):
+            cond = ready_condition(pod) or {}
+            ready_api = parse_time(cond.get("lastTransitionTime"))
+            if ready_api is not None:
+                record.api_seconds = (ready_api - created_api).total_seconds()
+            seen_late = ready_api is not None and (
+                (seen_at - ready_api).total_seconds() > _LATE_SIGHTING_SECONDS
+            )
+            record.ready_at = ready_api if seen_late and ready_api else seen_at
+            return (record.ready_at - record.created).total_seconds()
+        return None
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._pods.pop((namespace, name), None)
+
+    def timings(self, namespace: str, rollout: str, revision: str) -> list[PodTiming]:
+        return [
+            PodTiming(name=name, created=r.created, ready_at=r.ready_at)
+            for (ns, name), r in sorted(self._pods.items())
+            if ns == namespace and r.rollout == rollout and r.revision == revision
+        ]
+
+    def api_seconds(self, namespace: str, name: str) -> float | None:
+        """Creation to Ready from the API timestamps (whole seconds): the cross-check."""
+        record = self._pods.get((namespace, name))
+        return None if record is None else record.api_seconds
