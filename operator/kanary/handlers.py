@@ -67,7 +67,7 @@ def runtime() -> Runtime:
     return _runtime
 
 
-@kopf.on.startup()  # type: ignore[arg-type]
+@kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = f"{API_GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
@@ -85,11 +85,11 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 @kopf.index("apps", "v1", "deployments", labels={LABEL_ROLLOUT: kopf.PRESENT})
 def tracks(
-    namespace: str,
+    namespace: str | None,
     labels: Mapping[str, str],
-    spec: Mapping[str, Any],
-    status: Mapping[str, Any],
-    meta: Mapping[str, Any],
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
     **_: Any,
 ) -> dict[tuple[str, str, str], TrackState]:
     template_labels = spec.get("template", {}).get("metadata", {}).get("labels") or {}
@@ -109,7 +109,7 @@ def tracks(
         ready=ready if updated >= ready else updated,
         settled=settled,
     )
-    return {(namespace, labels[LABEL_ROLLOUT], labels.get(LABEL_TRACK, "")): state}
+    return {(namespace or "", labels[LABEL_ROLLOUT], labels.get(LABEL_TRACK, "")): state}
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_TRACK: "canary"})
