@@ -1,0 +1,101 @@
+"""Pod readiness timing from watch sightings, the CLI's action table and the status view."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kanary.cli import action_error
+from kanary.podclock import PodClock
+from kanary.statusview import render_list, render_status
+
+T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
+
+
+def pod(name: str, created: datetime, ready_at: datetime | None) -> dict[str, Any]:
+    conditions = []
+    if ready_at is not None:
+        conditions.append(
+            {
+                "type": "Ready",
+                "status": "True",
+                "lastTransitionTime": ready_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        )
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "demo",
+            "creationTimestamp": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "labels": {"kanary.dev/rollout": "gin", "kanary.dev/revision": "r2"},
+        },
+        "status": {"conditions": conditions},
+    }
+
+
+def test_watch_sightings_give_sub_second_ready_time() -> None:
+    clock = PodClock()
+    created = T0 + timedelta(milliseconds=300)  # API shows 12:00:00, truncated
+    assert clock.observe(pod("p1", created, None), created) is None
+    ready = created + timedelta(seconds=2, milliseconds=400)
+    seconds = clock.observe(pod("p1", created, ready), ready)
+    assert seconds is not None and abs(seconds - 2.4) < 1e-6
+    assert clock.api_seconds("demo", "p1") == 2.0  # the 1s-resolution cross-check
+    [timing] = clock.timings("demo", "gin", "r2")
+    assert timing.ready_at == ready
+
+
+def test_pod_first_seen_late_falls_back_to_api_timestamps() -> None:
+    clock = PodClock()
+    created = T0
+    ready = T0 + timedelta(seconds=3)
+    seconds = clock.observe(pod("p2", created, ready), T0 + timedelta(seconds=60))
+    assert seconds == 3.0
+    assert clock.timings("demo", "gin", "other-revision") == []
+    clock.forget("demo", "p2")
+    assert clock.timings("demo", "gin", "r2") == []
+
+
+def test_actions_that_make_no_sense_are_refused_with_the_phase() -> None:
+    assert action_error("promote", "gin", "Paused") is None
+    assert action_error("retry", "gin", "RolledBack") is None
+    msg = action_error("retry", "gin", "Progressing")
+    assert msg is not None and "Progressing" in msg and "RolledBack" in msg
+    assert action_error("resume", "gin", None) is not None
+
+
+def test_status_view_shows_step_weights_and_metrics() -> None:
+    body = {
+        "metadata": {"name": "gin", "namespace": "demo"},
+        "spec": {
+            "template": {"spec": {"containers": [{"image": "kanary/gin-demo:v2"}]}},
+            "strategy": {"steps": [{"setWeight": 5}, {"setWeight": 25}, {"setWeight": 100}]},
+        },
+        "status": {
+            "phase": "Progressing",
+            "message": "step 2/3: weight 25%",
+            "currentStepIndex": 1,
+            "canaryWeight": 25,
+            "analysis": {
+                "lastCheckAt": "2026-11-28T12:00:00Z",
+                "verdict": "Pass",
+                "metrics": [
+                    {
+                        "name": "error-rate",
+                        "value": 0.002,
+                        "max": 0.01,
+                        "requests": 812,
+                        "verdict": "Pass",
+                    }
+                ],
+            },
+        },
+    }
+    text = render_status(body, [{"type": "Normal", "reason": "Step", "message": "weight 25%"}])
+    assert "Step:      2/3" in text
+    assert "stable 75%  canary 25%" in text
+    assert "error-rate: 0.002 <= 0.01, 812 requests -> Pass" in text
+    assert "kanary/gin-demo:v2" in text
+    listing = render_list([body])
+    assert listing.splitlines()[1].split()[:4] == ["gin", "Progressing", "2/3", "25%"]
+    assert render_list([]) == "No rollouts found."
