@@ -28,8 +28,11 @@ class MetricResult(StatusModel):
     baseline: float | None = Field(default=None, description="the stable track's value")
     min: float | None = None
     max: float | None = None
+    max_increase: float | None = Field(default=None, description="bound on canary - stable")
+    max_ratio: float | None = Field(default=None, description="bound on canary / stable")
     requests: float | None = Field(default=None, description="canary requests in the window")
     window: str | None = None
+    track: str | None = Field(default=None, description="the track `value` was measured on")
     reason: str = ""
 
 
