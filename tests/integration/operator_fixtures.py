@@ -1,0 +1,143 @@
+"""The kanary operator as a real process, authenticated as its own ServiceAccount.
+
+The CRD, namespace and RBAC come from crds/ and manifests/, exactly as a user applies them, and
+the operator's kubeconfig carries a token of ServiceAccount kanary-system/kanary: a permission
+missing from manifests/rbac.yaml fails these tests.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.conftest import REPO_ROOT, Cluster, wait_until
+
+OPERATOR_NAMESPACE = "kanary-system"
+SERVICE_ACCOUNT = "kanary"
+LIVENESS_PORT = 18080
+METRICS_PORT = 18081
+
+
+def kubectl(cluster: Cluster, *args: str, stdin: str | None = None) -> str:
+    out = subprocess.run(
+        [str(cluster.kubectl), "--kubeconfig", str(cluster.kubeconfig), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed: {out.stderr.strip()}")
+    return out.stdout
+
+
+def install_operator_manifests(cluster: Cluster) -> None:
+    kubectl(cluster, "apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
+    kubectl(cluster, "apply", "-f", str(REPO_ROOT / "manifests" / "namespace.yaml"))
+    kubectl(cluster, "apply", "-f", str(REPO_ROOT / "manifests" / "rbac.yaml"))
+    kubectl(
+        cluster, "wait", "--for=condition=Established", "crd/rollouts.kanary.dev", "--timeout=30s"
+    )
+
+
+def service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:
+    token = kubectl(
+        cluster, "create", "token", SERVICE_ACCOUNT, "-n", OPERATOR_NAMESPACE, "--duration=6h"
+    ).strip()
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    server_cluster = admin["clusters"][0]["cluster"]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": server_cluster}],
+        "users": [{"name": SERVICE_ACCOUNT, "user": {"token": token}}],
+        "contexts": [{"name": "kanary", "context": {"cluster": "local", "user": SERVICE_ACCOUNT}}],
+        "current-context": "kanary",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@dataclass
+class OperatorProcess:
+    kubeconfig: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = field(default=0)
+
+    def start(self) -> None:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        log = self.log_path.open("ab")
+        self.starts += 1
+        log.write(f"\n===== operator start {self.starts} =====\n".encode())
+        log.flush()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kanary.cli",
+                "run",
+                "--verbose",
+                "--liveness",
+                f"http://127.0.0.1:{LIVENESS_PORT}/healthz",
+                "--metrics-port",
+                str(METRICS_PORT),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_until("operator liveness endpoint", self._alive, timeout=60)
+
+    def _alive(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"operator exited with {self.proc.returncode}:\n{self.tail()}")
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{LIVENESS_PORT}/healthz", timeout=1
+            ) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+    def tail(self, lines: int = 60) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=2) as r:
+            return str(r.read().decode())
+
+
+@pytest.fixture(scope="session")
+def operator(
+    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    install_operator_manifests(cluster)
+    workdir = tmp_path_factory.mktemp("operator")
+    proc = OperatorProcess(
+        kubeconfig=service_account_kubeconfig(cluster, workdir / "kubeconfig"),
+        log_path=workdir / "operator.log",
+    )
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.kill(signal.SIGTERM)
+        # Forbidden calls show up in the operator log: keep it where CI prints it.
+        print(f"\n--- operator log ({proc.log_path}) tail ---\n{proc.tail(40)}")
