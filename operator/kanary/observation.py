@@ -67,5 +67,8 @@ class Observation:
     readiness: ReadinessFigures = field(default_factory=ReadinessFigures)
     analysis: AnalysisOutcome | None = None  # a check that finished this tick, if any
     manual: ManualAction | None = None
+    # Identifies one request for `manual` (e.g. the annotation's value); the engine applies a
+    # given id once, so a request seen again after a restart is not applied twice. None: no id.
+    manual_id: str | None = None
     route_problem: str | None = None  # the router could not write weights, and why
     invalid: str | None = None  # a run-time validation failure (e.g. unknown template variable)

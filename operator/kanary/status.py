@@ -14,6 +14,19 @@ Verdict = Literal["Pass", "Fail", "Inconclusive", "Error"]
 Outcome = Literal["Promoted", "RolledBack", "Superseded"]
 ConditionType = Literal["Available", "Progressing", "Paused", "Completed", "RolledBack"]
 
+Stage = Literal["Creating", "Steady", "Stepping", "Promoting", "Aborted"]
+"""Where the engine is; phase is derived from it (plus pauseReason, and Invalid as an overlay).
+
+Creating: the first stable track is being created (Progressing).
+Steady: stable runs the template, no canary traffic (Healthy).
+Stepping: a rollout runs strategy.steps[currentStepIndex] (Progressing, or Paused).
+Promoting: stable takes the canary's template; waiting for it to be Ready (Progressing).
+Aborted: rolled back; canary weight 0, canary scaled to 0 at scaleDownAt (RolledBack).
+"""
+
+PauseReason = Literal["Step", "User", "Inconclusive"]
+"""Why a Stepping rollout is Paused: a `pause: {}` step, `kanary pause`, inconclusive analysis."""
+
 
 class StatusModel(BaseModel):
     """camelCase on the wire; unknown fields ignored, so an older operator reads a newer status."""
@@ -43,6 +56,7 @@ class AnalysisStatus(StatusModel):
     consecutive_inconclusive: int = 0
     consecutive_errors: int = 0
     metrics: list[MetricResult] = Field(default_factory=list)
+    summary: str = Field(default="", description="the latest check in one line, for the message")
 
 
 class ReadinessStatus(StatusModel):
@@ -76,12 +90,33 @@ class RolloutStatus(StatusModel):
     canary_weight: int = 0
     stable_revision: str | None = None
     canary_revision: str | None = None
+    step: str | None = Field(
+        default=None, description='"3/7": current step, 1-based, of all steps (kubectl get)'
+    )
+    stable_image: str | None = Field(
+        default=None, description="the stable track's container images, comma-separated"
+    )
+    canary_image: str | None = Field(
+        default=None, description="the canary track's container images, comma-separated"
+    )
     step_started_at: datetime | None = None
     rollout_started_at: datetime | None = None
     analysis: AnalysisStatus = Field(default_factory=AnalysisStatus)
     readiness: ReadinessStatus = Field(default_factory=ReadinessStatus)
     conditions: list[Condition] = Field(default_factory=list)
     history: list[HistoryEntry] = Field(default_factory=list, max_length=10)
+    # The engine's resume point (see Stage); everything below is written only by the engine.
+    stage: Stage | None = None
+    pause_reason: PauseReason | None = None
+    scale_down_at: datetime | None = Field(
+        default=None, description="when the canary goes to 0 replicas after a rollback"
+    )
+    last_manual_id: str | None = Field(
+        default=None, description="id of the last manual action applied, so none applies twice"
+    )
+    route_problem: str | None = Field(
+        default=None, description="the router's last complaint, so its Event is sent once"
+    )
 
     def to_patch(self) -> dict[str, object]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=False)

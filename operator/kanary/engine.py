@@ -1,0 +1,968 @@
+"""The step engine: spec + status + what was observed -> the next status and the writes to make.
+
+Pure: no clock (time is ``obs.now``), no client, no I/O. The I/O layer must execute the actions in
+order and write the returned status only after they all succeeded; every action is an idempotent
+write, so a crash between the two re-decides from the old status and repeats the same writes,
+and a restart from a written status resumes exactly where it stopped (all progress is in status).
+
+Deployments are driven level-style (the wanted replicas and revision are derived from the stage
+and compared with what was observed, so a lost write is redone); route weights, which are not
+observed, are written once, at the transition that changes them.
+
+Stages (status.stage) and their phases:
+  Creating  (Progressing) first stable track being created; Steady once it is Ready.
+  Steady    (Healthy)     stable runs the template; a template change starts a rollout.
+  Stepping  (Progressing, Paused with pauseReason) runs steps[currentStepIndex]:
+            setWeight w: canary scaled to ceil(replicas*w/100), Ready -> weight written -> next;
+            pause {duration}: elapsed and the latest analysis passed -> next;
+            pause {}: Paused until `promote`. After the last step: Promoting.
+  Promoting (Progressing) stable takes the canary template; Ready -> weight 0 -> Steady.
+  Aborted   (RolledBack)  weight 0 written; canary to 0 replicas at scaleDownAt.
+Invalid is an overlay: phase Invalid, nothing written, the stage kept for when it is fixed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from kanary import canary_math
+from kanary.actions import (
+    Action,
+    ApplyCanary,
+    ApplyStable,
+    EmitEvent,
+    EnsureServices,
+    ScaleStable,
+    SetWeight,
+)
+from kanary.durations import format_duration
+from kanary.observation import AnalysisOutcome, ManualAction, Observation, TrackState
+from kanary.spec import AnalysisSpec, OnInconclusive, Phase, PodTemplate, RolloutSpec, Step
+from kanary.status import (
+    AnalysisStatus,
+    Condition,
+    ConditionType,
+    HistoryEntry,
+    Outcome,
+    PauseReason,
+    ReadinessStatus,
+    RolloutStatus,
+)
+
+HISTORY_LIMIT = 10
+CONDITION_ORDER: tuple[ConditionType, ...] = (
+    "Available",
+    "Progressing",
+    "Paused",
+    "Completed",
+    "RolledBack",
+)
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: RolloutStatus
+    actions: Sequence[Action]  # in execution order
+
+
+def template_hash(template: PodTemplate) -> str:
+    """Stable short hash of the template's canonical JSON: the kanary.dev/revision label."""
+    body = template.model_dump(mode="json", by_alias=True)
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:10]
+
+
+def analysis_due(spec: RolloutSpec, status: RolloutStatus, now: datetime) -> bool:
+    """Run a check now? Only while the canary takes traffic in a running or step-paused rollout."""
+    analysis = spec.strategy.analysis
+    if analysis is None or status.phase == "Invalid":
+        return False
+    if status.stage != "Stepping" or status.canary_weight <= 0:
+        return False
+    if status.pause_reason not in (None, "Step"):
+        return False
+    last = status.analysis.last_check_at
+    return last is None or (now - last).total_seconds() >= analysis.interval_seconds()
+
+
+def decide(spec: RolloutSpec, status: RolloutStatus, obs: Observation) -> Decision:
+    tick = _Tick(spec, status, obs)
+    tick.update(observed_generation=obs.generation)
+    if obs.invalid is not None:
+        _hold_invalid(tick, obs.invalid)
+    else:
+        _take_analysis(tick)
+        _follow_template(tick)
+        _apply_manual(tick)
+        _run_stage(tick)
+        _converge_tracks(tick)
+        _finish(tick)
+    return Decision(status=tick.status, actions=tick.actions)
+
+
+# ---- the decision in the making ----------------------------------------------------------------
+
+
+class _Tick:
+    """One call of decide(): the inputs, the status so far and the actions so far."""
+
+    def __init__(self, spec: RolloutSpec, status: RolloutStatus, obs: Observation) -> None:
+        self.spec = spec
+        self.obs = obs
+        self.incoming = status
+        self.status = status
+        self.actions: list[Action] = []
+
+    @property
+    def now(self) -> datetime:
+        return self.obs.now
+
+    @property
+    def steps(self) -> list[Step]:
+        return self.spec.strategy.steps
+
+    @property
+    def replicas(self) -> int:
+        return self.spec.replicas
+
+    @property
+    def ratio_mode(self) -> bool:
+        routing = self.spec.traffic_routing
+        return routing is None or routing.gateway_api is None
+
+    @property
+    def step_index(self) -> int:
+        return self.status.current_step_index or 0
+
+    def label(self) -> str:
+        return canary_math.step_label(self.step_index, self.steps)
+
+    def continuing_rollout(self) -> bool:
+        """Same rollout as when this tick began: the observed canary figures are about it."""
+        return (
+            self.incoming.stage == "Stepping"
+            and self.incoming.canary_revision == self.status.canary_revision
+        )
+
+    def seconds_in_step(self) -> float:
+        started = self.status.step_started_at
+        return 0.0 if started is None else (self.now - started).total_seconds()
+
+    def update(self, **changes: Any) -> None:
+        self.status = self.status.model_copy(update=changes)
+
+    def act(self, action: Action) -> None:
+        self.actions.append(action)
+
+    def event(self, reason: str, message: str, warning: bool = False) -> None:
+        self.act(EmitEvent(type="Warning" if warning else "Normal", reason=reason, message=message))
+
+    def record(self, outcome: Outcome, reason: str) -> None:
+        entry = HistoryEntry(
+            revision=self.status.canary_revision or "",
+            outcome=outcome,
+            started=self.status.rollout_started_at,
+            finished=self.now,
+            reason=reason,
+        )
+        self.update(history=[*self.status.history, entry][-HISTORY_LIMIT:])
+
+
+# ---- invalid -----------------------------------------------------------------------------------
+
+
+def _hold_invalid(tick: _Tick, reason: str) -> None:
+    """Nothing is written while the spec is invalid; the stage is kept for when it is fixed."""
+    if tick.incoming.phase != "Invalid" or tick.incoming.message != reason:
+        tick.event("Invalid", reason, warning=True)
+    if tick.obs.manual is not None and _manual_is_new(tick):
+        tick.update(last_manual_id=tick.obs.manual_id or tick.status.last_manual_id)
+        tick.event("ManualActionRefused", f"{tick.obs.manual}: the Rollout is Invalid", True)
+    tick.update(phase="Invalid", message=reason)
+    _set_conditions(tick, "Invalid")
+
+
+# ---- analysis ----------------------------------------------------------------------------------
+
+
+def _take_analysis(tick: _Tick) -> None:
+    """Count a check that finished this tick; its verdict may roll back or pause the rollout."""
+    outcome = tick.obs.analysis
+    analysis = tick.spec.strategy.analysis
+    if outcome is None or analysis is None or tick.status.stage != "Stepping":
+        return
+    last = tick.status.analysis.last_check_at
+    if last is not None and outcome.at <= last:
+        return  # already counted (the same check seen again after a restart)
+    tick.update(analysis=_counted(tick.status.analysis, outcome))
+    _judge_analysis(tick, analysis)
+
+
+def _counted(previous: AnalysisStatus, outcome: AnalysisOutcome) -> AnalysisStatus:
+    failures = previous.consecutive_failures
+    inconclusive = previous.consecutive_inconclusive
+    errors = previous.consecutive_errors
+    match outcome.verdict:
+        case "Pass":
+            failures, inconclusive, errors = 0, 0, 0
+        case "Fail":
+            failures, inconclusive, errors = failures + 1, 0, 0
+        case "Inconclusive":
+            failures, inconclusive, errors = 0, inconclusive + 1, 0
+        case "Error":
+            # A check that could not run says nothing about the canary: other streaks go on.
+            errors += 1
+    return AnalysisStatus(
+        last_check_at=outcome.at,
+        verdict=outcome.verdict,
+        consecutive_failures=failures,
+        consecutive_inconclusive=inconclusive,
+        consecutive_errors=errors,
+        metrics=list(outcome.metrics),
+        summary=outcome.summary,
+    )
+
+
+def _judge_analysis(tick: _Tick, analysis: AnalysisSpec) -> None:
+    counts = tick.status.analysis
+    summary = counts.summary or counts.verdict or ""
+    if counts.consecutive_failures >= analysis.failure_limit:
+        reason = f"analysis failed {counts.consecutive_failures} checks in a row: {summary}"
+        _roll_back(tick, "AnalysisFailed", reason)
+    elif counts.consecutive_errors >= analysis.error_limit:
+        reason = f"analysis could not run {counts.consecutive_errors} times in a row: {summary}"
+        _roll_back(tick, "AnalysisError", reason)
+    elif counts.consecutive_inconclusive >= analysis.inconclusive_limit:
+        _on_inconclusive(tick, analysis, counts.consecutive_inconclusive, summary)
+
+
+def _on_inconclusive(tick: _Tick, analysis: AnalysisSpec, count: int, summary: str) -> None:
+    reason = f"analysis inconclusive {count} checks in a row: {summary}"
+    if analysis.on_inconclusive == OnInconclusive.ROLLBACK:
+        _roll_back(tick, "AnalysisInconclusive", reason)
+    elif tick.status.pause_reason != "Inconclusive":
+        tick.update(pause_reason="Inconclusive")
+        tick.event(
+            "AnalysisInconclusive",
+            f"{tick.label()}: paused, {reason}; `kanary resume` or `kanary abort`",
+            warning=True,
+        )
+
+
+def _analysis_allows_pause_end(tick: _Tick) -> bool:
+    """A pause ends only on a passing check taken during it (when there is traffic to judge)."""
+    if tick.spec.strategy.analysis is None or tick.status.canary_weight <= 0:
+        return True
+    latest = tick.status.analysis
+    started = tick.status.step_started_at
+    checked = latest.last_check_at
+    during_step = checked is not None and (started is None or checked >= started)
+    return during_step and latest.verdict == "Pass"
+
+
+def _analysis_blocks_raise(tick: _Tick) -> bool:
+    """No more traffic to a canary whose latest check failed or could not run."""
+    if tick.spec.strategy.analysis is None:
+        return False
+    return tick.status.analysis.verdict in ("Fail", "Error")
+
+
+# ---- template changes --------------------------------------------------------------------------
+
+
+def _follow_template(tick: _Tick) -> None:
+    wanted = tick.obs.template_hash
+    status = tick.status
+    match status.stage:
+        case "Steady" if wanted != status.stable_revision:
+            _start_rollout(tick)
+        case "Stepping" if wanted != status.canary_revision:
+            _supersede(tick)
+        case "Promoting" if wanted != status.canary_revision:
+            _supersede_promotion(tick)
+        case "Aborted" if wanted != status.canary_revision:
+            if wanted == status.stable_revision:
+                _back_to_stable(tick)
+            else:
+                _start_rollout(tick)
+        case _:
+            pass
+
+
+def _supersede(tick: _Tick) -> None:
+    """A new template mid-rollout: traffic off the old canary, then the new one from step 0."""
+    old = tick.status.canary_revision
+    wanted = tick.obs.template_hash
+    reverted = wanted == tick.status.stable_revision
+    why = "template reverted to the stable revision" if reverted else f"new template {wanted}"
+    tick.record("Superseded", why)
+    if tick.status.canary_weight > 0:
+        tick.act(SetWeight(0))
+    tick.event("Superseded", f"rollout of {old} stopped at {tick.label()}: {why}")
+    if reverted:
+        tick.update(scale_down_at=_scale_down_time(tick))
+        _enter_steady(tick)
+        _scale_down_if_due(tick)
+    else:
+        _start_rollout(tick)
+
+
+def _supersede_promotion(tick: _Tick) -> None:
+    """The stable Deployment already has the promoted template: it is the new stable revision."""
+    promoted = tick.status.canary_revision
+    tick.record("Superseded", f"new template {tick.obs.template_hash} during promotion")
+    tick.act(SetWeight(0))
+    tick.event("Superseded", f"promotion of {promoted} superseded by a new template")
+    tick.update(stable_revision=promoted)
+    _start_rollout(tick)
+
+
+def _back_to_stable(tick: _Tick) -> None:
+    tick.event("Reverted", f"template is back to the stable revision {tick.status.stable_revision}")
+    _enter_steady(tick)
+
+
+# ---- manual actions ----------------------------------------------------------------------------
+
+
+def _manual_is_new(tick: _Tick) -> bool:
+    request_id = tick.obs.manual_id
+    return request_id is None or request_id != tick.status.last_manual_id
+
+
+def _apply_manual(tick: _Tick) -> None:
+    action = tick.obs.manual
+    if action is None or not _manual_is_new(tick):
+        return
+    if tick.obs.manual_id is not None:
+        tick.update(last_manual_id=tick.obs.manual_id)
+    refusal = _MANUAL[action](tick)
+    if refusal is not None:
+        tick.event("ManualActionRefused", f"{action}: {refusal}", warning=True)
+
+
+def _promote(tick: _Tick) -> str | None:
+    if tick.status.stage != "Stepping":
+        return f"nothing to promote: the rollout is {_phase_of(tick.status)}"
+    step = tick.steps[tick.step_index]
+    if step.pause is None:
+        return (
+            f"{tick.label()} is {canary_math.describe_step(step)}, not a pause; "
+            "`promote --full` promotes now"
+        )
+    tick.event("ManualPromote", f"{tick.label()} ({canary_math.describe_step(step)}) ended by user")
+    _advance(tick)
+    return None
+
+
+def _promote_full(tick: _Tick) -> str | None:
+    if tick.status.stage != "Stepping":
+        return f"nothing to promote: the rollout is {_phase_of(tick.status)}"
+    _start_promotion(tick, f"promote --full at {tick.label()}")
+    return None
+
+
+def _abort(tick: _Tick) -> str | None:
+    if tick.status.stage == "Promoting":
+        return f"promotion in progress: the stable track already runs {tick.status.canary_revision}"
+    if tick.status.stage != "Stepping":
+        return f"nothing to abort: the rollout is {_phase_of(tick.status)}"
+    _roll_back(tick, "Aborted", "aborted by user")
+    return None
+
+
+def _retry(tick: _Tick) -> str | None:
+    if tick.status.stage != "Aborted":
+        return f"nothing to retry: the rollout is {_phase_of(tick.status)}"
+    _start_rollout(tick)
+    return None
+
+
+def _pause(tick: _Tick) -> str | None:
+    if tick.status.stage != "Stepping":
+        return f"only a running rollout can pause: the rollout is {_phase_of(tick.status)}"
+    if tick.status.pause_reason is not None:
+        return f"already paused ({_pause_text(tick)})"
+    tick.update(pause_reason="User")
+    tick.event("Paused", f"{tick.label()}: paused by user")
+    return None
+
+
+def _resume(tick: _Tick) -> str | None:
+    reason = tick.status.pause_reason if tick.status.stage == "Stepping" else None
+    if reason is None:
+        return f"not paused: the rollout is {_phase_of(tick.status)}"
+    if reason == "Step":
+        return f"{tick.label()} is a pause until promote: use `kanary promote`"
+    step = tick.steps[tick.step_index]
+    counts = tick.status.analysis.model_copy(update={"consecutive_inconclusive": 0})
+    tick.update(pause_reason=_pause_reason_of(step), analysis=counts)
+    tick.event("Resumed", f"{tick.label()}: resumed by user")
+    return None
+
+
+_MANUAL: dict[ManualAction, Callable[[_Tick], str | None]] = {
+    "promote": _promote,
+    "promote-full": _promote_full,
+    "abort": _abort,
+    "retry": _retry,
+    "pause": _pause,
+    "resume": _resume,
+}
+
+
+# ---- stages ------------------------------------------------------------------------------------
+
+
+def _run_stage(tick: _Tick) -> None:
+    match tick.status.stage:
+        case None | "Creating":
+            _creating(tick)
+        case "Steady":
+            _steady(tick)
+        case "Stepping":
+            _stepping(tick)
+        case "Promoting":
+            _promoting(tick)
+        case "Aborted":
+            _scale_down_if_due(tick)
+
+
+def _creating(tick: _Tick) -> None:
+    if tick.status.stage is None and tick.obs.stable.exists and tick.obs.stable.revision:
+        _adopt(tick, tick.obs.stable.revision)
+        return
+    wanted = tick.obs.template_hash
+    if tick.status.stage is None:
+        _enter_creating(tick)
+    tick.update(stable_revision=wanted)  # follows template edits until the first one is Ready
+    if _track_ready(tick.obs.stable, wanted, tick.replicas) and not tick.obs.route_problem:
+        tick.act(SetWeight(0))
+        tick.event("Available", f"stable track {wanted} Ready with {tick.replicas} pods")
+        _enter_steady(tick)
+
+
+def _enter_creating(tick: _Tick) -> None:
+    tick.update(
+        stage="Creating",
+        stable_revision=tick.obs.template_hash,
+        step_started_at=tick.now,
+        rollout_started_at=tick.now,
+    )
+    tick.act(EnsureServices())
+    tick.event("Creating", f"creating stable track {tick.obs.template_hash}, {tick.replicas} pods")
+
+
+def _adopt(tick: _Tick, running: str) -> None:
+    """No progress recorded but a stable track exists: trust what runs, start over from there."""
+    tick.update(stable_revision=running)
+    tick.act(EnsureServices())
+    if not tick.obs.route_problem:
+        tick.act(SetWeight(0))
+    tick.event("Adopted", f"stable track runs revision {running}")
+    _enter_steady(tick)
+    if tick.obs.template_hash != running:
+        _start_rollout(tick)
+
+
+def _steady(tick: _Tick) -> None:
+    if not tick.obs.stable.exists:
+        tick.event("StableMissing", "stable Deployment is gone: recreating it", warning=True)
+        _enter_creating(tick)
+        return
+    _scale_down_if_due(tick)
+
+
+def _enter_steady(tick: _Tick) -> None:
+    tick.update(
+        stage="Steady",
+        canary_revision=None,
+        canary_weight=0,
+        current_step_index=None,
+        step_started_at=None,
+        pause_reason=None,
+    )
+
+
+def _stepping(tick: _Tick) -> None:
+    if tick.continuing_rollout():
+        _take_readiness(tick)
+        violation = _readiness_violation(tick)
+        if violation is not None:
+            _roll_back(tick, "PodReadyTooSlow", violation)
+            return
+    if tick.status.pause_reason in ("User", "Inconclusive"):
+        return
+    step = tick.steps[tick.step_index]
+    if step.set_weight is not None:
+        _weight_step(tick, step.set_weight)
+    elif step.pause is not None and step.pause.seconds() is not None:
+        _timed_pause_step(tick, step.pause.seconds() or 0.0)
+
+
+def _weight_step(tick: _Tick, weight: int) -> None:
+    wanted = canary_math.replicas_for_weight(tick.replicas, weight)
+    if not _track_ready(tick.obs.canary, tick.status.canary_revision, wanted):
+        deadline = tick.spec.strategy.progress_deadline_seconds
+        if tick.seconds_in_step() > deadline:
+            ready = min(tick.obs.canary.ready, wanted)
+            why = f"canary not Ready after {deadline}s ({ready}/{wanted} pods Ready)"
+            _roll_back(tick, "ProgressDeadlineExceeded", why)
+        return
+    if tick.obs.route_problem or _analysis_blocks_raise(tick):
+        return
+    written = canary_math.ratio_split(tick.replicas, weight).percent if tick.ratio_mode else weight
+    tick.act(SetWeight(written))
+    tick.update(canary_weight=written)
+    tick.event("WeightSet", f"{tick.label()}: canary weight {written}%")
+    _advance(tick)
+
+
+def _timed_pause_step(tick: _Tick, seconds: float) -> None:
+    if tick.seconds_in_step() >= seconds and _analysis_allows_pause_end(tick):
+        _advance(tick)
+
+
+def _advance(tick: _Tick) -> None:
+    following = tick.step_index + 1
+    if following >= len(tick.steps):
+        _start_promotion(tick, "all steps done")
+        return
+    step = tick.steps[following]
+    tick.update(
+        current_step_index=following,
+        step_started_at=tick.now,
+        pause_reason=_pause_reason_of(step),
+    )
+    _announce_step(tick)
+
+
+def _announce_step(tick: _Tick) -> None:
+    step = tick.steps[tick.step_index]
+    text = f"{tick.label()}: {canary_math.describe_step(step)}"
+    if step.set_weight is not None:
+        pods = canary_math.replicas_for_weight(tick.replicas, step.set_weight)
+        text += f" ({pods} canary pod{'' if pods == 1 else 's'})"
+    if step.pause is not None and step.pause.duration is None:
+        tick.event("Paused", f"{text}: `kanary promote` to continue")
+    else:
+        tick.event("Step", text)
+
+
+def _start_rollout(tick: _Tick) -> None:
+    revision = tick.obs.template_hash
+    first = tick.steps[0]
+    tick.update(
+        stage="Stepping",
+        canary_revision=revision,
+        current_step_index=0,
+        canary_weight=0,
+        step_started_at=tick.now,
+        rollout_started_at=tick.now,
+        pause_reason=_pause_reason_of(first),
+        scale_down_at=None,
+        analysis=AnalysisStatus(),
+        readiness=ReadinessStatus(),
+    )
+    tick.act(EnsureServices())
+    images = ", ".join(tick.spec.template.images())
+    tick.event(
+        "RolloutStarted",
+        f"rollout of {revision} ({images}) started: {len(tick.steps)} steps, "
+        f"stable {tick.status.stable_revision}",
+    )
+    _announce_step(tick)
+
+
+def _start_promotion(tick: _Tick, why: str) -> None:
+    tick.update(
+        stage="Promoting",
+        current_step_index=len(tick.steps),
+        step_started_at=tick.now,
+        pause_reason=None,
+    )
+    revision = tick.status.canary_revision
+    tick.event("Promoting", f"promoting {revision} ({why}): stable track takes the new template")
+
+
+def _promoting(tick: _Tick) -> None:
+    revision = tick.status.canary_revision
+    if not _track_ready(tick.obs.stable, revision, tick.replicas) or tick.obs.route_problem:
+        return
+    tick.act(SetWeight(0))
+    tick.record("Promoted", "")
+    tick.event("Promoted", f"{revision} promoted: stable track Ready, 100% of traffic")
+    tick.update(stable_revision=revision)
+    _enter_steady(tick)
+
+
+# ---- rollback ----------------------------------------------------------------------------------
+
+
+def _roll_back(tick: _Tick, cause: str, reason: str) -> None:
+    """Weight to 0 first, in one write; the canary goes to 0 pods later; stable is untouched."""
+    where = tick.label()
+    tick.act(SetWeight(0))
+    tick.record("RolledBack", reason)
+    tick.update(
+        stage="Aborted",
+        canary_weight=0,
+        pause_reason=None,
+        scale_down_at=_scale_down_time(tick),
+    )
+    _put_condition(tick, "RolledBack", True, cause, f"{where}: {reason}")
+    revision = tick.status.canary_revision
+    tick.event("RolledBack", f"{revision} rolled back at {where}: {reason}", warning=True)
+    _scale_down_if_due(tick)
+
+
+def _scale_down_time(tick: _Tick) -> datetime:
+    # Replica-ratio mode has no weight to write: canary pods are its traffic, so they go at once.
+    if tick.ratio_mode:
+        return tick.now
+    return tick.now + timedelta(seconds=tick.spec.strategy.abort_scale_down_delay_seconds)
+
+
+def _scale_down_if_due(tick: _Tick) -> None:
+    due = tick.status.scale_down_at
+    if due is None or tick.now < due:
+        return
+    tick.update(scale_down_at=None)
+    tick.event("ScaledDown", "canary scaled to 0 pods")
+
+
+# ---- readiness ---------------------------------------------------------------------------------
+
+
+def _take_readiness(tick: _Tick) -> None:
+    figures = tick.obs.readiness
+    if figures.count == 0 and figures.oldest_unready_pod is None:
+        return
+    tick.update(
+        readiness=ReadinessStatus(
+            count=figures.count,
+            p50_seconds=figures.p50_seconds,
+            max_seconds=figures.max_seconds,
+            slowest_pod=figures.slowest_pod,
+        )
+    )
+
+
+def _readiness_violation(tick: _Tick) -> str | None:
+    limit = tick.spec.strategy.readiness.max_pod_ready_seconds
+    figures = tick.obs.readiness
+    if limit is None:
+        return None
+    if figures.max_seconds is not None and figures.max_seconds > limit:
+        return (
+            f"canary pod {figures.slowest_pod} took {figures.max_seconds:.1f}s to become Ready "
+            f"(maxPodReadySeconds {limit:g})"
+        )
+    unready = figures.oldest_unready_seconds
+    if unready is not None and unready > limit:
+        return (
+            f"canary pod {figures.oldest_unready_pod} not Ready after {unready:.1f}s "
+            f"(maxPodReadySeconds {limit:g})"
+        )
+    return None
+
+
+# ---- Deployments, level-triggered --------------------------------------------------------------
+
+
+def _converge_tracks(tick: _Tick) -> None:
+    match tick.status.stage:
+        case "Creating":
+            _ensure_stable(tick, tick.obs.template_hash)
+        case "Steady":
+            _scale_stable(tick, tick.replicas)
+            _scale_canary_down(tick)
+        case "Stepping":
+            _ensure_step_canary(tick)
+            _scale_stable(tick, _stable_replicas_in_step(tick))
+        case "Promoting":
+            _ensure_stable(tick, tick.status.canary_revision or tick.obs.template_hash)
+        case "Aborted":
+            if tick.ratio_mode:
+                _scale_stable(tick, tick.replicas)
+            _scale_canary_down(tick)
+        case None:
+            pass
+
+
+def _ensure_stable(tick: _Tick, revision: str) -> None:
+    stable = tick.obs.stable
+    if (stable.exists, stable.revision, stable.replicas) != (True, revision, tick.replicas):
+        tick.act(ApplyStable(revision=revision, replicas=tick.replicas))
+
+
+def _scale_stable(tick: _Tick, replicas: int) -> None:
+    if tick.obs.stable.exists and tick.obs.stable.replicas != replicas:
+        tick.act(ScaleStable(replicas=replicas))
+
+
+def _ensure_step_canary(tick: _Tick) -> None:
+    revision = tick.status.canary_revision or tick.obs.template_hash
+    weight = canary_math.weight_through(tick.steps, tick.step_index)
+    replicas = canary_math.replicas_for_weight(tick.replicas, weight)
+    canary = tick.obs.canary
+    if (canary.exists, canary.revision, canary.replicas) != (True, revision, replicas):
+        tick.act(ApplyCanary(revision=revision, replicas=replicas))
+
+
+def _stable_replicas_in_step(tick: _Tick) -> int:
+    if not tick.ratio_mode:
+        return tick.replicas  # full capacity until promotion, so a rollback is one weight write
+    written = canary_math.weight_before(tick.steps, tick.step_index)
+    return canary_math.ratio_split(tick.replicas, written).stable
+
+
+def _scale_canary_down(tick: _Tick) -> None:
+    canary = tick.obs.canary
+    if tick.status.scale_down_at is None and canary.exists and canary.replicas > 0:
+        tick.act(ApplyCanary(revision=tick.obs.template_hash, replicas=0))
+
+
+def _track_ready(track: TrackState, revision: str | None, replicas: int) -> bool:
+    return (
+        track.exists
+        and track.revision == revision
+        and track.replicas == replicas
+        and track.ready >= replicas
+        and track.settled
+    )
+
+
+# ---- phase, conditions, message ----------------------------------------------------------------
+
+
+def _finish(tick: _Tick) -> None:
+    _note_route_problem(tick)
+    phase = _phase_of(tick.status)
+    tick.update(phase=phase)
+    _set_conditions(tick, phase)
+    tick.update(message=_message(tick))
+
+
+def _phase_of(status: RolloutStatus) -> Phase | None:
+    match status.stage:
+        case "Creating" | "Promoting":
+            return "Progressing"
+        case "Steady":
+            return "Healthy"
+        case "Stepping":
+            return "Paused" if status.pause_reason is not None else "Progressing"
+        case "Aborted":
+            return "RolledBack"
+        case None:
+            return status.phase
+
+
+def _note_route_problem(tick: _Tick) -> None:
+    problem = tick.obs.route_problem
+    if problem == tick.status.route_problem:
+        return
+    if problem is not None:
+        tick.event("RouteProblem", f"{problem}: traffic weights cannot be written", warning=True)
+    else:
+        tick.event("RouteFixed", "route references both tracks again")
+    tick.update(route_problem=problem)
+
+
+def _stalled(tick: _Tick) -> bool:
+    """Creating or promoting past the deadline: nothing to roll back to, so it is only reported."""
+    if tick.status.stage not in ("Creating", "Promoting"):
+        return False
+    return tick.seconds_in_step() > tick.spec.strategy.progress_deadline_seconds
+
+
+def _set_conditions(tick: _Tick, phase: Phase | None) -> None:
+    was_stalled = _condition(tick.incoming, "Progressing")
+    wanted = [
+        _available(tick),
+        _progressing(tick, phase),
+        _paused(tick, phase),
+        _completed(tick, phase),
+        _rolled_back(tick, phase),
+    ]
+    for kind, ok, reason, message in wanted:
+        _put_condition(tick, kind, ok, reason, message)
+    now_stalled = _condition(tick.status, "Progressing")
+    stall = "ProgressDeadlineExceeded"
+    newly_stalled = was_stalled is None or was_stalled.reason != stall
+    if now_stalled is not None and now_stalled.reason == stall and newly_stalled:
+        tick.event(stall, now_stalled.message, warning=True)
+
+
+_ConditionWish = tuple[ConditionType, bool, str, str]
+
+
+def _available(tick: _Tick) -> _ConditionWish:
+    stable, canary = tick.obs.stable, tick.obs.canary
+    serving = stable.ready > 0 or (tick.status.canary_weight > 0 and canary.ready > 0)
+    message = f"stable {stable.ready}/{stable.replicas} pods Ready"
+    return ("Available", serving, "PodsReady" if serving else "NoReadyPods", message)
+
+
+def _progressing(tick: _Tick, phase: Phase | None) -> _ConditionWish:
+    stage = tick.status.stage or "Pending"
+    if _stalled(tick):
+        track = tick.obs.stable
+        what = "creation" if stage == "Creating" else "promotion"
+        message = (
+            f"{what}: stable track not Ready after "
+            f"{tick.spec.strategy.progress_deadline_seconds}s ({track.ready}/{tick.replicas})"
+        )
+        return ("Progressing", False, "ProgressDeadlineExceeded", message)
+    if phase == "Progressing":
+        return ("Progressing", True, stage, "")
+    return ("Progressing", False, phase or "Pending", "")
+
+
+def _paused(tick: _Tick, phase: Phase | None) -> _ConditionWish:
+    reasons: dict[PauseReason, str] = {
+        "Step": "PauseStep",
+        "User": "PausedByUser",
+        "Inconclusive": "AnalysisInconclusive",
+    }
+    reason = tick.status.pause_reason
+    if phase == "Paused" and reason is not None:
+        return ("Paused", True, reasons[reason], _pause_text(tick))
+    return ("Paused", False, "NotPaused", "")
+
+
+def _completed(tick: _Tick, phase: Phase | None) -> _ConditionWish:
+    status = tick.status
+    done = phase == "Healthy" and tick.obs.template_hash == status.stable_revision
+    if not done:
+        return ("Completed", False, phase or "Pending", "")
+    promoted = bool(status.history) and status.history[-1].outcome == "Promoted"
+    return ("Completed", True, "Promoted" if promoted else "UpToDate", f"{status.stable_revision}")
+
+
+def _rolled_back(tick: _Tick, phase: Phase | None) -> _ConditionWish:
+    current = _condition(tick.status, "RolledBack")
+    if tick.status.stage == "Aborted" and current is not None and current.status == "True":
+        return ("RolledBack", True, current.reason, current.message)
+    if tick.status.stage == "Aborted":
+        return ("RolledBack", True, "RolledBack", _last_reason(tick.status))
+    return ("RolledBack", False, phase or "Pending", "")
+
+
+def _condition(status: RolloutStatus, kind: ConditionType) -> Condition | None:
+    return next((c for c in status.conditions if c.type == kind), None)
+
+
+def _put_condition(tick: _Tick, kind: ConditionType, ok: bool, reason: str, message: str) -> None:
+    """lastTransitionTime moves only when the condition's status flips."""
+    value: Literal["True", "False"] = "True" if ok else "False"
+    previous = _condition(tick.status, kind)
+    since = previous.last_transition_time if previous and previous.status == value else tick.now
+    fresh = Condition(
+        type=kind, status=value, reason=reason, message=message, last_transition_time=since
+    )
+    others = {c.type: c for c in tick.status.conditions if c.type != kind}
+    others[kind] = fresh
+    ordered = [others[k] for k in CONDITION_ORDER if k in others]
+    tick.update(conditions=ordered)
+
+
+def _last_reason(status: RolloutStatus) -> str:
+    return status.history[-1].reason if status.history else ""
+
+
+# ---- the one-line message ----------------------------------------------------------------------
+
+
+def _message(tick: _Tick) -> str:
+    text = _stage_message(tick)
+    if tick.obs.route_problem:
+        text += f"; blocked: {tick.obs.route_problem}"
+    return text
+
+
+def _stage_message(tick: _Tick) -> str:
+    status, obs = tick.status, tick.obs
+    match status.stage:
+        case "Creating":
+            return f"creating stable track {status.stable_revision}: {_pods(obs.stable, tick)}"
+        case "Steady":
+            return f"healthy: {status.stable_revision}, {_pods(obs.stable, tick)}" + _pending(tick)
+        case "Stepping":
+            return _step_message(tick)
+        case "Promoting":
+            return (
+                f"promoting {status.canary_revision}: stable {_pods(obs.stable, tick)}; "
+                f"weight {status.canary_weight}%"
+            )
+        case "Aborted":
+            rolled = _condition(status, "RolledBack")
+            reason = rolled.message if rolled is not None else _last_reason(status)
+            return f"rolled back: {reason}" + _pending(tick)
+        case None:
+            return status.message
+
+
+def _pods(track: TrackState, tick: _Tick) -> str:
+    return f"{track.ready}/{tick.replicas} pods Ready"
+
+
+def _pending(tick: _Tick) -> str:
+    due = tick.status.scale_down_at
+    if due is None:
+        return ""
+    return f"; canary scale-down in {_seconds_text((due - tick.now).total_seconds())}"
+
+
+def _step_message(tick: _Tick) -> str:
+    text = f"{tick.label()}: weight {tick.status.canary_weight}%; {_step_detail(tick)}"
+    summary = tick.status.analysis.summary
+    return f"{text}; {summary}" if summary else text
+
+
+def _step_detail(tick: _Tick) -> str:
+    if tick.status.pause_reason is not None:
+        return _pause_text(tick)
+    step = tick.steps[tick.step_index]
+    elapsed = _seconds_text(tick.seconds_in_step())
+    if step.set_weight is not None:
+        wanted = canary_math.replicas_for_weight(tick.replicas, step.set_weight)
+        deadline = tick.spec.strategy.progress_deadline_seconds
+        ready = min(tick.obs.canary.ready, wanted) if tick.obs.canary.revision else 0
+        return (
+            f"setWeight {step.set_weight}: waiting for canary pods "
+            f"({ready}/{wanted} Ready, {elapsed} of {deadline}s)"
+        )
+    pause = step.pause
+    total = pause.seconds() if pause is not None else None
+    if pause is None or total is None:
+        return "paused until `kanary promote`"
+    if tick.seconds_in_step() >= total:
+        return f"pause {pause.duration} done; waiting for a passing analysis check"
+    return f"pause {elapsed} of {pause.duration}"
+
+
+def _pause_text(tick: _Tick) -> str:
+    match tick.status.pause_reason:
+        case "Step":
+            return "paused until `kanary promote`"
+        case "User":
+            return "paused by user; `kanary resume` to continue"
+        case "Inconclusive":
+            count = tick.status.analysis.consecutive_inconclusive
+            return f"paused after {count} inconclusive checks; `kanary resume` or `kanary abort`"
+        case None:
+            return ""
+
+
+def _pause_reason_of(step: Step) -> PauseReason | None:
+    return "Step" if step.pause is not None and step.pause.duration is None else None
+
+
+def _seconds_text(seconds: float) -> str:
+    return format_duration(round(seconds)) if seconds >= 1 else "0s"
