@@ -83,6 +83,11 @@ class Traffic:
 class Judged:
     result: MetricResult
     detail: str  # the reason without the window / request-count suffix
+    cause: str  # the detail without the metric's name, when it is about one metric
+
+    @property
+    def name(self) -> str:
+        return self.result.name
 
 
 # --- formatting: what on-call reads ----------------------------------------------------------
@@ -264,6 +269,7 @@ def judge_metric(
                 reason=detail + (tail if suffix else ""),
             ),
             detail,
+            detail.removeprefix(f"{metric.name}: "),
         )
 
     if isinstance(canary, QueryError | ManySeries):
@@ -335,10 +341,16 @@ def summary(verdict: Verdict, judged: Sequence[Judged], window: str, requests: Q
         n, _ = _request_count(requests)
         tail = f" over {window}" + (f", {_count_text(n)} canary requests" if n is not None else "")
         return ", ".join(j.detail for j in deciding) + tail
-    # the same cause (Prometheus down, thin traffic) is said once
-    causes: dict[str, None] = dict.fromkeys(j.detail for j in deciding)
+    # the same cause (Prometheus down, thin traffic) is said once, for the metrics it hit
+    names: dict[str, list[str]] = {}
+    for j in deciding:
+        names.setdefault(j.cause, []).append(j.name)
     label = "inconclusive" if verdict == "Inconclusive" else "analysis error"
-    return f"{label}: " + "; ".join(causes)
+    parts = [
+        cause if len(who) == len(judged) else f"{', '.join(who)}: {cause}"
+        for cause, who in names.items()
+    ]
+    return f"{label}: " + "; ".join(parts)
 
 
 # --- counters and limits (applied by the step engine) --------------------------------------
