@@ -92,7 +92,10 @@ class PrometheusSource:
     def _client(self) -> PrometheusConnect:
         client: PrometheusConnect | None = getattr(self._local, "client", None)
         if client is None:
-            client = PrometheusConnect(url=self.url, retry=Retry(total=0, raise_on_status=False))
+            # requests' own default (read=False keeps a read timeout a Timeout, not a
+            # ConnectionError); the library's default would retry 3 times with back-off.
+            retry = Retry(total=0, read=False, raise_on_status=False)
+            client = PrometheusConnect(url=self.url, retry=retry)
             self._local.client = client
             with self._lock:
                 self._clients.append(client)
