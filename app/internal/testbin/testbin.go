@@ -1,11 +1,8 @@
-// Package testbin builds the gin-demo binary for tests (once per test
-// process, with the release flags) and checks that it is statically linked.
-// Only tests import it.
+// Package testbin builds the gin-demo binary for tests, once per test
+// process, with the release flags. Only tests import it.
 package testbin
 
 import (
-	"debug/elf"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -69,39 +66,4 @@ func Cleanup() {
 func moduleRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..")
-}
-
-// CheckStatic fails unless path is an ELF executable with no program
-// interpreter, no dynamic section and no needed shared libraries.
-func CheckStatic(path string) error {
-	f, err := elf.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	var errs []error
-	for _, p := range f.Progs {
-		switch p.Type {
-		case elf.PT_INTERP:
-			errs = append(errs, errors.New("has a PT_INTERP program header (dynamic loader)"))
-		case elf.PT_DYNAMIC:
-			errs = append(errs, errors.New("has a PT_DYNAMIC program header"))
-		}
-	}
-	if f.Section(".interp") != nil {
-		errs = append(errs, errors.New("has an .interp section"))
-	}
-	if f.Section(".dynamic") != nil {
-		errs = append(errs, errors.New("has a .dynamic section"))
-	}
-	if libs, err := f.ImportedLibraries(); err == nil && len(libs) > 0 {
-		errs = append(errs, fmt.Errorf("needs shared libraries %v", libs))
-	}
-	if f.Type != elf.ET_EXEC {
-		errs = append(errs, fmt.Errorf("ELF type %v, want ET_EXEC", f.Type))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("%s is not statically linked: %w", path, err)
-	}
-	return nil
 }
