@@ -10,7 +10,14 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
@@ -43,7 +50,46 @@ Duration = Field(pattern=DURATION_PATTERN, description="Go-style duration: 500ms
 
 
 class LabelSelector(ApiModel):
-    match_labels: dict[str, str] = Field(min_length=1)
+    match_labels: dict[str, str] = Field(
+        min_length=1,
+        max_length=64,
+        json_schema_extra={"additionalProperties": {"type": "string", "maxLength": 63}},
+    )
+
+
+# CEL sees only fields a schema declares, so the parts of the PodTemplateSpec that kanary and the
+# rules read are declared; the rest passes through (the API server validates it in the Deployment).
+_TEMPLATE_METADATA_SCHEMA: JsonDict = {
+    "x-kubernetes-preserve-unknown-fields": True,
+    "properties": {
+        "labels": {
+            "type": "object",
+            "maxProperties": 64,
+            "additionalProperties": {"type": "string", "maxLength": 63},
+        }
+    },
+}
+_POD_SPEC_SCHEMA: JsonDict = {
+    "x-kubernetes-preserve-unknown-fields": True,
+    "required": ["containers"],
+    "properties": {
+        "containers": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["name", "image"],
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "image": {"type": "string", "minLength": 1},
+                },
+                "x-kubernetes-preserve-unknown-fields": True,
+            },
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        }
+    },
+}
 
 
 class PodTemplate(ApiModel):
@@ -57,19 +103,9 @@ class PodTemplate(ApiModel):
         json_schema_extra={"x-kubernetes-embedded-resource": False},
     )
     metadata: dict[str, Any] = Field(
-        default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+        default_factory=dict, json_schema_extra=_TEMPLATE_METADATA_SCHEMA
     )
-    spec: dict[str, Any] = Field(
-        json_schema_extra={
-            "x-kubernetes-preserve-unknown-fields": True,
-            "x-kubernetes-validations": [
-                cel(
-                    "has(self.containers) && size(self.containers) > 0",
-                    "spec.template.spec.containers must list at least one container",
-                )
-            ],
-        }
-    )
+    spec: dict[str, Any] = Field(json_schema_extra=_POD_SPEC_SCHEMA)
 
     @field_validator("spec")
     @classmethod
@@ -139,8 +175,30 @@ class OnInconclusive(StrEnum):
 
 
 class PrometheusSpec(ApiModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "duration(self.timeout) > duration('0s')",
+                    "timeout must be positive",
+                    ".timeout",
+                )
+            ]
+        },
+    )
     url: str = Field(pattern=r"^https?://", description="Prometheus base URL")
-    timeout: str = Field(default="5s", pattern=DURATION_PATTERN)
+    timeout: str = Field(default="5s", pattern=DURATION_PATTERN, max_length=64)
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive(cls, v: str) -> str:
+        if parse_duration(v) <= 0:
+            raise ValueError("timeout must be positive")
+        return v
 
 
 class MetricSpec(ApiModel):
@@ -197,8 +255,24 @@ class MetricSpec(ApiModel):
 
 
 class AnalysisSpec(ApiModel):
-    interval: str = Field(default="10s", pattern=DURATION_PATTERN)
-    window: str = Field(default="30s", pattern=DURATION_PATTERN)
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "duration(self.interval) > duration('0s')",
+                    "interval must be positive",
+                    ".interval",
+                ),
+                cel("duration(self.window) > duration('0s')", "window must be positive", ".window"),
+            ]
+        },
+    )
+    interval: str = Field(default="10s", pattern=DURATION_PATTERN, max_length=64)
+    window: str = Field(default="30s", pattern=DURATION_PATTERN, max_length=64)
     prometheus: PrometheusSpec
     min_requests: int = Field(default=50, ge=0)
     failure_limit: int = Field(default=2, ge=1)
@@ -220,6 +294,13 @@ class AnalysisSpec(ApiModel):
 
     def window_seconds(self) -> float:
         return parse_duration(self.window)
+
+    @field_validator("interval", "window")
+    @classmethod
+    def _positive(cls, v: str, info: ValidationInfo) -> str:
+        if parse_duration(v) <= 0:
+            raise ValueError(f"{to_camel(info.field_name or '')} must be positive")
+        return v
 
 
 class ReadinessSpec(ApiModel):
@@ -274,6 +355,31 @@ class Strategy(ApiModel):
 
 
 class RolloutSpec(ApiModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.selector) || (has(self.template.metadata)"
+                    " && has(self.template.metadata.labels)"
+                    " && size(self.template.metadata.labels) > 0)",
+                    "spec.template.metadata.labels: needed when spec.selector is omitted",
+                    ".template.metadata.labels",
+                ),
+                cel(
+                    "!has(self.selector) || self.selector.matchLabels.all(k,"
+                    " has(self.template.metadata) && has(self.template.metadata.labels)"
+                    " && k in self.template.metadata.labels"
+                    " && self.template.metadata.labels[k] == self.selector.matchLabels[k])",
+                    "spec.selector.matchLabels must match spec.template.metadata.labels",
+                    ".selector.matchLabels",
+                ),
+            ]
+        },
+    )
     replicas: int = Field(default=1, ge=1, le=1000)
     selector: LabelSelector | None = None
     template: PodTemplate
