@@ -40,9 +40,10 @@ from kanary.actions import (
     ScaleStable,
     SetWeight,
 )
+from kanary.analysis import judgement
 from kanary.durations import format_duration
-from kanary.observation import AnalysisOutcome, ManualAction, Observation, TrackState
-from kanary.spec import AnalysisSpec, OnInconclusive, Phase, PodTemplate, RolloutSpec, Step
+from kanary.observation import ManualAction, Observation, TrackState
+from kanary.spec import AnalysisSpec, Phase, PodTemplate, RolloutSpec, Step
 from kanary.status import (
     AnalysisStatus,
     Condition,
@@ -117,6 +118,9 @@ class _Tick:
         self.incoming = status
         self.status = status
         self.actions: list[Action] = []
+        # Set when this tick entered a new stage or step: that one is judged on the next
+        # observation, which will show the writes made for it (one transition per tick).
+        self.moved = False
 
     @property
     def now(self) -> datetime:
@@ -199,52 +203,19 @@ def _take_analysis(tick: _Tick) -> None:
     last = tick.status.analysis.last_check_at
     if last is not None and outcome.at <= last:
         return  # already counted (the same check seen again after a restart)
-    tick.update(analysis=_counted(tick.status.analysis, outcome))
+    counts = judgement.next_counters(tick.status.analysis, outcome)
+    tick.update(analysis=counts.model_copy(update={"summary": outcome.summary}))
     _judge_analysis(tick, analysis)
-
-
-def _counted(previous: AnalysisStatus, outcome: AnalysisOutcome) -> AnalysisStatus:
-    failures = previous.consecutive_failures
-    inconclusive = previous.consecutive_inconclusive
-    errors = previous.consecutive_errors
-    match outcome.verdict:
-        case "Pass":
-            failures, inconclusive, errors = 0, 0, 0
-        case "Fail":
-            failures, inconclusive, errors = failures + 1, 0, 0
-        case "Inconclusive":
-            failures, inconclusive, errors = 0, inconclusive + 1, 0
-        case "Error":
-            # A check that could not run says nothing about the canary: other streaks go on.
-            errors += 1
-    return AnalysisStatus(
-        last_check_at=outcome.at,
-        verdict=outcome.verdict,
-        consecutive_failures=failures,
-        consecutive_inconclusive=inconclusive,
-        consecutive_errors=errors,
-        metrics=list(outcome.metrics),
-        summary=outcome.summary,
-    )
 
 
 def _judge_analysis(tick: _Tick, analysis: AnalysisSpec) -> None:
     counts = tick.status.analysis
-    summary = counts.summary or counts.verdict or ""
-    if counts.consecutive_failures >= analysis.failure_limit:
-        reason = f"analysis failed {counts.consecutive_failures} checks in a row: {summary}"
-        _roll_back(tick, "AnalysisFailed", reason)
-    elif counts.consecutive_errors >= analysis.error_limit:
-        reason = f"analysis could not run {counts.consecutive_errors} times in a row: {summary}"
-        _roll_back(tick, "AnalysisError", reason)
-    elif counts.consecutive_inconclusive >= analysis.inconclusive_limit:
-        _on_inconclusive(tick, analysis, counts.consecutive_inconclusive, summary)
-
-
-def _on_inconclusive(tick: _Tick, analysis: AnalysisSpec, count: int, summary: str) -> None:
-    reason = f"analysis inconclusive {count} checks in a row: {summary}"
-    if analysis.on_inconclusive == OnInconclusive.ROLLBACK:
-        _roll_back(tick, "AnalysisInconclusive", reason)
+    limit = judgement.limit_reached(analysis, counts)
+    if limit is None:
+        return
+    reason = judgement.limit_reason(analysis, counts, counts.summary)
+    if limit == "rollback":
+        _roll_back(tick, _analysis_cause(analysis, counts), reason)
     elif tick.status.pause_reason != "Inconclusive":
         tick.update(pause_reason="Inconclusive")
         tick.event(
@@ -254,22 +225,20 @@ def _on_inconclusive(tick: _Tick, analysis: AnalysisSpec, count: int, summary: s
         )
 
 
-def _analysis_allows_pause_end(tick: _Tick) -> bool:
-    """A pause ends only on a passing check taken during it (when there is traffic to judge)."""
+def _analysis_cause(analysis: AnalysisSpec, counts: AnalysisStatus) -> str:
+    """The RolledBack condition's reason (and the rollbacks metric's label)."""
+    if counts.consecutive_failures >= analysis.failure_limit:
+        return "AnalysisFailed"
+    if counts.consecutive_errors >= analysis.error_limit:
+        return "AnalysisError"
+    return "AnalysisInconclusive"
+
+
+def _analysis_allows_advance(tick: _Tick, since: datetime | None) -> bool:
+    """With traffic on the canary, a step ends only on a passing check (taken since `since`)."""
     if tick.spec.strategy.analysis is None or tick.status.canary_weight <= 0:
         return True
-    latest = tick.status.analysis
-    started = tick.status.step_started_at
-    checked = latest.last_check_at
-    during_step = checked is not None and (started is None or checked >= started)
-    return during_step and latest.verdict == "Pass"
-
-
-def _analysis_blocks_raise(tick: _Tick) -> bool:
-    """No more traffic to a canary whose latest check failed or could not run."""
-    if tick.spec.strategy.analysis is None:
-        return False
-    return tick.status.analysis.verdict in ("Fail", "Error")
+    return judgement.may_advance(tick.status.analysis, since)
 
 
 # ---- template changes --------------------------------------------------------------------------
@@ -420,6 +389,8 @@ _MANUAL: dict[ManualAction, Callable[[_Tick], str | None]] = {
 
 
 def _run_stage(tick: _Tick) -> None:
+    if tick.moved:
+        return
     match tick.status.stage:
         case None | "Creating":
             _creating(tick)
@@ -479,6 +450,7 @@ def _steady(tick: _Tick) -> None:
 
 
 def _enter_steady(tick: _Tick) -> None:
+    tick.moved = True
     tick.update(
         stage="Steady",
         canary_revision=None,
@@ -514,7 +486,7 @@ def _weight_step(tick: _Tick, weight: int) -> None:
             why = f"canary not Ready after {deadline}s ({ready}/{wanted} pods Ready)"
             _roll_back(tick, "ProgressDeadlineExceeded", why)
         return
-    if tick.obs.route_problem or _analysis_blocks_raise(tick):
+    if tick.obs.route_problem or not _analysis_allows_advance(tick, since=None):
         return
     written = canary_math.ratio_split(tick.replicas, weight).percent if tick.ratio_mode else weight
     tick.act(SetWeight(written))
@@ -524,7 +496,8 @@ def _weight_step(tick: _Tick, weight: int) -> None:
 
 
 def _timed_pause_step(tick: _Tick, seconds: float) -> None:
-    if tick.seconds_in_step() >= seconds and _analysis_allows_pause_end(tick):
+    started = tick.status.step_started_at
+    if tick.seconds_in_step() >= seconds and _analysis_allows_advance(tick, since=started):
         _advance(tick)
 
 
@@ -534,6 +507,7 @@ def _advance(tick: _Tick) -> None:
         _start_promotion(tick, "all steps done")
         return
     step = tick.steps[following]
+    tick.moved = True
     tick.update(
         current_step_index=following,
         step_started_at=tick.now,
@@ -557,6 +531,7 @@ def _announce_step(tick: _Tick) -> None:
 def _start_rollout(tick: _Tick) -> None:
     revision = tick.obs.template_hash
     first = tick.steps[0]
+    tick.moved = True
     tick.update(
         stage="Stepping",
         canary_revision=revision,
@@ -580,6 +555,7 @@ def _start_rollout(tick: _Tick) -> None:
 
 
 def _start_promotion(tick: _Tick, why: str) -> None:
+    tick.moved = True
     tick.update(
         stage="Promoting",
         current_step_index=len(tick.steps),
@@ -607,6 +583,7 @@ def _promoting(tick: _Tick) -> None:
 def _roll_back(tick: _Tick, cause: str, reason: str) -> None:
     """Weight to 0 first, in one write; the canary goes to 0 pods later; stable is untouched."""
     where = tick.label()
+    tick.moved = True
     tick.act(SetWeight(0))
     tick.record("RolledBack", reason)
     tick.update(
@@ -932,6 +909,8 @@ def _step_detail(tick: _Tick) -> str:
     elapsed = _seconds_text(tick.seconds_in_step())
     if step.set_weight is not None:
         wanted = canary_math.replicas_for_weight(tick.replicas, step.set_weight)
+        if _track_ready(tick.obs.canary, tick.status.canary_revision, wanted):
+            return f"setWeight {step.set_weight}: canary Ready; {_weight_hold(tick)}"
         deadline = tick.spec.strategy.progress_deadline_seconds
         ready = min(tick.obs.canary.ready, wanted) if tick.obs.canary.revision else 0
         return (
@@ -945,6 +924,12 @@ def _step_detail(tick: _Tick) -> str:
     if tick.seconds_in_step() >= total:
         return f"pause {pause.duration} done; waiting for a passing analysis check"
     return f"pause {elapsed} of {pause.duration}"
+
+
+def _weight_hold(tick: _Tick) -> str:
+    if tick.obs.route_problem:
+        return "waiting for the route to be fixed"
+    return "waiting for a passing analysis check"
 
 
 def _pause_text(tick: _Tick) -> str:
