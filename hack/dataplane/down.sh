@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Stop the data plane (pod-runner, prometheus, traefik): only the processes named
+# by their pid files, then any app process the runner left behind (its per-pod
+# pid files, killed only if the process is inside the cluster's netns).
+# Prometheus' data is deleted unless KANARY_KEEP_DATA=1. The cluster keeps
+# running: hack/cluster/down.sh stops it (and would stop these too).
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# Reverse start order; the runner stops its pod processes itself on SIGTERM
+# (bounded: 8 s), so give it longer than that.
+for ((idx = ${#DATAPLANE_COMPONENTS[@]} - 1; idx >= 0; idx--)); do
+  name="${DATAPLANE_COMPONENTS[idx]}"
+  f="$(pid_file "${name}")"
+  [[ -f "${f}" ]] || continue
+  if pid="$(component_pid "${name}")"; then
+    log "stopping ${name} (pid ${pid})"
+    stop_pid "${name}" "${pid}" 150
+  fi
+  rm -f "${f}"
+done
+
+# Pod processes whose runner was killed before it could stop them.
+if [[ -d "${PID_DIR}/pods" ]]; then
+  for f in "${PID_DIR}/pods"/*.pid; do
+    [[ -e "${f}" ]] || continue
+    pid="$(cat "${f}")"
+    if [[ -n "${pid}" ]] && kill -0 "${pid}" 2>/dev/null \
+      && [[ "$(ip netns identify "${pid}" 2>/dev/null)" == "${KANARY_NETNS}" ]]; then
+      log "stopping leftover pod process $(basename "${f}" .pid) (pid ${pid})"
+      stop_pid "$(basename "${f}" .pid)" "${pid}" 50
+    fi
+    rm -f "${f}"
+  done
+fi
+
+if [[ "${KANARY_KEEP_DATA:-0}" != 1 && -d "${DATAPLANE_STATE}/prometheus" ]]; then
+  rm -rf "${DATAPLANE_STATE}/prometheus"
+fi
+log "data plane down"

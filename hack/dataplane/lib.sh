@@ -1,0 +1,67 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034  # variables are used by the scripts that source this file
+# Shared settings for hack/dataplane/*.sh. Source it; do not run it.
+# Builds on hack/cluster/lib.sh (cache layout, state folder, netns, pid files).
+
+HACK_DATAPLANE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=../cluster/lib.sh
+source "${HACK_DATAPLANE_DIR}/../cluster/lib.sh"
+
+TRAEFIK_VERSION="v3.6.12"      # github.com/traefik/traefik/v3 (tools/traefik/go.mod)
+BIN_TRAEFIK="${KANARY_CACHE}/bin/traefik-${TRAEFIK_VERSION}"
+
+# Where the data plane listens inside the netns.
+GATEWAY_PORT=8000              # Traefik entryPoint "web" = Gateway listener port
+TRAEFIK_API_PORT=8080          # Traefik ping/API entryPoint "traefik" (127.0.0.1 only)
+PROMETHEUS_ADDR="127.0.0.1:9090"
+PROMETHEUS_BIN="${PROMETHEUS_BIN:-prometheus}"
+
+# The Gin service binary the runner starts for pods of kanary/gin-demo:<tag>.
+APP_BIN="${KANARY_APP_BIN:-${REPO_ROOT}/app/bin/gin-demo}"
+
+DATAPLANE_STATE="${KANARY_STATE}/dataplane"   # generated configs, prometheus data
+RUNNER_LOG_DIR="${LOG_DIR}/pods"              # one log per pod process
+
+# Started by hack/dataplane/up.sh in this order (after the cluster is up);
+# hack/dataplane/down.sh stops them in reverse.
+DATAPLANE_COMPONENTS=(traefik prometheus pod-runner)
+
+log() { printf '[dataplane %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# The manifests the data plane applies (GatewayClass + Gateway): one source of
+# truth, owned by the manifests; up.sh applies every YAML file there.
+GATEWAY_MANIFESTS="${REPO_ROOT}/manifests/gateway"
+# The project's Prometheus config; prometheus_config.py derives the local one.
+PROMETHEUS_MANIFESTS="${REPO_ROOT}/manifests/prometheus"
+VENV_PY="${KANARY_VENV_PY:-${REPO_ROOT}/.venv/bin/python}"
+
+# dp_start NAME ARGV... : start a data-plane process inside the netns unless
+# its pid file names a live process; same conventions as hack/cluster/up.sh
+# (pid file in PID_DIR, output in LOG_DIR/NAME.log, previous log NAME.log.1).
+# hack/cluster/down.sh stops every pid file in PID_DIR, so "make cluster-down"
+# stops the data plane too.
+dp_start() {
+  local name="$1" pid; shift
+  if pid="$(component_pid "${name}")"; then
+    log "${name} already running (pid ${pid})"
+    return 0
+  fi
+  local logf="${LOG_DIR}/${name}.log"
+  [[ -f "${logf}" ]] && mv -f "${logf}" "${logf}.1"
+  log "starting ${name}"
+  setsid ip netns exec "${KANARY_NETNS}" "$@" >"${logf}" 2>&1 </dev/null &
+  echo $! > "$(pid_file "${name}")"
+}
+
+# stop_pid NAME PID [TIMEOUT_TENTHS]: SIGTERM, wait, then SIGKILL.
+stop_pid() {
+  local name="$1" pid="$2" n="${3:-100}" i
+  kill -TERM "${pid}" 2>/dev/null || return 0
+  for ((i = 0; i < n; i++)); do
+    kill -0 "${pid}" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  log "${name} (pid ${pid}) did not stop in $((n / 10))s; killing it"
+  kill -KILL "${pid}" 2>/dev/null || true
+}

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Start the data plane of the local cluster inside its network namespace,
+# after hack/cluster/up.sh:
+#   traefik     Gateway API implementation (GatewayClass "traefik"), entryPoint
+#               "web" on 127.0.0.1:8000 = the Gateway listener port; ping/API on
+#               127.0.0.1:8080
+#   prometheus  the project's manifests/prometheus scrape config (kubernetes_sd
+#               against this API server), 1s scrape interval, 127.0.0.1:9090
+#   pod-runner  starts app/bin/gin-demo for each Running pod of kanary/gin-demo:<tag>,
+#               bound to the pod IP (hack/dataplane/runner.py)
+# and applies manifests/namespace.yaml + manifests/gateway/. Idempotent: what
+# runs (per its pid file) is left alone. Needs root, the running cluster, the
+# Traefik binary (hack/dataplane/build.sh), app/bin/gin-demo (make app) and .venv.
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+START=$SECONDS
+WAIT_TIMEOUT="${KANARY_WAIT_TIMEOUT:-120}"
+# Traefik's own default (2s): minimum time between two configuration reloads.
+TRAEFIK_THROTTLE="${KANARY_TRAEFIK_THROTTLE:-2s}"
+SCRAPE_INTERVAL="${KANARY_SCRAPE_INTERVAL:-1s}"
+
+[[ ${EUID} -eq 0 ]] || die "needs root (ip netns); run as root"
+[[ -x "${BIN_TRAEFIK}/traefik" ]] || die "missing ${BIN_TRAEFIK}/traefik: run hack/dataplane/build.sh first"
+[[ -x "${APP_BIN}" ]] || die "missing ${APP_BIN}: run 'make app' first"
+[[ -x "${VENV_PY}" ]] || die "missing ${VENV_PY}: run 'make install' first"
+if ! command -v "${PROMETHEUS_BIN}" >/dev/null 2>&1; then
+  "${REPO_ROOT}/hack/install-prometheus.sh"
+fi
+command -v "${PROMETHEUS_BIN}" >/dev/null 2>&1 || die "prometheus not found"
+PROMETHEUS_PATH="$(command -v "${PROMETHEUS_BIN}")"
+
+kc() { in_netns "${KUBECTL}" --kubeconfig "${KUBECONFIG_PATH}" --request-timeout=10s "$@"; }
+
+netns_exists || die "network namespace ${KANARY_NETNS} missing: run hack/cluster/up.sh first"
+if [[ ! -f "${KUBECONFIG_PATH}" ]] || ! kc get --raw /readyz >/dev/null 2>&1; then
+  die "the cluster is not up (no /readyz on ${APISERVER_URL} in netns ${KANARY_NETNS}): run hack/cluster/up.sh first"
+fi
+
+mkdir -p "${DATAPLANE_STATE}" "${RUNNER_LOG_DIR}" "${PID_DIR}/pods" "${LOG_DIR}"
+
+# Fail (non-zero, with the log tail) if a data-plane process has died.
+check_alive() {
+  local c f
+  for c in "${DATAPLANE_COMPONENTS[@]}"; do
+    f="$(pid_file "${c}")"
+    [[ -f "${f}" ]] || continue
+    if ! component_pid "${c}" >/dev/null; then
+      log "${c} died; last lines of ${LOG_DIR}/${c}.log:"
+      tail -n 30 "${LOG_DIR}/${c}.log" >&2 || true
+      rm -f "${f}"
+      exit 1
+    fi
+  done
+}
+
+wait_for() {
+  local what="$1"; shift
+  local t0=$SECONDS
+  until "$@" >/dev/null 2>&1; do
+    check_alive
+    (( SECONDS - t0 < WAIT_TIMEOUT )) || die "timed out after ${WAIT_TIMEOUT}s waiting for ${what}"
+    sleep 0.2
+  done
+  log "${what}: ok ($((SECONDS - START))s)"
+}
+
+# ---------------------------------------------------- Gateway manifests ---
+[[ -d "${GATEWAY_MANIFESTS}" ]] || die "${GATEWAY_MANIFESTS} missing"
+kc apply -f "${REPO_ROOT}/manifests/namespace.yaml" -f "${GATEWAY_MANIFESTS}/" >/dev/null
+log "applied manifests/namespace.yaml and manifests/gateway/"
+
+# ---------------------------------------------------------------- traefik ---
+# No outbound traffic: no version check, no usage statistics, no plugins.
+dp_start traefik env "KUBECONFIG=${KUBECONFIG_PATH}" "${BIN_TRAEFIK}/traefik" \
+  --global.checknewversion=false \
+  --global.sendanonymoususage=false \
+  --log.level=INFO \
+  --entryPoints.web.address="127.0.0.1:${GATEWAY_PORT}" \
+  --entryPoints.web.transport.lifeCycle.requestAcceptGraceTimeout=0s \
+  --entryPoints.web.transport.lifeCycle.graceTimeOut=1s \
+  --entryPoints.traefik.address="127.0.0.1:${TRAEFIK_API_PORT}" \
+  --entryPoints.traefik.transport.lifeCycle.graceTimeOut=1s \
+  --ping=true \
+  --api=true --api.insecure=true --api.dashboard=false \
+  --metrics.prometheus=true \
+  --providers.providersThrottleDuration="${TRAEFIK_THROTTLE}" \
+  --providers.kubernetesgateway=true \
+  --providers.kubernetesgateway.statusaddress.ip=127.0.0.1
+
+# ------------------------------------------------------------- prometheus ---
+[[ -d "${PROMETHEUS_MANIFESTS}" ]] || die "${PROMETHEUS_MANIFESTS} missing (the project's scrape config)"
+PROM_CONFIG="$(in_netns "${VENV_PY}" "${HACK_DATAPLANE_DIR}/prometheus_config.py" \
+  --source "${PROMETHEUS_MANIFESTS}" --kubeconfig "${KUBECONFIG_PATH}" \
+  --out-dir "${DATAPLANE_STATE}" --interval "${SCRAPE_INTERVAL}")"
+"${PROMETHEUS_PATH}" --version >/dev/null 2>&1 || die "${PROMETHEUS_PATH} does not run"
+if command -v promtool >/dev/null 2>&1; then
+  promtool check config "${PROM_CONFIG}" >/dev/null || die "promtool rejects ${PROM_CONFIG}"
+fi
+dp_start prometheus "${PROMETHEUS_PATH}" \
+  --config.file="${PROM_CONFIG}" \
+  --storage.tsdb.path="${DATAPLANE_STATE}/prometheus" \
+  --storage.tsdb.retention.time=6h \
+  --web.listen-address="${PROMETHEUS_ADDR}" \
+  --web.enable-lifecycle \
+  --log.level=info
+
+# ------------------------------------------------------------- pod runner ---
+dp_start pod-runner "${VENV_PY}" -u "${HACK_DATAPLANE_DIR}/runner.py" \
+  --kubeconfig "${KUBECONFIG_PATH}" \
+  --log-dir "${RUNNER_LOG_DIR}" \
+  --pid-dir "${PID_DIR}/pods" \
+  --map "kanary/gin-demo=${APP_BIN}"
+
+# ------------------------------------------------------------------ waits ---
+http_ok() { in_netns curl -fsS --max-time 2 -o /dev/null "$1"; }
+gateways() { # namespace/name of every Gateway in manifests/gateway/
+  kc get -f "${GATEWAY_MANIFESTS}/" --no-headers \
+    -o custom-columns=KIND:.kind,NS:.metadata.namespace,NAME:.metadata.name \
+    | awk '$1 == "Gateway" {print $2 "/" $3}'
+}
+gateway_programmed() {
+  [[ "$(kc -n "${1%/*}" get gateway "${1#*/}" \
+    -o jsonpath='{.status.conditions[?(@.type=="Programmed")].status}')" == True ]]
+}
+
+wait_for "traefik ping" http_ok "http://127.0.0.1:${TRAEFIK_API_PORT}/ping"
+while read -r gw; do
+  [[ -n "${gw}" ]] && wait_for "Gateway ${gw} Programmed" gateway_programmed "${gw}"
+done < <(gateways)
+wait_for "prometheus ready" http_ok "http://${PROMETHEUS_ADDR}/-/ready"
+wait_for "pod-runner watching" grep -q "watching pods" "${LOG_DIR}/pod-runner.log"
+check_alive
+
+log "data plane up in $((SECONDS - START))s"
+cat >&2 <<EOF
+
+Inside network namespace '${KANARY_NETNS}' (hack/cluster/exec.sh CMD):
+  Gateway (Traefik entryPoint web)   http://127.0.0.1:${GATEWAY_PORT}/   (Traefik API: http://127.0.0.1:${TRAEFIK_API_PORT}/api/http/services)
+  Prometheus                          http://${PROMETHEUS_ADDR}/
+  Load:  hack/cluster/exec.sh .venv/bin/python hack/dataplane/load.py --host HOST --rate 100 --duration 10
+Logs: ${LOG_DIR}/{traefik,prometheus,pod-runner}.log, ${RUNNER_LOG_DIR}/<ns>_<pod>_<container>.log
+Stop: hack/dataplane/down.sh (hack/cluster/down.sh stops it too)
+EOF
