@@ -141,7 +141,9 @@ class _Converter:
         if len(non_null) != 1:
             raise SchemaError(f"{path}: a union of {len(non_null)} types is not structural")
         out = _merge(non_null[0], node)
-        if len(non_null) < len(members) and self.nullable:
+        # The API server refuses a null against an enum even when nullable (and with null among
+        # the values); left non-nullable, a null is pruned instead, which reads back as omitted.
+        if len(non_null) < len(members) and self.nullable and "enum" not in out:
             out["nullable"] = True
         return out
 
@@ -151,7 +153,9 @@ def schema_of(model: type[BaseModel], *, mode: str, nullable: bool, defaults: bo
 
     ``nullable=False`` (the spec) drops ``null`` from optional fields: the API server then prunes
     an explicit ``null`` before validation, so ``x: null`` means "omitted", as in pydantic, and
-    CEL's ``has()`` stays false for it. ``nullable=True`` (the status) keeps nulls storable.
+    CEL's ``has()`` stays false for it (a stored null would make it true). ``nullable=True`` (the
+    status) marks optional fields ``nullable: true``, so the nulls ``RolloutStatus.to_patch``
+    writes are valid.
     """
     raw = model.model_json_schema(by_alias=True, mode=mode)  # type: ignore[arg-type]
     defs = raw.pop("$defs", {})

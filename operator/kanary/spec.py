@@ -46,6 +46,10 @@ class ApiModel(BaseModel):
     )
 
 
+# A duration matching DURATION_PATTERN is positive iff it has a digit other than 0. CEL's
+# duration() would also do, but adds a conversion error to every pattern mismatch.
+POSITIVE_DURATION = "%s.matches('[1-9]')"
+
 Duration = Field(pattern=DURATION_PATTERN, description="Go-style duration: 500ms, 10s, 5m, 1h")
 
 
@@ -182,11 +186,7 @@ class PrometheusSpec(ApiModel):
         frozen=True,
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel(
-                    "duration(self.timeout) > duration('0s')",
-                    "timeout must be positive",
-                    ".timeout",
-                )
+                cel(POSITIVE_DURATION % "self.timeout", "timeout must be positive", ".timeout")
             ]
         },
     )
@@ -262,12 +262,8 @@ class AnalysisSpec(ApiModel):
         frozen=True,
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel(
-                    "duration(self.interval) > duration('0s')",
-                    "interval must be positive",
-                    ".interval",
-                ),
-                cel("duration(self.window) > duration('0s')", "window must be positive", ".window"),
+                cel(POSITIVE_DURATION % "self.interval", "interval must be positive", ".interval"),
+                cel(POSITIVE_DURATION % "self.window", "window must be positive", ".window"),
             ]
         },
     )
@@ -294,6 +290,17 @@ class AnalysisSpec(ApiModel):
 
     def window_seconds(self) -> float:
         return parse_duration(self.window)
+
+    @field_validator("metrics")
+    @classmethod
+    def _unique_names(cls, metrics: list[MetricSpec]) -> list[MetricSpec]:
+        # The CRD's list-map on name makes the API server refuse duplicates the same way.
+        seen: set[str] = set()
+        for i, m in enumerate(metrics):
+            if m.name in seen:
+                raise ValueError(f"metrics[{i}]: duplicate name {m.name!r}")
+            seen.add(m.name)
+        return metrics
 
     @field_validator("interval", "window")
     @classmethod
@@ -363,14 +370,14 @@ class RolloutSpec(ApiModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    "has(self.selector) || (has(self.template.metadata)"
+                    "has(self.selector) || !has(self.template) || (has(self.template.metadata)"
                     " && has(self.template.metadata.labels)"
                     " && size(self.template.metadata.labels) > 0)",
                     "spec.template.metadata.labels: needed when spec.selector is omitted",
                     ".template.metadata.labels",
                 ),
                 cel(
-                    "!has(self.selector) || self.selector.matchLabels.all(k,"
+                    "!has(self.selector) || !has(self.template) || self.selector.matchLabels.all(k,"
                     " has(self.template.metadata) && has(self.template.metadata.labels)"
                     " && k in self.template.metadata.labels"
                     " && self.template.metadata.labels[k] == self.selector.matchLabels[k])",

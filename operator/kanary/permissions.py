@@ -1,0 +1,45 @@
+"""Every Kubernetes API call the operator process makes, as (API group, resource, verb).
+
+manifests/rbac.yaml grants exactly these and nothing else (tests/unit/test_manifests.py checks
+both ways), and the integration tests run the operator with that ClusterRole, so a call missing
+here fails there. Change this tuple, rbac.yaml and the code that makes the call in one commit.
+
+The CLI is not listed: it runs with the user's own credentials.
+"""
+
+from __future__ import annotations
+
+Permission = tuple[str, str, str]
+"""(API group, "" for core; resource, "name/subresource" for a subresource; verb)."""
+
+PERMISSIONS: tuple[Permission, ...] = (
+    # Kopf's timer per Rollout lists and watches them; its progress and diff-base annotations
+    # and its finalizer are patches of the Rollout.
+    ("kanary.dev", "rollouts", "list"),
+    ("kanary.dev", "rollouts", "watch"),
+    ("kanary.dev", "rollouts", "patch"),
+    # The status the handlers return goes out as a merge patch of the status subresource.
+    ("kanary.dev", "rollouts/status", "patch"),
+    # kopf.index of the owned Deployments; Kube.apply is a server-side apply, which needs
+    # create as well as patch when the object does not exist yet; Kube.scale is a merge patch.
+    ("apps", "deployments", "list"),
+    ("apps", "deployments", "watch"),
+    ("apps", "deployments", "create"),
+    ("apps", "deployments", "patch"),
+    # Kube.apply of the Services (server-side apply, as above).
+    ("", "services", "create"),
+    ("", "services", "patch"),
+    # The canary pods' readiness clock (kopf.on.event on pods).
+    ("", "pods", "list"),
+    ("", "pods", "watch"),
+    # The user's HTTPRoute: one fresh read, then a JSON patch of the two weights.
+    ("gateway.networking.k8s.io", "httproutes", "get"),
+    ("gateway.networking.k8s.io", "httproutes", "patch"),
+    # kopf.event / kopf.warn post core v1 Events (Kopf never patches them).
+    ("", "events", "create"),
+    # Kopf's resource observer lists and watches CRDs to notice served resources come and go.
+    # Kopf reads namespaces only when given namespace patterns (`kanary run -n`); the Deployment
+    # runs cluster-wide. `kanary run` is standalone, so there are no peering objects or leases.
+    ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+    ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+)
