@@ -2,13 +2,15 @@
 """Process runner: real processes behind kwok's simulated pods.
 
 kwok makes pods Running and Ready but runs nothing. This runner watches pods in
-all namespaces and, for each container of a Running pod whose image repository
+all namespaces and, for each container of a pod whose containers run (see
+should_run: from kwok's pod-create Stage on, i.e. before Ready, as on a real
+node; --start-on=running waits for phase Running) and whose image repository
 maps to a locally built binary (``kanary/gin-demo`` -> ``app/bin/gin-demo``),
 starts that binary bound to the pod IP and the container port, with the pod's
 env (plus ``APP_VERSION`` from the image tag unless the env sets it). It stops
 the process (SIGTERM, then SIGKILL after the pod's grace period, at most 30 s)
-when the pod is deleted, gets a deletionTimestamp or stops running, and
-restarts a process that exits while its pod is still Running (with a backoff,
+when the pod is deleted, gets a deletionTimestamp or ends (Succeeded/Failed), and
+restarts a process that exits while its pod still runs (with a backoff,
 like the kubelet). It never writes to the API: kwok owns pod status.
 
 It must run inside the cluster's network namespace (pod IPs are local there).
@@ -205,18 +207,31 @@ class Want:
     grace_s: float
 
 
-def is_running(pod: Obj) -> bool:
+def should_run(pod: Obj, start_on: str = "created") -> bool:
+    """Whether the pod's containers run. "created" (default): from the moment
+    kwok gives the pod its IP (its pod-create Stage, which also records the
+    "Created container" event) while it is Pending or Running with its init
+    containers done, as a kubelet starts containers before the readiness probe
+    passes, so the process is up when kwok turns the pod Ready and a pod that
+    never turns Ready still has a live process. "running": only in phase
+    Running. Never once deletion started, nor in phase Succeeded/Failed."""
     meta: Obj = pod.get("metadata") or {}
     st: Obj = pod.get("status") or {}
-    return (
-        meta.get("deletionTimestamp") is None
-        and st.get("phase") == "Running"
-        and bool(st.get("podIP"))
-    )
+    if meta.get("deletionTimestamp") is not None or not st.get("podIP"):
+        return False
+    phase = st.get("phase")
+    if start_on == "running":
+        return phase == "Running"
+    if phase not in ("Pending", "Running"):
+        return False
+    init = [c for c in st.get("conditions") or [] if c.get("type") == "Initialized"]
+    return phase == "Running" or (bool(init) and init[0].get("status") == "True")
 
 
-def wants_for(pod: Obj, binaries: dict[str, str], source: EnvSource | None) -> list[Want]:
-    if not is_running(pod):
+def wants_for(
+    pod: Obj, binaries: dict[str, str], source: EnvSource | None, start_on: str = "created"
+) -> list[Want]:
+    if not should_run(pod, start_on):
         return []
     meta: Obj = pod["metadata"]
     spec: Obj = pod.get("spec") or {}
@@ -341,6 +356,7 @@ class Runner:
     log_dir: Path
     pid_dir: Path
     source: EnvSource | None
+    start_on: str = "created"
     procs: dict[str, Proc] = field(default_factory=dict)  # by Want.key
     stopping: list[Proc] = field(default_factory=list)
     backoff: dict[str, tuple[float, int]] = field(default_factory=dict)  # key -> (not before, n)
@@ -397,7 +413,7 @@ class Runner:
         desired: dict[str, Want] = {}
         for pod in pods:
             try:
-                for w in wants_for(pod, self.binaries, self.source):
+                for w in wants_for(pod, self.binaries, self.source, self.start_on):
                     desired[w.key] = w
             except Exception as e:
                 log.warning("pod %s: %s: %s", _name(pod), type(e).__name__, e)
@@ -495,6 +511,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="REPOSITORY=BINARY",
         help="image repository -> local binary (repeatable)",
     )
+    ap.add_argument(
+        "--start-on",
+        choices=("created", "running"),
+        default="created",
+        help="start a pod's process once kwok created its containers (pod IP, phase Pending,"
+        " default) or only once it is Running",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
@@ -521,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = PodCache(core)
     t = threading.Thread(target=cache.run, name="pod-watch", daemon=True)
     t.start()
-    runner = Runner(binaries, args.log_dir, args.pid_dir, EnvSource(core))
+    runner = Runner(binaries, args.log_dir, args.pid_dir, EnvSource(core), args.start_on)
     log.info("watching pods; binaries: %s", binaries)
     try:
         while not stop.is_set():

@@ -1,0 +1,443 @@
+"""Fixtures and helpers for tests with real traffic (hack/dataplane).
+
+The session fixture `dataplane` makes sure Traefik (the Gateway API data
+plane), Prometheus and the pod runner run in the cluster's network namespace:
+hack/dataplane/up.sh is idempotent, so a data plane already up is reused; one
+this run started is stopped at the end (KANARY_KEEP_CLUSTER=1 keeps it).
+
+Import the fixtures into a test module:
+
+    from .dataplane_fixtures import dataplane  # noqa: F401  (pytest fixture)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client import ApiException
+
+from .conftest import REPO_ROOT, Cluster, lib_path, wait_until
+
+DATAPLANE_DIR = REPO_ROOT / "hack" / "dataplane"
+GATEWAY_PORT = 8000
+TRAEFIK_API = "http://127.0.0.1:8080"
+PROMETHEUS = "http://127.0.0.1:9090"
+IMAGE_REPO = "kanary/gin-demo"
+APP_PORT = 8080
+GW_GROUP, GW_VERSION = "gateway.networking.k8s.io", "v1"
+
+CREATE = "pod-create.stage.kwok.x-k8s.io"
+READY = "pod-ready.stage.kwok.x-k8s.io"
+
+
+def kwok_timing(create: str = "0s", ready: str = "1s") -> dict[str, str]:
+    """kwok annotations: IP after `create`, Ready exactly `ready` later. The
+    runner starts the process when the IP is there, so 1s lets it listen first."""
+    return {
+        f"{CREATE}/delay": create,
+        f"{CREATE}/jitter-delay": create,
+        f"{READY}/delay": ready,
+        f"{READY}/jitter-delay": ready,
+    }
+
+
+NEVER_READY = kwok_timing(ready="876000h")
+
+
+def _dataplane_var(name: str) -> str:
+    out = subprocess.run(
+        ["bash", "-c", f'source "$0" && printf %s "${name}"', str(DATAPLANE_DIR / "lib.sh")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout
+
+
+@dataclass(frozen=True)
+class Gateway:
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True)
+class DataPlane:
+    cluster: Cluster
+    gateway: Gateway
+    state: Path  # $KANARY_STATE/dataplane
+    pid_dir: Path  # $KANARY_STATE/pids
+
+    @property
+    def custom(self) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(self.cluster.api)
+
+
+def gateway_from_manifests() -> Gateway:
+    for f in sorted((REPO_ROOT / "manifests" / "gateway").glob("*.y*ml")):
+        for doc in yaml.safe_load_all(f.read_text()):
+            if isinstance(doc, dict) and doc.get("kind") == "Gateway":
+                meta = doc["metadata"]
+                return Gateway(namespace=meta.get("namespace", "default"), name=meta["name"])
+    raise AssertionError("no Gateway in manifests/gateway/")
+
+
+def _components_up() -> bool:
+    pid_dir = lib_path("PID_DIR")
+    for name in ("traefik", "prometheus", "pod-runner"):
+        f = pid_dir / f"{name}.pid"
+        try:
+            os.kill(int(f.read_text().strip()), 0)
+        except (OSError, ValueError):
+            return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def dataplane(cluster: Cluster) -> Iterator[DataPlane]:
+    was_up = _components_up()
+    if not was_up:
+        build = subprocess.run(
+            [str(DATAPLANE_DIR / "build.sh")], capture_output=True, text=True, check=False
+        )
+        if build.returncode != 0:
+            pytest.fail(f"hack/dataplane/build.sh failed:\n{build.stderr[-4000:]}", pytrace=False)
+    up = subprocess.run([str(DATAPLANE_DIR / "up.sh")], capture_output=True, text=True, check=False)
+    if up.returncode != 0:
+        pytest.fail(
+            f"hack/dataplane/up.sh failed ({up.returncode}):\n{up.stderr[-4000:]}", pytrace=False
+        )
+    try:
+        yield DataPlane(
+            cluster=cluster,
+            gateway=gateway_from_manifests(),
+            state=Path(_dataplane_var("DATAPLANE_STATE")),
+            pid_dir=lib_path("PID_DIR"),
+        )
+    finally:
+        if not was_up and os.environ.get("KANARY_KEEP_CLUSTER") != "1":
+            subprocess.run([str(DATAPLANE_DIR / "down.sh")], check=False)
+
+
+# ------------------------------------------------------------- manifests ---
+def gin_deployment(
+    name: str,
+    tag: str,
+    replicas: int,
+    labels: dict[str, str],
+    env: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    grace_s: int = 10,
+) -> dict[str, Any]:
+    """A Deployment of the Gin service (image kanary/gin-demo:<tag>)."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {
+                    "labels": labels,
+                    "annotations": annotations if annotations is not None else kwok_timing(),
+                },
+                "spec": {
+                    "terminationGracePeriodSeconds": grace_s,
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": f"{IMAGE_REPO}:{tag}",
+                            "env": [{"name": k, "value": v} for k, v in (env or {}).items()],
+                            "ports": [{"name": "http", "containerPort": APP_PORT}],
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def service(name: str, selector: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {
+            "selector": selector,
+            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+        },
+    }
+
+
+def http_route(
+    name: str, gateway: Gateway, hostname: str, backends: list[tuple[str, int]]
+) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GW_GROUP}/{GW_VERSION}",
+        "kind": "HTTPRoute",
+        "metadata": {"name": name},
+        "spec": {
+            "parentRefs": [{"name": gateway.name, "namespace": gateway.namespace}],
+            "hostnames": [hostname],
+            "rules": [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                    "backendRefs": [{"name": s, "port": 80, "weight": w} for s, w in backends],
+                }
+            ],
+        },
+    }
+
+
+def get_route(dp: DataPlane, namespace: str, route: str) -> dict[str, Any]:
+    obj = dp.custom.get_namespaced_custom_object(
+        GW_GROUP, GW_VERSION, namespace, "httproutes", route
+    )
+    assert isinstance(obj, dict)
+    return obj
+
+
+def set_weights(dp: DataPlane, namespace: str, route: str, weights: list[int]) -> None:
+    """Merge-patch the weights of the route's first rule (the way kanary does)."""
+    obj = get_route(dp, namespace, route)
+    refs = obj["spec"]["rules"][0]["backendRefs"]
+    assert len(refs) == len(weights)
+    patch = {
+        "spec": {
+            "rules": [
+                {
+                    **obj["spec"]["rules"][0],
+                    "backendRefs": [{**r, "weight": w} for r, w in zip(refs, weights, strict=True)],
+                }
+            ]
+        }
+    }
+    dp.custom.patch_namespaced_custom_object(
+        GW_GROUP, GW_VERSION, namespace, "httproutes", route, patch
+    )
+
+
+# ---------------------------------------------------------------- waiting ---
+def pods_of(core: client.CoreV1Api, namespace: str, selector: dict[str, str]) -> list[Any]:
+    sel = ",".join(f"{k}={v}" for k, v in selector.items())
+    return list(core.list_namespaced_pod(namespace, label_selector=sel).items)
+
+
+def is_ready(pod: Any) -> bool:
+    conds = (pod.status.conditions if pod.status else None) or []
+    return any(c.type == "Ready" and c.status == "True" for c in conds)
+
+
+def get_json(url: str, host: str | None = None, timeout: float = 2.0) -> tuple[int, Any]:
+    """GET url (loopback or a pod IP inside the netns); (status, JSON body or None)."""
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname or "", u.port or 80, timeout=timeout)
+    try:
+        conn.request("GET", u.path or "/", headers={"Host": host} if host else {})
+        resp = conn.getresponse()
+        body = resp.read()
+        try:
+            return resp.status, json.loads(body)
+        except ValueError:
+            return resp.status, None
+    finally:
+        conn.close()
+
+
+def process_answers(ip: str, port: int = APP_PORT) -> dict[str, Any] | None:
+    """The JSON of GET / straight from the pod's process, or None if nothing listens."""
+    try:
+        status, doc = get_json(f"http://{ip}:{port}/", timeout=1.0)
+    except OSError:
+        return None
+    return doc if status == 200 and isinstance(doc, dict) else None
+
+
+def wait_ready_with_processes(
+    core: client.CoreV1Api, namespace: str, selector: dict[str, str], n: int, timeout: float = 60
+) -> list[Any]:
+    """Wait until exactly n pods match, all Ready, each with a process answering
+    on its pod IP as that pod."""
+
+    def probe() -> list[Any] | None:
+        pods = [p for p in pods_of(core, namespace, selector) if not p.metadata.deletion_timestamp]
+        if len(pods) != n or not all(is_ready(p) and p.status.pod_ip for p in pods):
+            return None
+        for p in pods:
+            doc = process_answers(p.status.pod_ip)
+            if doc is None or doc.get("pod") != p.metadata.name:
+                return None
+        return pods
+
+    return wait_until(f"{n} Ready pods with processes for {selector}", probe, timeout=timeout)
+
+
+def wait_route_accepted(dp: DataPlane, namespace: str, route: str, timeout: float = 30) -> None:
+    def probe() -> bool:
+        obj = get_route(dp, namespace, route)
+        for parent in (obj.get("status") or {}).get("parents") or []:
+            conds = {c["type"]: c["status"] for c in parent.get("conditions") or []}
+            if conds.get("Accepted") == "True" and conds.get("ResolvedRefs") == "True":
+                return True
+        return False
+
+    wait_until(f"HTTPRoute {namespace}/{route} Accepted by Traefik", probe, timeout=timeout)
+
+
+def sample(host: str, n: int, timeout: float = 2.0) -> tuple[Counter[str], Counter[str]]:
+    """n sequential GETs through the Gateway: (versions, pods); errors count
+    as version "status:<code>" / "error:<type>"."""
+    versions: Counter[str] = Counter()
+    pods: Counter[str] = Counter()
+    conn = http.client.HTTPConnection("127.0.0.1", GATEWAY_PORT, timeout=timeout)
+    try:
+        for _ in range(n):
+            try:
+                conn.request("GET", "/", headers={"Host": host})
+                resp = conn.getresponse()
+                body = resp.read()
+            except (OSError, http.client.HTTPException) as e:
+                versions[f"error:{type(e).__name__}"] += 1
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", GATEWAY_PORT, timeout=timeout)
+                continue
+            if resp.status != 200:
+                versions[f"status:{resp.status}"] += 1
+                continue
+            doc = json.loads(body)
+            versions[str(doc["version"])] += 1
+            pods[str(doc["pod"])] += 1
+    finally:
+        conn.close()
+    return versions, pods
+
+
+def wait_gateway_serves(host: str, expect: set[str], timeout: float = 30) -> float:
+    """Wait until the Gateway answers the host with exactly the versions in
+    `expect` (200s only) over 100 requests; returns the seconds it took."""
+    t0 = time.monotonic()
+
+    def probe() -> bool:
+        versions, _ = sample(host, 100)
+        return set(versions) == expect
+
+    wait_until(f"Gateway serving {sorted(expect)} for {host}", probe, timeout=timeout, interval=0.1)
+    return time.monotonic() - t0
+
+
+def run_load(host: str, count: int, rate: float, concurrency: int = 8) -> dict[str, Any]:
+    """hack/dataplane/load.py through the Gateway; its JSON report."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(DATAPLANE_DIR / "load.py"),
+            "--host",
+            host,
+            "--count",
+            str(count),
+            "--rate",
+            str(rate),
+            "--duration",
+            str(count / rate + 1),
+            "--concurrency",
+            str(concurrency),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=count / rate + 60,
+    )
+    report: dict[str, Any] = json.loads(out.stdout)
+    return report
+
+
+class BackgroundLoad:
+    """hack/dataplane/load.py running in the background (see start_load)."""
+
+    def __init__(self, proc: subprocess.Popen[str], timeout: float) -> None:
+        self.proc = proc
+        self.timeout = timeout
+
+    def report(self) -> dict[str, Any]:
+        out, err = self.proc.communicate(timeout=self.timeout)
+        assert self.proc.returncode == 0, err
+        rep: dict[str, Any] = json.loads(out)
+        return rep
+
+
+@contextlib.contextmanager
+def start_load(host: str, rate: float, duration_s: float) -> Iterator[BackgroundLoad]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(DATAPLANE_DIR / "load.py"),
+            "--host",
+            host,
+            "--rate",
+            str(rate),
+            "--duration",
+            str(duration_s),
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield BackgroundLoad(proc, timeout=duration_s + 60)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def process_request_count(ip: str, port: int = APP_PORT) -> int:
+    """http_requests_total for GET / summed over codes, read from the process's /metrics."""
+    conn = http.client.HTTPConnection(ip, port, timeout=2)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("http_requests_total{") and 'route="/"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+def record(dp: DataPlane, key: str, value: Any) -> None:
+    """Keep a measurement in $KANARY_STATE/dataplane/measurements.json (and print it)."""
+    path = dp.state / "measurements.json"
+    data: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads(path.read_text())
+    data[key] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    print(f"[measured] {key} = {value}")
+
+
+def delete_quietly(fn: Any, *args: Any) -> None:
+    try:
+        fn(*args)
+    except ApiException as e:
+        if e.status != 404:
+            raise

@@ -1,0 +1,336 @@
+"""Real traffic in the local cluster (hack/dataplane): Traefik splits requests by
+HTTPRoute weights across real Gin processes that the pod runner starts behind
+kwok's pods, only to Ready endpoints, and Prometheus discovers and scrapes the
+pods with the project's scrape config.
+
+Measurements are printed ("[measured] ...") and kept in
+$KANARY_STATE/dataplane/measurements.json."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+import urllib.request
+from collections import Counter
+from typing import Any, cast
+
+import pytest
+from kubernetes import client
+
+from .conftest import wait_until
+from .dataplane_fixtures import (
+    NEVER_READY,
+    PROMETHEUS,
+    DataPlane,
+    dataplane,  # noqa: F401  (pytest fixture)
+    gin_deployment,
+    http_route,
+    kwok_timing,
+    pods_of,
+    process_answers,
+    process_request_count,
+    record,
+    run_load,
+    sample,
+    service,
+    set_weights,
+    start_load,
+    wait_gateway_serves,
+    wait_ready_with_processes,
+    wait_route_accepted,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _create(
+    apps: client.AppsV1Api, core: client.CoreV1Api, namespace: str, *objs: dict[str, Any]
+) -> None:
+    for obj in objs:
+        if obj["kind"] == "Deployment":
+            apps.create_namespaced_deployment(namespace, cast(Any, obj))
+        elif obj["kind"] == "Service":
+            core.create_namespaced_service(namespace, cast(Any, obj))
+        elif obj["kind"] == "Pod":
+            core.create_namespaced_pod(namespace, cast(Any, obj))
+        else:
+            raise AssertionError(obj["kind"])
+
+
+def _route(dp: DataPlane, namespace: str, obj: dict[str, Any]) -> None:
+    dp.custom.create_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", namespace, "httproutes", obj
+    )
+    wait_route_accepted(dp, namespace, obj["metadata"]["name"])
+
+
+def _names(pods: list[Any]) -> set[str]:
+    return {p.metadata.name for p in pods}
+
+
+def test_weighted_split_and_weight_change(
+    dataplane: DataPlane,  # noqa: F811
+    namespace: str,
+    apps: client.AppsV1Api,
+    core: client.CoreV1Api,
+) -> None:
+    dp = dataplane
+    host = f"{namespace}.kanary.test"
+    v1 = {"app": "gin", "version": "v1"}
+    v2 = {"app": "gin", "version": "v2"}
+    _create(
+        apps,
+        core,
+        namespace,
+        gin_deployment("gin-v1", "v1", 2, v1),
+        gin_deployment("gin-v2", "v2", 1, v2),
+        service("gin-v1", v1),
+        service("gin-v2", v2),
+    )
+    pods1 = wait_ready_with_processes(core, namespace, v1, 2)
+    pods2 = wait_ready_with_processes(core, namespace, v2, 1)
+    # APP_VERSION comes from the image tag: each process says its own version.
+    for p in pods1:
+        assert (process_answers(p.status.pod_ip) or {}).get("version") == "v1"
+    for p in pods2:
+        assert (process_answers(p.status.pod_ip) or {}).get("version") == "v2"
+
+    _route(dp, namespace, http_route("gin", dp.gateway, host, [("gin-v1", 90), ("gin-v2", 10)]))
+    wait_gateway_serves(host, {"v1", "v2"})
+
+    before = {p.metadata.name: process_request_count(p.status.pod_ip) for p in pods1 + pods2}
+    rep = run_load(host, count=2000, rate=400)
+    after = {p.metadata.name: process_request_count(p.status.pod_ip) for p in pods1 + pods2}
+
+    assert rep["sent"] == 2000, rep
+    assert rep["status"] == {"200": 2000}, rep
+    assert set(rep["version"]) == {"v1", "v2"}, rep
+    share = 100.0 * rep["version"]["v2"] / 2000
+    record(dp, "split_90_10_v2_percent", round(share, 2))
+    assert abs(share - 10.0) <= 3.0, rep
+    # The responses' pods are exactly the Deployments' pods, each version from
+    # its own Deployment, and every process counted the requests it answered.
+    assert set(rep["pod"]) <= _names(pods1) | _names(pods2), rep
+    assert rep["version_status"]["v2 200"] == sum(rep["pod"].get(n, 0) for n in _names(pods2))
+    for name in before:
+        assert after[name] - before[name] == rep["pod"].get(name, 0), (name, before, after, rep)
+
+    # 90/10 -> 50/50: time until the traffic shows it (a 50-request batch with
+    # >= 30% v2; at 10% that has probability ~1e-4).
+    t0 = time.monotonic()
+    set_weights(dp, namespace, "gin", [50, 50])
+    applied = None
+    deadline = t0 + 60
+    while time.monotonic() < deadline:
+        versions, _ = sample(host, 50)
+        if versions.get("v2", 0) >= 15:
+            applied = time.monotonic() - t0
+            break
+    assert applied is not None, "weights 50/50 not in effect after 60s"
+    record(dp, "weight_change_90_10_to_50_50_seconds", round(applied, 2))
+    rep = run_load(host, count=1000, rate=400)
+    assert rep["status"] == {"200": 1000}, rep
+    share = 100.0 * rep["version"].get("v2", 0) / 1000
+    record(dp, "split_50_50_v2_percent", round(share, 2))
+    assert abs(share - 50.0) <= 5.0, rep
+
+
+def test_scaled_down_pods_stop_getting_traffic(
+    dataplane: DataPlane,  # noqa: F811
+    namespace: str,
+    apps: client.AppsV1Api,
+    core: client.CoreV1Api,
+) -> None:
+    dp = dataplane
+    host = f"{namespace}.kanary.test"
+    sel = {"app": "gin"}
+    # SHUTDOWN_DELAY: a stopping process keeps serving (readyz 503) while the
+    # endpoint is removed, as apps do on a real cluster with a preStop sleep.
+    _create(
+        apps,
+        core,
+        namespace,
+        gin_deployment("gin", "v1", 3, sel, env={"SHUTDOWN_DELAY": "3s"}),
+        service("gin", sel),
+    )
+    pods = wait_ready_with_processes(core, namespace, sel, 3)
+    _route(dp, namespace, http_route("gin", dp.gateway, host, [("gin", 100)]))
+    wait_gateway_serves(host, {"v1"})
+    rep = run_load(host, count=300, rate=300)
+    assert rep["status"] == {"200": 300}, rep
+    assert set(rep["pod"]) == _names(pods), rep
+
+    t0 = time.monotonic()
+    apps.patch_namespaced_deployment_scale("gin", namespace, {"spec": {"replicas": 1}})
+    seen: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+
+    def only_one_pod() -> bool:
+        versions, pods_hit = sample(host, 60)
+        seen.update(pods_hit)
+        errors.update({k: v for k, v in versions.items() if k != "v1"})
+        return len(pods_hit) == 1
+
+    wait_until("traffic on one pod only", only_one_pod, timeout=60, interval=0.05)
+    record(dp, "scale_down_3_to_1_seconds", round(time.monotonic() - t0, 2))
+    record(dp, "scale_down_errors_during_transition", dict(errors))
+
+    remaining = wait_ready_with_processes(core, namespace, sel, 1)
+    gone = _names(pods) - _names(remaining)
+    assert len(gone) == 2
+    rep = run_load(host, count=300, rate=300)
+    assert rep["status"] == {"200": 300}, rep
+    assert set(rep["pod"]) == _names(remaining), rep
+    # the scaled-down pods' processes are stopped
+    old_ips = [p.status.pod_ip for p in pods if p.metadata.name in gone]
+    wait_until(
+        "processes of deleted pods stopped",
+        lambda: all(process_answers(ip) is None for ip in old_ips),
+        timeout=30,
+    )
+
+
+def test_not_ready_pod_gets_no_traffic(
+    dataplane: DataPlane,  # noqa: F811
+    namespace: str,
+    apps: client.AppsV1Api,
+    core: client.CoreV1Api,
+) -> None:
+    dp = dataplane
+    host = f"{namespace}.kanary.test"
+    sel = {"app": "gin"}
+    _create(apps, core, namespace, gin_deployment("gin", "v1", 2, sel), service("gin", sel))
+    # A bare pod the Service selects, that kwok never makes Ready: its process
+    # runs (the runner starts it once the pod has its IP) and answers directly.
+    tmpl = gin_deployment("x", "v1-unready", 1, sel, annotations=NEVER_READY)["spec"]["template"]
+    pod_obj = {"apiVersion": "v1", "kind": "Pod", **tmpl}
+    pod_obj["metadata"] = {**tmpl["metadata"], "name": "unready"}
+    _create(apps, core, namespace, pod_obj)
+
+    def unready_process() -> str | None:
+        pod = core.read_namespaced_pod("unready", namespace)
+        ip = pod.status.pod_ip if pod.status else None
+        doc = process_answers(ip) if ip else None
+        return ip if doc is not None and doc.get("version") == "v1-unready" else None
+
+    ip = wait_until("the never-Ready pod's process answering", unready_process, timeout=60)
+    pod = core.read_namespaced_pod("unready", namespace)
+    conditions = (pod.status.conditions if pod.status else None) or []
+    assert not any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+    def ready_pods() -> list[Any] | None:
+        ps = [p for p in pods_of(core, namespace, sel) if p.metadata.name != "unready"]
+        ok = [p for p in ps if p.status.pod_ip and process_answers(p.status.pod_ip)]
+        return ps if len(ps) == 2 and len(ok) == 2 else None
+
+    ready_list = wait_until("2 Deployment pods with processes", ready_pods, timeout=60)
+
+    # The EndpointSlice lists the unready pod, not ready.
+    discovery = client.DiscoveryV1Api(dp.cluster.api)
+
+    def endpoint_states() -> dict[str, bool] | None:
+        slices = discovery.list_namespaced_endpoint_slice(
+            namespace, label_selector="kubernetes.io/service-name=gin"
+        ).items
+        states = {
+            ep.addresses[0]: bool(ep.conditions and ep.conditions.ready)
+            for s in slices
+            for ep in s.endpoints or []
+        }
+        return states if len(states) == 3 else None
+
+    states = wait_until("EndpointSlice with 3 endpoints", endpoint_states, timeout=30)
+    assert states[ip] is False, states
+
+    _route(dp, namespace, http_route("gin", dp.gateway, host, [("gin", 100)]))
+    wait_gateway_serves(host, {"v1"})
+    rep = run_load(host, count=500, rate=300)
+    assert rep["status"] == {"200": 500}, rep
+    assert rep["version"] == {"v1": 500}, rep
+    assert "unready" not in rep["pod"], rep
+    assert set(rep["pod"]) == _names(ready_list), rep
+    assert process_request_count(ip) == 0
+
+
+def _prom(path: str, **params: str) -> Any:
+    url = f"{PROMETHEUS}{path}"
+    if params:
+        url += "?" + urllib.parse.urlencode(params)
+    with urllib.request.urlopen(url, timeout=5) as resp:  # loopback in the netns
+        doc = json.loads(resp.read())
+    assert doc["status"] == "success", doc
+    return doc["data"]
+
+
+def test_prometheus_discovers_and_scrapes_pods(
+    dataplane: DataPlane,  # noqa: F811
+    namespace: str,
+    apps: client.AppsV1Api,
+    core: client.CoreV1Api,
+) -> None:
+    dp = dataplane
+    host = f"{namespace}.kanary.test"
+    tracks = {"stable": ("v1", "rev1", 2), "canary": ("v2", "rev2", 1)}
+    all_pods: dict[str, tuple[str, str]] = {}  # pod -> (track, revision)
+    for track, (tag, rev, n) in tracks.items():
+        labels = {
+            "app": "gin",
+            "kanary.dev/rollout": "demo",
+            "kanary.dev/track": track,
+            "kanary.dev/revision": rev,
+        }
+        selector = {k: v for k, v in labels.items() if k != "kanary.dev/revision"}
+        dep = gin_deployment(f"demo-{track}", tag, n, selector, annotations=kwok_timing())
+        dep["spec"]["template"]["metadata"]["labels"] = labels
+        _create(apps, core, namespace, dep, service(f"demo-{track}", selector))
+        for p in wait_ready_with_processes(core, namespace, selector, n):
+            all_pods[p.metadata.name] = (track, rev)
+
+    _route(
+        dp,
+        namespace,
+        http_route("demo", dp.gateway, host, [("demo-stable", 80), ("demo-canary", 20)]),
+    )
+    wait_gateway_serves(host, {"v1", "v2"})
+
+    def targets() -> dict[str, dict[str, str]] | None:
+        data = _prom("/api/v1/targets", state="active")
+        found = {
+            t["labels"].get("pod", ""): t["labels"]
+            for t in data["activeTargets"]
+            if t["labels"].get("namespace") == namespace and t.get("health") == "up"
+        }
+        return found if set(found) >= set(all_pods) else None
+
+    t0 = time.monotonic()
+    found = wait_until("Prometheus targets up for every pod", targets, timeout=60, interval=0.5)
+    record(dp, "prometheus_targets_up_seconds", round(time.monotonic() - t0, 2))
+    for pod, (track, rev) in all_pods.items():
+        labels = found[pod]
+        assert labels.get("rollout") == "demo", labels
+        assert labels.get("track") == track, labels
+        assert labels.get("revision") == rev, labels
+
+    query = (
+        f'sum by (pod, track, revision) (rate(http_requests_total{{namespace="{namespace}"}}[5s]))'
+    )
+
+    def rates() -> dict[str, float] | None:
+        result = _prom("/api/v1/query", query=query)["result"]
+        r = {s["metric"]["pod"]: float(s["value"][1]) for s in result}
+        return r if set(r) >= set(all_pods) and all(v > 0 for v in r.values()) else None
+
+    # Load in the background (100/s for 20 s) while Prometheus is asked.
+    with start_load(host, rate=100, duration_s=20) as load:
+        got = wait_until("request rates for every pod", rates, timeout=20, interval=0.5)
+        rep = load.report()
+    record(dp, "prometheus_pod_rates_per_s", {k: round(v, 1) for k, v in sorted(got.items())})
+    assert rep["status"] == {"200": rep["sent"]}, rep
+    # stable 80 / canary 20: the per-track rates follow the weights
+    by_track: dict[str, float] = {"stable": 0.0, "canary": 0.0}
+    for pod, r in got.items():
+        by_track[all_pods[pod][0]] += r
+    canary_share = by_track["canary"] / (by_track["canary"] + by_track["stable"])
+    record(dp, "prometheus_canary_rate_share", round(canary_share, 3))
+    assert 0.10 <= canary_share <= 0.30, got

@@ -1,0 +1,179 @@
+"""Pure parts of hack/dataplane: the pod runner's image/env/port mapping, the
+load generator's target check and the Prometheus config rewrite."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+DATAPLANE = Path(__file__).resolve().parents[2] / "hack" / "dataplane"
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"dataplane_{name}", DATAPLANE / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+runner = _load("runner")
+load = _load("load")
+promcfg = _load("prometheus_config")
+
+
+def pod(
+    phase: str = "Running",
+    ip: str | None = "10.244.0.7",
+    env: list[dict[str, Any]] | None = None,
+    image: str = "kanary/gin-demo:v2",
+    deleting: bool = False,
+    initialized: bool = True,
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": "web-1",
+        "namespace": "demo",
+        "uid": "u-1",
+        "labels": {"app": "web"},
+    }
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    status: dict[str, Any] = {
+        "phase": phase,
+        "conditions": [{"type": "Initialized", "status": "True" if initialized else "False"}],
+    }
+    if ip:
+        status["podIP"] = ip
+    return {
+        "metadata": meta,
+        "spec": {
+            "nodeName": "kwok-node-0",
+            "terminationGracePeriodSeconds": 5,
+            "containers": [
+                {
+                    "name": "app",
+                    "image": image,
+                    "env": env or [],
+                    "ports": [{"containerPort": 8080}],
+                },
+                {"name": "sidecar", "image": "busybox:1"},
+            ],
+        },
+        "status": status,
+    }
+
+
+BINS = {"kanary/gin-demo": "/bin/gin-demo"}
+
+
+@pytest.mark.parametrize(
+    ("image", "want"),
+    [
+        ("kanary/gin-demo:v1", ("kanary/gin-demo", "v1")),
+        ("kanary/gin-demo", ("kanary/gin-demo", "latest")),
+        ("docker.io/kanary/gin-demo:v3", ("kanary/gin-demo", "v3")),
+        ("localhost:5000/kanary/gin-demo:v4@sha256:abc", ("localhost:5000/kanary/gin-demo", "v4")),
+        ("localhost:5000/x", ("localhost:5000/x", "latest")),
+    ],
+)
+def test_split_image(image: str, want: tuple[str, str]) -> None:
+    assert runner.split_image(image) == want
+
+
+def test_want_binds_pod_ip_and_port_with_version_from_tag() -> None:
+    (w,) = runner.wants_for(pod(), BINS, None)
+    env = dict(w.env)
+    assert w.binary == "/bin/gin-demo"
+    assert w.listen == "10.244.0.7:8080" == env["LISTEN_ADDR"]
+    assert env["APP_VERSION"] == "v2"
+    assert env["POD_NAME"] == "web-1" == env["HOSTNAME"]
+    assert w.grace_s == 5
+    assert w.key == "demo_web-1_app"
+
+
+def test_env_from_pod_spec_wins_and_is_resolved() -> None:
+    env: list[dict[str, Any]] = [
+        {"name": "APP_VERSION", "value": "custom"},
+        {"name": "PORT", "value": "9090"},
+        {"name": "ME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "APPL", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+        {"name": "GREETING", "value": "hi $(ME) $$(ME) $(NOPE)"},
+    ]
+    (w,) = runner.wants_for(pod(env=env), BINS, None)
+    got = dict(w.env)
+    assert got["APP_VERSION"] == "custom"
+    assert "PORT" not in got  # the app refuses PORT together with LISTEN_ADDR
+    assert got["LISTEN_ADDR"] == "10.244.0.7:9090"
+    assert got["ME"] == "web-1" and got["APPL"] == "web"
+    assert got["GREETING"] == "hi web-1 $(ME) $(NOPE)"
+
+
+@pytest.mark.parametrize(
+    ("kw", "start_on", "runs"),
+    [
+        ({}, "created", True),
+        ({"phase": "Pending"}, "created", True),  # IP given: containers created, not Ready yet
+        ({"phase": "Pending"}, "running", False),
+        ({"phase": "Pending", "initialized": False}, "created", False),
+        ({"ip": None, "phase": "Pending"}, "created", False),
+        ({"deleting": True}, "created", False),
+        ({"phase": "Failed"}, "created", False),
+        ({"phase": "Succeeded"}, "created", False),
+        ({"image": "other/app:v1"}, "created", False),
+    ],
+)
+def test_which_pods_run(kw: dict[str, Any], start_on: str, runs: bool) -> None:
+    assert bool(runner.wants_for(pod(**kw), BINS, None, start_on)) is runs
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1"])
+def test_load_allows_loopback(host: str) -> None:
+    load.check_target(host)
+
+
+@pytest.mark.parametrize("host", ["10.244.0.5", "192.168.1.1", "8.8.8.8", "example.com"])
+def test_load_refuses_other_targets_outside_the_netns(host: str) -> None:
+    if load.in_netns():
+        pytest.skip("running inside the cluster's netns")
+    with pytest.raises(SystemExit):
+        load.check_target(host)
+
+
+def test_prometheus_config_is_localized() -> None:
+    sa = "/var/run/secrets/kubernetes.io/serviceaccount"
+    cfg = {
+        "global": {"scrape_interval": "15s", "scrape_timeout": "10s"},
+        "scrape_configs": [
+            {
+                "job_name": "pods",
+                "scrape_interval": "5s",
+                "kubernetes_sd_configs": [{"role": "pod", "bearer_token_file": f"{sa}/token"}],
+                "relabel_configs": [{"source_labels": ["x"], "target_label": "y"}],
+            },
+            {"job_name": "api", "tls_config": {"ca_file": f"{sa}/ca.crt"}},
+        ],
+    }
+    out = promcfg.localize(cfg, "https://127.0.0.1:6443", "/s/ca", "/s/tok", "1s")
+    assert out["global"] == {
+        "scrape_interval": "1s",
+        "scrape_timeout": "1s",
+        "evaluation_interval": "1s",
+    }
+    pods, api = out["scrape_configs"]
+    assert pods["scrape_interval"] == "1s"
+    assert pods["kubernetes_sd_configs"] == [
+        {
+            "role": "pod",
+            "api_server": "https://127.0.0.1:6443",
+            "tls_config": {"ca_file": "/s/ca"},
+            "authorization": {"type": "Bearer", "credentials_file": "/s/tok"},
+        }
+    ]
+    assert pods["relabel_configs"] == cfg["scrape_configs"][0]["relabel_configs"]  # type: ignore[index]
+    assert api["tls_config"] == {"ca_file": "/s/ca"}
