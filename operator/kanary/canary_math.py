@@ -35,6 +35,13 @@ class RatioSplit:
     percent: int  # the actual canary share, what status reports as canaryWeight
 
 
+def replicas_for_ratio(replicas: int, percent: int) -> int:
+    """Fewest canary pods of `replicas` whose share (ratio_percent) is at least `percent`."""
+    return next(
+        (n for n in range(replicas + 1) if ratio_percent(n, replicas - n) >= percent), replicas
+    )
+
+
 def ratio_split(replicas: int, weight: int) -> RatioSplit:
     canary = replicas_for_weight(replicas, weight)
     stable = replicas - canary

@@ -143,6 +143,10 @@ class _Tick:
     def step_index(self) -> int:
         return self.status.current_step_index or 0
 
+    def step(self) -> Step:
+        """The current step (the last one, if the plan was shortened under a running rollout)."""
+        return self.steps[min(self.step_index, len(self.steps) - 1)]
+
     def label(self) -> str:
         return canary_math.step_label(self.step_index, self.steps)
 
@@ -318,7 +322,7 @@ def _apply_manual(tick: _Tick) -> None:
 def _promote(tick: _Tick) -> str | None:
     if tick.status.stage != "Stepping":
         return f"nothing to promote: the rollout is {_phase_of(tick.status)}"
-    step = tick.steps[tick.step_index]
+    step = tick.step()
     if step.pause is None:
         return (
             f"{tick.label()} is {canary_math.describe_step(step)}, not a pause; "
@@ -368,7 +372,7 @@ def _resume(tick: _Tick) -> str | None:
         return f"not paused: the rollout is {_phase_of(tick.status)}"
     if reason == "Step":
         return f"{tick.label()} is a pause until promote: use `kanary promote`"
-    step = tick.steps[tick.step_index]
+    step = tick.step()
     counts = tick.status.analysis.model_copy(update={"consecutive_inconclusive": 0})
     tick.update(pause_reason=_pause_reason_of(step), analysis=counts)
     tick.event("Resumed", f"{tick.label()}: resumed by user")
@@ -470,7 +474,10 @@ def _stepping(tick: _Tick) -> None:
             return
     if tick.status.pause_reason in ("User", "Inconclusive"):
         return
-    step = tick.steps[tick.step_index]
+    if tick.step_index >= len(tick.steps):
+        _start_promotion(tick, "the steps were shortened past the current one")
+        return
+    step = tick.step()
     if step.set_weight is not None:
         _weight_step(tick, step.set_weight)
     elif step.pause is not None and step.pause.seconds() is not None:
@@ -478,7 +485,7 @@ def _stepping(tick: _Tick) -> None:
 
 
 def _weight_step(tick: _Tick, weight: int) -> None:
-    wanted = canary_math.replicas_for_weight(tick.replicas, weight)
+    wanted = _canary_pods_for(tick, weight)
     if not _track_ready(tick.obs.canary, tick.status.canary_revision, wanted):
         deadline = tick.spec.strategy.progress_deadline_seconds
         if tick.seconds_in_step() > deadline:
@@ -488,11 +495,31 @@ def _weight_step(tick: _Tick, weight: int) -> None:
         return
     if tick.obs.route_problem or not _analysis_allows_advance(tick, since=None):
         return
-    written = canary_math.ratio_split(tick.replicas, weight).percent if tick.ratio_mode else weight
+    written = _weight_to_write(tick, weight, wanted)
     tick.act(SetWeight(written))
     tick.update(canary_weight=written)
     tick.event("WeightSet", f"{tick.label()}: canary weight {written}%")
     _advance(tick)
+
+
+def _canary_pods_for(tick: _Tick, weight: int) -> int:
+    """Pods for a step's weight, never fewer than the traffic already sent to the canary needs
+    (a plan edited under a running rollout must not take weight back)."""
+    return max(canary_math.replicas_for_weight(tick.replicas, weight), _written_pods(tick))
+
+
+def _written_pods(tick: _Tick) -> int:
+    written = tick.status.canary_weight
+    if tick.ratio_mode:
+        return canary_math.replicas_for_ratio(tick.replicas, written)
+    return canary_math.replicas_for_weight(tick.replicas, written)
+
+
+def _weight_to_write(tick: _Tick, weight: int, pods: int) -> int:
+    """Gateway: the step's weight (never below the one written); replica-ratio: the pod share."""
+    if tick.ratio_mode:
+        return canary_math.ratio_percent(pods, tick.replicas - pods)
+    return max(weight, tick.status.canary_weight)
 
 
 def _timed_pause_step(tick: _Tick, seconds: float) -> None:
@@ -517,10 +544,10 @@ def _advance(tick: _Tick) -> None:
 
 
 def _announce_step(tick: _Tick) -> None:
-    step = tick.steps[tick.step_index]
+    step = tick.step()
     text = f"{tick.label()}: {canary_math.describe_step(step)}"
     if step.set_weight is not None:
-        pods = canary_math.replicas_for_weight(tick.replicas, step.set_weight)
+        pods = _canary_pods_for(tick, step.set_weight)
         text += f" ({pods} canary pod{'' if pods == 1 else 's'})"
     if step.pause is not None and step.pause.duration is None:
         tick.event("Paused", f"{text}: `kanary promote` to continue")
@@ -686,7 +713,7 @@ def _scale_stable(tick: _Tick, replicas: int) -> None:
 def _ensure_step_canary(tick: _Tick) -> None:
     revision = tick.status.canary_revision or tick.obs.template_hash
     weight = canary_math.weight_through(tick.steps, tick.step_index)
-    replicas = canary_math.replicas_for_weight(tick.replicas, weight)
+    replicas = _canary_pods_for(tick, weight)
     canary = tick.obs.canary
     if (canary.exists, canary.revision, canary.replicas) != (True, revision, replicas):
         tick.act(ApplyCanary(revision=revision, replicas=replicas))
@@ -695,8 +722,7 @@ def _ensure_step_canary(tick: _Tick) -> None:
 def _stable_replicas_in_step(tick: _Tick) -> int:
     if not tick.ratio_mode:
         return tick.replicas  # full capacity until promotion, so a rollback is one weight write
-    written = canary_math.weight_before(tick.steps, tick.step_index)
-    return canary_math.ratio_split(tick.replicas, written).stable
+    return tick.replicas - _written_pods(tick)
 
 
 def _scale_canary_down(tick: _Tick) -> None:
@@ -905,10 +931,10 @@ def _step_message(tick: _Tick) -> str:
 def _step_detail(tick: _Tick) -> str:
     if tick.status.pause_reason is not None:
         return _pause_text(tick)
-    step = tick.steps[tick.step_index]
+    step = tick.step()
     elapsed = _seconds_text(tick.seconds_in_step())
     if step.set_weight is not None:
-        wanted = canary_math.replicas_for_weight(tick.replicas, step.set_weight)
+        wanted = _canary_pods_for(tick, step.set_weight)
         if _track_ready(tick.obs.canary, tick.status.canary_revision, wanted):
             return f"setWeight {step.set_weight}: canary Ready; {_weight_hold(tick)}"
         deadline = tick.spec.strategy.progress_deadline_seconds

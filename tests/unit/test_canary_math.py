@@ -96,3 +96,16 @@ def test_describe_step() -> None:
         "pause 30s",
         "pause until promote",
     ]
+
+
+def test_replicas_for_ratio_inverts_the_reported_share() -> None:
+    for replicas in range(1, 25):
+        for canary in range(replicas + 1):
+            share = canary_math.ratio_percent(canary, replicas - canary)
+            assert canary_math.replicas_for_ratio(replicas, share) == canary
+
+
+def test_replicas_for_ratio_of_a_share_between_pods_rounds_up() -> None:
+    assert canary_math.replicas_for_ratio(4, 26) == 2
+    assert canary_math.replicas_for_ratio(4, 0) == 0
+    assert canary_math.replicas_for_ratio(4, 100) == 4

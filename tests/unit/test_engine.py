@@ -1033,3 +1033,48 @@ def test_status_survives_a_json_round_trip_at_every_stage() -> None:
     assert driver.status.to_patch()["stage"] == "Stepping"
     assert "pauseReason" in driver.status.to_patch()
     assert "scaleDownAt" in driver.status.to_patch()
+
+
+# ---- the plan edited under a running rollout ---------------------------------------------------
+
+
+def _edit_steps(driver: Driver, steps: list[dict[str, Any]]) -> None:
+    strategy = driver.world.spec.strategy.model_copy(
+        update={"steps": make_spec(steps=steps).strategy.steps}
+    )
+    driver.world.spec = driver.world.spec.model_copy(update={"strategy": strategy})
+
+
+def test_steps_shortened_past_the_current_one_promote_instead_of_crashing() -> None:
+    driver = at_step(make_spec(), 5)
+    _edit_steps(driver, [{"setWeight": 5}, {"setWeight": 100}])
+    driver.tick()
+    assert driver.status.stage == "Promoting"
+    driver.run_until(lambda s: s.phase == "Healthy")
+    assert driver.world.weights == [0, 5, 25, 50, 0]
+
+
+@pytest.mark.parametrize("routing", ["gateway", "ratio"])
+def test_a_lowered_weight_in_an_edited_plan_never_takes_weight_back(routing: str) -> None:
+    spec = make_spec() if routing == "gateway" else make_spec(trafficRouting=None)
+    driver = at_step(spec, 5)
+    written = driver.status.canary_weight
+    canary_pods = driver.world.canary.replicas
+    lowered: list[dict[str, Any]] = [
+        {"setWeight": 5}, {"pause": {"duration": "30s"}}, {"setWeight": 10},
+        {"pause": {"duration": "30s"}}, {"setWeight": 10}, {"pause": {"duration": "30s"}},
+        {"setWeight": 20}, {"pause": {}},
+    ]
+    _edit_steps(driver, lowered)
+    driver.run_until(lambda s: s.current_step_index == 7)
+    assert driver.status.canary_weight >= written
+    assert driver.world.weights[-1] >= written
+    assert driver.world.canary.replicas >= canary_pods
+
+
+def test_a_replicas_change_mid_rollout_keeps_stable_at_full_size_in_gateway_mode() -> None:
+    driver = at_step(make_spec(), 3)
+    driver.world.spec = driver.world.spec.model_copy(update={"replicas": 8})
+    decision = driver.tick()
+    assert ScaleStable(replicas=8) in decision.actions
+    assert ApplyCanary(revision=driver.status.canary_revision or "", replicas=2) in decision.actions
