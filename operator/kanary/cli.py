@@ -10,11 +10,12 @@ import argparse
 import os
 import sys
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kanary import __version__
-from kanary.objects import ANNOTATION_ACTION
+from kanary.objects import ANNOTATION_ACTION, ANNOTATION_ACTION_ID
 from kanary.observation import ManualAction
 from kanary.spec import API_GROUP, API_VERSION, PLURAL
 from kanary.statusview import render_list, render_status
@@ -142,13 +143,14 @@ def cmd_action(args: argparse.Namespace) -> int:
     problem = action_error(action, args.name, body.get("status", {}).get("phase"))
     if problem:
         raise CliError(problem)
+    request = uuid.uuid4().hex[:12]
     api.patch_namespaced_custom_object(
         API_GROUP,
         API_VERSION,
         args.namespace,
         PLURAL,
         args.name,
-        {"metadata": {"annotations": {ANNOTATION_ACTION: action}}},
+        {"metadata": {"annotations": {ANNOTATION_ACTION: action, ANNOTATION_ACTION_ID: request}}},
     )
     print(f"rollout {args.namespace}/{args.name}: {action} requested")
     return 0

@@ -27,6 +27,7 @@ from kanary.engine import Decision, analysis_due, decide, template_hash
 from kanary.kube import Kube
 from kanary.objects import (
     ANNOTATION_ACTION,
+    ANNOTATION_ACTION_ID,
     LABEL_REVISION,
     LABEL_ROLLOUT,
     LABEL_TRACK,
@@ -102,8 +103,10 @@ def tracks(
         and ready == replicas
         and int(status.get("replicas", 0) or 0) == replicas
     )
+    containers = spec.get("template", {}).get("spec", {}).get("containers") or []
     state = TrackState(
         exists=True,
+        images=",".join(str(c.get("image", "")) for c in containers),
         revision=template_labels.get(LABEL_REVISION),
         replicas=replicas,
         ready=ready if updated >= ready else updated,
@@ -125,6 +128,20 @@ def canary_pod(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> N
 
 
 # ---- the tick --------------------------------------------------------------------------------
+
+
+def _for_kubectl(status: RolloutStatus, spec: RolloutSpec, obs: Observation) -> RolloutStatus:
+    """The printer columns' fields: step "i/N" and the images each track runs."""
+    index = status.current_step_index
+    steps = len(spec.strategy.steps)
+    canary = ",".join(spec.template.images()) if status.stage == "Stepping" else None
+    return status.model_copy(
+        update={
+            "step": None if index is None else f"{min(index + 1, steps)}/{steps}",
+            "stable_image": obs.stable.images or None,
+            "canary_image": canary,
+        }
+    )
 
 
 def _manual_action(annotations: Mapping[str, str]) -> tuple[ManualAction | None, str | None]:
@@ -228,6 +245,7 @@ async def tick(
         kopf.warn(body, reason="UnknownAction", message=bad_action)
     if bad_action or manual:
         patch.metadata.annotations[ANNOTATION_ACTION] = None
+        patch.metadata.annotations[ANNOTATION_ACTION_ID] = None
 
     current = RolloutStatus.model_validate(old_status)
     canary_rev = current.canary_revision or ""
@@ -240,6 +258,7 @@ async def tick(
         canary=_track(tracks, namespace, name, "canary"),
         readiness=readiness_figures(rt.clock.timings(namespace, name, canary_rev), now),
         manual=manual,
+        manual_id=(meta.get("annotations") or {}).get(ANNOTATION_ACTION_ID),
         route_problem=rt.route_problems.get((namespace, name)),
         invalid=invalid,
     )
@@ -267,7 +286,7 @@ async def tick(
         obs = dataclasses.replace(obs, route_problem=str(problem))
         decision = decide(rollout, current, obs)
         await asyncio.to_thread(_execute, rt, rollout, body, obs, _without_weights(decision))
-    patch.status.update(_status_patch(old_status, decision.status))
+    patch.status.update(_status_patch(old_status, _for_kubectl(decision.status, rollout, obs)))
     metrics_export.record_status(namespace, name, current, decision.status)
 
 

@@ -14,6 +14,7 @@ LABEL_ROLLOUT = "kanary.dev/rollout"
 LABEL_TRACK = "kanary.dev/track"
 LABEL_REVISION = "kanary.dev/revision"
 ANNOTATION_ACTION = "kanary.dev/action"
+ANNOTATION_ACTION_ID = "kanary.dev/action-id"  # optional: makes one request apply exactly once
 FIELD_MANAGER = "kanary"
 
 Manifest = dict[str, Any]

@@ -28,6 +28,7 @@ class TrackState:
     replicas: int = 0  # spec.replicas
     ready: int = 0  # status.readyReplicas of the current revision
     settled: bool = False  # observedGeneration caught up and all replicas updated + ready
+    images: str = ""  # the pod template's container images, comma-separated (for kubectl get)
 
 
 @dataclass(frozen=True)
