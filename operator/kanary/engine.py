@@ -749,28 +749,7 @@ def _finish(tick: _Tick) -> None:
     phase = _phase_of(tick.status)
     tick.update(phase=phase)
     _set_conditions(tick, phase)
-    _describe_tracks(tick)
     tick.update(message=_message(tick))
-
-
-def _describe_tracks(tick: _Tick) -> None:
-    """The printer columns: STEP as "3/7", and the images of each track.
-
-    Only the current template's images are known here, so a track's images are noted while it
-    runs the current template and kept from then on.
-    """
-    status, index = tick.status, tick.status.current_step_index
-    count = len(tick.steps)
-    step = f"{min(index + 1, count)}/{count}" if index is not None else None
-    images = ", ".join(tick.spec.template.images())
-    current = tick.obs.template_hash
-    stable = images if status.stable_revision == current else status.stable_image
-    canary = images if status.canary_revision == current else status.canary_image
-    tick.update(
-        step=step,
-        stable_image=stable,
-        canary_image=canary if status.canary_revision is not None else None,
-    )
 
 
 def _phase_of(status: RolloutStatus) -> Phase | None:

@@ -1079,20 +1079,3 @@ def test_a_replicas_change_mid_rollout_keeps_stable_at_full_size_in_gateway_mode
     assert ScaleStable(replicas=8) in decision.actions
     assert ApplyCanary(revision=driver.status.canary_revision or "", replicas=2) in decision.actions
 
-
-def test_printer_column_fields_follow_the_rollout() -> None:
-    driver = healthy_driver(make_spec())
-    assert (driver.status.step, driver.status.stable_image, driver.status.canary_image) == (
-        None, "demo:v1", None
-    )
-    new_template(driver, "v2")
-    driver.run_until(lambda s: s.current_step_index == 2)
-    assert (driver.status.step, driver.status.stable_image, driver.status.canary_image) == (
-        "3/7", "demo:v1", "demo:v2"
-    )
-    driver.run_until(lambda s: s.stage == "Promoting")
-    assert driver.status.step == "7/7"
-    driver.run_until(lambda s: s.phase == "Healthy")
-    assert (driver.status.step, driver.status.stable_image, driver.status.canary_image) == (
-        None, "demo:v2", None
-    )
