@@ -3,6 +3,7 @@ package main
 import (
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -32,6 +33,27 @@ type metrics struct {
 	registry *prometheus.Registry
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// routes caches the children of the two vectors per metered route
+	// template, method and code, so the hot path skips WithLabelValues'
+	// label hashing (~10x cheaper). Read-only after prepare.
+	routes map[string]*routeSeries
+}
+
+// series are one label set's counter and histogram.
+type series struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
+// routeSeries holds a route's series, indexed by method and status code
+// (100..599), filled on first use.
+type routeSeries [len(methodLabels)][500]atomic.Pointer[series]
+
+// methodLabels are the method label values; the last one is for any method
+// outside the standard set.
+var methodLabels = [...]string{
+	http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+	http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace, otherMethod,
 }
 
 func newMetrics(version string) *metrics {
@@ -60,7 +82,48 @@ func newMetrics(version string) *metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	m.routes = map[string]*routeSeries{unmatchedRoute: new(routeSeries)}
 	return m
+}
+
+// prepare sets up the series cache of the metered routes; call it before
+// serving, once the routes are registered. It also creates the 200 and 500
+// series of every metered route at zero, so that an error-rate query such as
+// sum(rate(http_requests_total{code=~"5.."}[30s])) / sum(rate(http_requests_total[30s]))
+// reads 0 for a healthy pod instead of returning no data.
+func (m *metrics) prepare(routes gin.RoutesInfo) {
+	for _, r := range routes {
+		if unmeteredRoutes[r.Path] {
+			continue
+		}
+		if m.routes[r.Path] == nil {
+			m.routes[r.Path] = new(routeSeries)
+		}
+		mi := methodIndex(r.Method)
+		for _, code := range []int{http.StatusOK, http.StatusInternalServerError} {
+			m.series(r.Path, mi, code)
+		}
+	}
+}
+
+// series returns the counter and histogram of one label set.
+func (m *metrics) series(route string, method, code int) *series {
+	rs := m.routes[route]
+	if rs == nil || code < 100 || code >= 600 {
+		return m.newSeries(route, method, code) // not cached; not expected
+	}
+	p := &rs[method][code-100]
+	if s := p.Load(); s != nil {
+		return s
+	}
+	s := m.newSeries(route, method, code)
+	p.Store(s) // a racing Store holds the same children
+	return s
+}
+
+func (m *metrics) newSeries(route string, method, code int) *series {
+	lv := []string{statusLabel(code), methodLabels[method], route}
+	return &series{requests: m.requests.WithLabelValues(lv...), duration: m.duration.WithLabelValues(lv...)}
 }
 
 // middleware counts and times every request except the unmetered routes.
@@ -77,10 +140,9 @@ func (m *metrics) middleware() gin.HandlerFunc {
 		}
 		start := time.Now()
 		c.Next()
-		code := statusLabel(c.Writer.Status())
-		method := methodLabel(c.Request.Method)
-		m.requests.WithLabelValues(code, method, route).Inc()
-		m.duration.WithLabelValues(code, method, route).Observe(time.Since(start).Seconds())
+		s := m.series(route, methodIndex(c.Request.Method), c.Writer.Status())
+		s.duration.Observe(time.Since(start).Seconds())
+		s.requests.Inc()
 	}
 }
 
@@ -104,11 +166,12 @@ func statusLabel(code int) string {
 	return strconv.Itoa(code)
 }
 
-func methodLabel(m string) string {
-	switch m {
-	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
-		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
-		return m
+// methodIndex is the index of a method's label in methodLabels.
+func methodIndex(m string) int {
+	for i, l := range methodLabels[:len(methodLabels)-1] {
+		if m == l {
+			return i
+		}
 	}
-	return otherMethod
+	return len(methodLabels) - 1
 }

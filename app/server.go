@@ -71,6 +71,7 @@ func newServer(cfg Config, start time.Time) *server {
 	e.GET("/readyz", s.handleReadyz)
 	metricsHandler := s.metrics.handler()
 	e.GET("/metrics", func(c *gin.Context) { metricsHandler.ServeHTTP(c.Writer, c.Request) })
+	s.metrics.prepare(e.Routes())
 	s.engine = e
 	return s
 }

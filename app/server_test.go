@@ -370,6 +370,23 @@ func TestMetricsContent(t *testing.T) {
 	}
 }
 
+// Before any request, the 200 and 500 series of GET / exist at 0, so an
+// error-rate query reads 0 rather than no data.
+func TestMetricsSeriesExistAtStart(t *testing.T) {
+	s := testServer(t, Config{})
+	body := do(s, "GET", "/metrics").Body.String()
+	for _, want := range []string{
+		`http_requests_total{code="200",method="GET",route="/"} 0`,
+		`http_requests_total{code="500",method="GET",route="/"} 0`,
+		`http_request_duration_seconds_count{code="200",method="GET",route="/"} 0`,
+		`http_request_duration_seconds_count{code="500",method="GET",route="/"} 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
 func TestMetricsLint(t *testing.T) {
 	s := testServer(t, Config{})
 	do(s, "GET", "/")
