@@ -1,20 +1,16 @@
 """The API server refuses invalid Rollouts with a message naming the field, and takes valid ones.
 
-The CRD comes from crds/ as a user installs it; no operator runs here. Every case also goes
-through the pydantic models (tests/unit/test_crd.py imports INVALID and VALID), so the CRD and the
-operator agree on what a valid spec is.
+The CRD comes from crds/ as a user installs it; no operator runs here. The cases (INVALID, VALID)
+live in tests/unit/test_crd.py, which also runs them through the pydantic models and the CRD's
+schema offline, so the CRD and the operator agree on what a valid spec is.
 """
 
 from __future__ import annotations
 
-import copy
 import json
-import re
 import subprocess
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -31,249 +27,10 @@ from kanary.status import (
     RolloutStatus,
 )
 from tests.integration.conftest import REPO_ROOT, Cluster
+from tests.unit.test_crd import INVALID, VALID, Case, example
 
-EXAMPLES = REPO_ROOT / "manifests" / "examples"
 CRD_FILE = REPO_ROOT / "crds" / "rollouts.kanary.dev.yaml"
 GROUP, VERSION, PLURAL = "kanary.dev", "v1alpha1", "rollouts"
-
-Spec = dict[str, Any]
-DELETE = object()
-
-
-def example(name: str = "rollout-gin-demo.yaml") -> dict[str, Any]:
-    """A Rollout from manifests/examples, as a fresh dict."""
-    doc: dict[str, Any] = yaml.safe_load((EXAMPLES / name).read_text())
-    return doc
-
-
-def edit(path: str, value: Any) -> Callable[[Spec], None]:
-    """An edit of the spec: set (or, with DELETE, remove) the field at a dotted path, e.g.
-    "strategy.steps[0].setWeight"."""
-    keys: list[str | int] = []
-    for part in path.split("."):
-        name, *indexes = re.split(r"\[(\d+)\]", part)
-        keys.append(name)
-        keys.extend(int(i) for i in indexes if i)
-
-    def apply(spec: Spec) -> None:
-        node: Any = spec
-        for key in keys[:-1]:
-            node = node[key]
-        if value is DELETE:
-            del node[keys[-1]]
-        else:
-            node[keys[-1]] = copy.deepcopy(value)
-
-    return apply
-
-
-def edits(*fns: Callable[[Spec], None]) -> Callable[[Spec], None]:
-    def apply(spec: Spec) -> None:
-        for fn in fns:
-            fn(spec)
-
-    return apply
-
-
-@dataclass(frozen=True)
-class Case:
-    id: str
-    change: Callable[[Spec], None]
-    field: str  # the API server's message must name this field
-    words: str = ""  # ... and say this (the CEL rule's message, mostly)
-    base: str = "rollout-gin-demo.yaml"
-    # False where only the API server checks: pydantic passes the PodSpec through unchecked.
-    pydantic_refuses: bool = True
-
-    def body(self, name: str | None = None) -> dict[str, Any]:
-        body = example(self.base)
-        self.change(body["spec"])
-        body["metadata"]["name"] = name or self.id
-        return body
-
-
-def _steps(*steps: Spec) -> Callable[[Spec], None]:
-    return edit("strategy.steps", list(steps))
-
-
-INVALID: list[Case] = [
-    Case(
-        "weight-over-100",
-        edit("strategy.steps[0].setWeight", 101),
-        "spec.strategy.steps[0].setWeight",
-    ),
-    Case(
-        "negative-weight",
-        edit("strategy.steps[0].setWeight", -5),
-        "spec.strategy.steps[0].setWeight",
-    ),
-    Case(
-        "decreasing-weights",
-        _steps({"setWeight": 50}, {"pause": {"duration": "10s"}}, {"setWeight": 25}),
-        "spec.strategy.steps",
-        "never decrease",
-    ),
-    Case("empty-steps", _steps(), "spec.strategy.steps"),
-    Case(
-        "only-pauses",
-        _steps({"pause": {"duration": "10s"}}, {"pause": {}}),
-        "spec.strategy.steps",
-        "at least one setWeight",
-    ),
-    Case(
-        "step-with-both",
-        edit("strategy.steps[0]", {"setWeight": 5, "pause": {"duration": "1m"}}),
-        "spec.strategy.steps[0]",
-        "either setWeight or pause",
-    ),
-    Case(
-        "empty-step",
-        edit("strategy.steps[0]", {}),
-        "spec.strategy.steps[0]",
-        "either setWeight or pause",
-    ),
-    Case(
-        "bad-pause-duration",
-        edit("strategy.steps[1].pause.duration", "30 seconds"),
-        "spec.strategy.steps[1].pause.duration",
-    ),
-    Case("bad-window", edit("strategy.analysis.window", "30"), "spec.strategy.analysis.window"),
-    Case(
-        "zero-interval",
-        edit("strategy.analysis.interval", "0s"),
-        "spec.strategy.analysis.interval",
-        "must be positive",
-    ),
-    Case(
-        "zero-prometheus-timeout",
-        edit("strategy.analysis.prometheus.timeout", "0ms"),
-        "spec.strategy.analysis.prometheus.timeout",
-        "must be positive",
-    ),
-    Case("missing-template", edit("template", DELETE), "spec.template"),
-    Case("missing-strategy", edit("strategy", DELETE), "spec.strategy"),
-    Case("no-containers", edit("template.spec.containers", []), "spec.template.spec.containers"),
-    Case(
-        "container-without-image",
-        edit("template.spec.containers[0].image", DELETE),
-        "spec.template.spec.containers[0].image",
-        pydantic_refuses=False,
-    ),
-    Case(
-        "unknown-router-field",
-        edit("trafficRouting.gatewayAPI.weightOnly", True),
-        "spec.trafficRouting.gatewayAPI.weightOnly",
-    ),
-    Case(
-        "unknown-router",
-        edit("trafficRouting", {"istio": {"virtualService": "gin-demo"}}),
-        "spec.trafficRouting.istio",
-    ),
-    Case("unknown-spec-field", edit("replica", 3), "spec.replica"),
-    Case(
-        "empty-httproute-name",
-        edit("trafficRouting.gatewayAPI.httpRoute", ""),
-        "spec.trafficRouting.gatewayAPI.httpRoute",
-    ),
-    Case(
-        "metric-without-bound",
-        edit("strategy.analysis.metrics[0]", {"name": "error-rate"}),
-        "spec.strategy.analysis.metrics[0]",
-        "needs a bound",
-    ),
-    Case(
-        "custom-metric-without-query",
-        edit("strategy.analysis.metrics[2].query", DELETE),
-        "spec.strategy.analysis.metrics[2]",
-        "needs a query",
-    ),
-    Case(
-        "metric-min-over-max",
-        edit("strategy.analysis.metrics[0].min", 0.5),
-        "spec.strategy.analysis.metrics[0]",
-        "min must not exceed max",
-    ),
-    Case(
-        "duplicate-metric",
-        edit("strategy.analysis.metrics[1].name", "error-rate"),
-        "spec.strategy.analysis.metrics[1]",
-    ),
-    Case(
-        "bad-metric-name",
-        edit("strategy.analysis.metrics[2].name", "Checkout_Errors"),
-        "spec.strategy.analysis.metrics[2].name",
-    ),
-    Case(
-        "zero-max-ratio",
-        edit("strategy.analysis.metrics[0].maxRatio", 0),
-        "spec.strategy.analysis.metrics[0].maxRatio",
-    ),
-    Case(
-        "bad-prometheus-url",
-        edit("strategy.analysis.prometheus.url", "prometheus.monitoring.svc:9090"),
-        "spec.strategy.analysis.prometheus.url",
-    ),
-    Case(
-        "analysis-without-metrics",
-        edit("strategy.analysis.metrics", DELETE),
-        "spec.strategy.analysis.metrics",
-    ),
-    Case(
-        "bad-on-inconclusive",
-        edit("strategy.analysis.onInconclusive", "ignore"),
-        "spec.strategy.analysis.onInconclusive",
-    ),
-    Case(
-        "zero-failure-limit",
-        edit("strategy.analysis.failureLimit", 0),
-        "spec.strategy.analysis.failureLimit",
-    ),
-    Case("replicas-0", edit("replicas", 0), "spec.replicas"),
-    Case("port-out-of-range", edit("service.port", 70000), "spec.service.port"),
-    Case(
-        "zero-max-pod-ready-seconds",
-        edit("strategy.readiness.maxPodReadySeconds", 0),
-        "spec.strategy.readiness.maxPodReadySeconds",
-    ),
-    Case(
-        "zero-progress-deadline",
-        edit("strategy.progressDeadlineSeconds", 0),
-        "spec.strategy.progressDeadlineSeconds",
-    ),
-    Case(
-        "negative-scale-down-delay",
-        edit("strategy.abortScaleDownDelaySeconds", -1),
-        "spec.strategy.abortScaleDownDelaySeconds",
-    ),
-    Case(
-        "selector-not-matching-labels",
-        edit("selector.matchLabels", {"app": "other"}),
-        "spec.selector.matchLabels",
-        "must match spec.template.metadata.labels",
-    ),
-    Case(
-        "no-selector-no-labels",
-        edits(edit("selector", DELETE), edit("template.metadata.labels", DELETE)),
-        "spec.template.metadata.labels",
-        "needed when spec.selector is omitted",
-    ),
-]
-
-VALID: list[Case] = [
-    Case("gin-demo", edits(), ""),
-    Case("replica-ratio", edits(), "", base="rollout-replica-ratio.yaml"),
-    # An explicit null is the field omitted, for the API server (it prunes non-nullable nulls
-    # before validation) as for pydantic.
-    Case(
-        "explicit-nulls", edits(edit("strategy.steps[0].pause", None), edit("selector", None)), ""
-    ),
-    Case("int-target-port", edit("service.targetPort", 8080), ""),
-    Case("no-analysis", edit("strategy.analysis", DELETE), ""),
-]
-
-
-def _ids(cases: list[Case]) -> list[str]:
-    return [c.id for c in cases]
 
 
 # ------------------------------------------------------------------ against the API server ---
@@ -314,8 +71,12 @@ def _refusal(rollouts: client.CustomObjectsApi, namespace: str, body: dict[str, 
         _create(rollouts, namespace, body)
     except ApiException as e:
         assert e.status in (400, 422), f"{e.status}: {e.body}"
-        return str(json.loads(e.body)["message"])
+        return str(json.loads(e.body or "{}").get("message", e.body))
     raise AssertionError(f"the API server accepted {body['metadata']['name']}")
+
+
+def _ids(cases: list[Case]) -> list[str]:
+    return [c.id for c in cases]
 
 
 @pytest.mark.integration
@@ -375,8 +136,11 @@ def test_status_round_trips(rollouts: client.CustomObjectsApi, namespace: str) -
         ],
         history=[HistoryEntry(revision="1", outcome="Promoted", finished=now)],
     )
-    written = rollouts.patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, PLURAL, "gin-demo", {"status": status.to_patch()}
+    written = cast(
+        dict[str, Any],
+        rollouts.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, "gin-demo", {"status": status.to_patch()}
+        ),
     )
     assert RolloutStatus.model_validate(written["status"]) == status
 

@@ -1,0 +1,217 @@
+"""manifests/: every file parses; the RBAC is exactly kanary.permissions; the operator Deployment
+passes Pod Security "restricted" and runs the real CLI's flags; the examples fit together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from kanary.cli import parser
+from kanary.permissions import PERMISSIONS
+from kanary.routers.gateway import route_problem
+from kanary.spec import RolloutSpec
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MANIFESTS = REPO_ROOT / "manifests"
+NAMESPACE = "kanary-system"
+RBAC = MANIFESTS / "rbac.yaml"
+GATEWAY = MANIFESTS / "gateway"
+EXAMPLES = MANIFESTS / "examples"
+
+Doc = dict[str, Any]
+
+
+def load(path: Path) -> list[Doc]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+
+
+ALL_FILES = sorted(p for p in MANIFESTS.rglob("*") if p.suffix in (".yaml", ".yml"))
+
+
+def docs(kind: str, under: Path = MANIFESTS) -> list[Doc]:
+    return [d for p in ALL_FILES if p.is_relative_to(under) for d in load(p) if d["kind"] == kind]
+
+
+def one(kind: str, under: Path = MANIFESTS) -> Doc:
+    [doc] = docs(kind, under)
+    return doc
+
+
+@pytest.mark.parametrize("path", ALL_FILES, ids=[str(p.relative_to(MANIFESTS)) for p in ALL_FILES])
+def test_every_manifest_parses_into_objects(path: Path) -> None:
+    found = load(path)
+    assert found, f"{path} has no objects"
+    for doc in found:
+        assert isinstance(doc, dict)
+        assert doc.get("apiVersion") and doc.get("kind"), doc
+        assert doc.get("metadata", {}).get("name"), doc
+
+
+def test_crds_folder_is_the_generated_crd() -> None:
+    link = MANIFESTS / "crds" / "rollouts.kanary.dev.yaml"
+    assert link.resolve() == (REPO_ROOT / "crds" / "rollouts.kanary.dev.yaml").resolve()
+    assert one("CustomResourceDefinition", MANIFESTS / "crds")["metadata"]["name"] == (
+        "rollouts.kanary.dev"
+    )
+
+
+def test_namespace_enforces_restricted_pod_security() -> None:
+    ns = one("Namespace", MANIFESTS / "namespace.yaml")
+    assert ns["metadata"]["name"] == NAMESPACE
+    labels = ns["metadata"]["labels"]
+    for mode in ("enforce", "audit", "warn"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+
+
+# ----------------------------------------------------------------------------------- RBAC ---
+
+
+def granted(role: Doc) -> set[tuple[str, str, str]]:
+    out = set()
+    for rule in role["rules"]:
+        assert "resourceNames" not in rule and "nonResourceURLs" not in rule, rule
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    out.add((group, resource, verb))
+    return out
+
+
+def test_permissions_constant_has_no_duplicates_or_wildcards() -> None:
+    assert len(set(PERMISSIONS)) == len(PERMISSIONS)
+    assert not [p for p in PERMISSIONS if "*" in p]
+
+
+def test_cluster_role_grants_exactly_the_declared_permissions() -> None:
+    role = one("ClusterRole", RBAC)
+    assert role["metadata"]["name"] == "kanary"
+    have = granted(role)
+    want = set(PERMISSIONS)
+    assert not want - have, f"missing from manifests/rbac.yaml: {sorted(want - have)}"
+    assert not have - want, f"not in kanary.permissions: {sorted(have - want)}"
+
+
+def test_nothing_else_is_granted_to_the_service_account() -> None:
+    kanary = {"kind": "ServiceAccount", "name": "kanary", "namespace": NAMESPACE}
+    bindings = docs("ClusterRoleBinding") + docs("RoleBinding")
+    to_kanary = [b for b in bindings if kanary in b.get("subjects", [])]
+    assert [(b["kind"], b["roleRef"]["kind"], b["roleRef"]["name"]) for b in to_kanary] == [
+        ("ClusterRoleBinding", "ClusterRole", "kanary")
+    ]
+
+
+def test_service_account_is_bound_to_the_role() -> None:
+    sa = one("ServiceAccount", RBAC)
+    assert (sa["metadata"]["name"], sa["metadata"]["namespace"]) == ("kanary", NAMESPACE)
+    binding = one("ClusterRoleBinding", RBAC)
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": one("ClusterRole", RBAC)["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "kanary", "namespace": NAMESPACE}
+    ]
+
+
+# ------------------------------------------------------------------------------ operator ---
+
+
+def operator() -> Doc:
+    return one("Deployment", MANIFESTS / "operator.yaml")
+
+
+def test_operator_runs_as_its_service_account_in_its_namespace() -> None:
+    dep = operator()
+    assert dep["metadata"]["namespace"] == NAMESPACE
+    pod = dep["spec"]["template"]
+    assert pod["spec"]["serviceAccountName"] == one("ServiceAccount", RBAC)["metadata"]["name"]
+    assert dep["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    # Standalone Kopf: no peering, so never two at once.
+    assert dep["spec"]["replicas"] == 1
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_operator_passes_restricted_pod_security() -> None:
+    pod = operator()["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
+    for volume in pod.get("volumes", []):
+        assert set(volume) - {"name"} <= {"emptyDir", "configMap", "secret", "projected"}
+    for c in pod["containers"] + pod.get("initContainers", []):
+        sc = c["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert sc.get("privileged") is not True
+        assert not any(p.get("hostPort") for p in c.get("ports", []))
+
+
+def test_operator_args_are_the_clis_and_match_the_probe_and_ports() -> None:
+    [container] = operator()["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "kanary/operator:0.1.0"
+    assert container["command"] == ["kanary"]
+    args = parser().parse_args(container["args"])
+    assert args.command == "run"
+    assert not args.namespace, "the operator watches all namespaces"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    liveness = urlsplit(args.liveness)
+    probe = container["livenessProbe"]["httpGet"]
+    assert (liveness.port, liveness.path) == (ports[probe["port"]], probe["path"])
+    assert (liveness.port, liveness.path) == (8080, "/healthz")
+    assert args.metrics_port == ports["metrics"]
+
+
+# ------------------------------------------------------------------------------ examples ---
+
+
+def test_example_rollouts_parse() -> None:
+    rollouts = docs("Rollout", EXAMPLES)
+    assert {r["metadata"]["name"] for r in rollouts} >= {"gin-demo", "gin-demo-ratio"}
+    for r in rollouts:
+        RolloutSpec.model_validate(r["spec"])
+        assert "namespace" not in r["metadata"], "examples go into the namespace given with -n"
+
+
+def test_gateway_example_fits_its_route_and_gateway() -> None:
+    gin = next(r for r in docs("Rollout", EXAMPLES) if r["metadata"]["name"] == "gin-demo")
+    spec = RolloutSpec.model_validate(gin["spec"])
+    assert spec.traffic_routing is not None and spec.traffic_routing.gateway_api is not None
+    route_name = spec.traffic_routing.gateway_api.http_route
+    [route] = [r for r in docs("HTTPRoute", EXAMPLES) if r["metadata"]["name"] == route_name]
+    assert route_problem(route, route_name, "gin-demo") is None
+    weights = {b["name"]: b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]}
+    assert weights == {"gin-demo-stable": 100, "gin-demo-canary": 0}
+    assert all(b["port"] == spec.service.port for b in route["spec"]["rules"][0]["backendRefs"])
+
+    gateway = one("Gateway", GATEWAY)
+    [parent] = route["spec"]["parentRefs"]
+    assert (parent["name"], parent["namespace"]) == (
+        gateway["metadata"]["name"],
+        gateway["metadata"]["namespace"],
+    )
+    assert gateway["spec"]["gatewayClassName"] == one("GatewayClass", GATEWAY)["metadata"]["name"]
+
+
+def test_gateway_listens_on_8000_for_routes_from_any_namespace() -> None:
+    gateway = one("Gateway", GATEWAY)
+    assert gateway["metadata"]["name"] == "kanary-gateway"
+    [listener] = gateway["spec"]["listeners"]
+    assert (listener["protocol"], listener["port"]) == ("HTTP", 8000)
+    assert listener["allowedRoutes"]["namespaces"]["from"] == "All"
+    assert one("GatewayClass", GATEWAY)["spec"]["controllerName"] == "traefik.io/gateway-controller"
+
+
+def test_gin_demo_example_uses_the_apps_port_and_probes() -> None:
+    gin = next(r for r in docs("Rollout", EXAMPLES) if r["metadata"]["name"] == "gin-demo")
+    [container] = gin["spec"]["template"]["spec"]["containers"]
+    assert container["image"].startswith("kanary/gin-demo:")
+    assert container["ports"] == [{"name": "http", "containerPort": 8080}]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert gin["spec"]["service"]["targetPort"] == "http"
