@@ -97,6 +97,7 @@ def decide(spec: RolloutSpec, status: RolloutStatus, obs: Observation) -> Decisi
     if obs.invalid is not None:
         _hold_invalid(tick, obs.invalid)
     else:
+        _note_route_problem(tick)
         _take_analysis(tick)
         _follow_template(tick)
         _apply_manual(tick)
@@ -633,8 +634,9 @@ def _scale_down_time(tick: _Tick) -> datetime:
 
 
 def _scale_down_if_due(tick: _Tick) -> None:
+    """Scale-down waits while the route is broken: its weight 0 may not have been written."""
     due = tick.status.scale_down_at
-    if due is None or tick.now < due:
+    if due is None or tick.now < due or tick.obs.route_problem:
         return
     tick.update(scale_down_at=None)
     tick.event("ScaledDown", "canary scaled to 0 pods")
@@ -745,7 +747,6 @@ def _track_ready(track: TrackState, revision: str | None, replicas: int) -> bool
 
 
 def _finish(tick: _Tick) -> None:
-    _note_route_problem(tick)
     phase = _phase_of(tick.status)
     tick.update(phase=phase)
     _set_conditions(tick, phase)
@@ -770,11 +771,23 @@ def _note_route_problem(tick: _Tick) -> None:
     problem = tick.obs.route_problem
     if problem == tick.status.route_problem:
         return
+    tick.update(route_problem=problem)
     if problem is not None:
         tick.event("RouteProblem", f"{problem}: traffic weights cannot be written", warning=True)
-    else:
-        tick.event("RouteFixed", "route references both tracks again")
-    tick.update(route_problem=problem)
+        return
+    tick.event("RouteFixed", "route references both tracks again")
+    _rewrite_weight(tick)
+
+
+def _rewrite_weight(tick: _Tick) -> None:
+    """A weight due while the route was broken (a rollback's 0) may be unwritten: write the one
+    in force again, and give the canary its drain time from now before it is scaled down."""
+    if tick.status.stage in (None, "Creating"):
+        return  # no weight written yet; the stable track may not be Ready to take it all
+    tick.act(SetWeight(tick.status.canary_weight))
+    due = tick.status.scale_down_at
+    if due is not None:
+        tick.update(scale_down_at=max(due, _scale_down_time(tick)))
 
 
 def _stalled(tick: _Tick) -> bool:
@@ -919,6 +932,8 @@ def _pending(tick: _Tick) -> str:
     due = tick.status.scale_down_at
     if due is None:
         return ""
+    if tick.obs.route_problem:
+        return "; canary scale-down waits for the route"
     return f"; canary scale-down in {_seconds_text((due - tick.now).total_seconds())}"
 
 

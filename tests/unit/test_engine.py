@@ -956,6 +956,32 @@ def test_a_rollback_still_tries_weight_zero_with_a_route_problem() -> None:
     assert driver.status.phase == "RolledBack"
 
 
+def test_a_rollback_with_a_broken_route_keeps_the_canary_until_weight_zero_is_written() -> None:
+    driver = at_step(make_spec(), 4)
+    driver.world.route_problem = "HTTPRoute demo has no backendRef to Service demo-stable"
+    driver.tick(manual="abort")
+    driver.world.weights.pop()  # the router could not write it
+    driver.run(100)
+    assert driver.world.canary.replicas == 2
+    assert "canary scale-down waits for the route" in driver.status.message
+    driver.world.route_problem = None
+    fixed = driver.tick()
+    assert writes(fixed.actions) == [SetWeight(0)]
+    assert "RouteFixed" in [e.reason for e in events(fixed.actions)]
+    driver.run(28)
+    assert driver.world.canary.replicas == 2  # drain time counts from the weight write
+    driver.run(3)
+    assert driver.world.canary.replicas == 0
+
+
+def test_a_fixed_route_gets_the_weight_in_force_written_again() -> None:
+    driver = at_step(make_spec(), 3)
+    driver.world.route_problem = "HTTPRoute demo not found"
+    driver.tick()
+    driver.world.route_problem = None
+    assert weights(driver.tick().actions) == [25]
+
+
 def test_an_invalid_spec_touches_nothing_and_resumes_where_it_was() -> None:
     driver = at_step(make_spec(), 3)
     driver.world.invalid = "metric checkout: unknown template variable {{nope}}"
