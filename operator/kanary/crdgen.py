@@ -63,7 +63,36 @@ _KEY_ORDER = (
     "additionalProperties",
     "items",
 )
-_ANNOTATIONS = ("description", "default")
+# What a structural schema may say besides x-kubernetes-* extensions. Anything else pydantic
+# emits (uniqueItems for a set, examples, patternProperties, ...) is an error here rather than
+# a CRD the API server refuses.
+_STRUCTURAL_KEYS = frozenset(
+    {
+        "description",
+        "type",
+        "format",
+        "nullable",
+        "enum",
+        "default",
+        "example",
+        "pattern",
+        "minLength",
+        "maxLength",
+        "minimum",
+        "exclusiveMinimum",
+        "maximum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "minItems",
+        "maxItems",
+        "minProperties",
+        "maxProperties",
+        "required",
+        "properties",
+        "additionalProperties",
+        "items",
+    }
+)
 
 
 class SchemaError(ValueError):
@@ -125,8 +154,12 @@ class _Converter:
                 # enforces, `true` is x-kubernetes-preserve-unknown-fields.
                 if isinstance(value, dict):
                     out[key] = self.convert(value, f"{path}.*")
-            else:
+            elif key == "const":
+                out["enum"] = [value]
+            elif key in _STRUCTURAL_KEYS or key.startswith("x-kubernetes-"):
                 out[key] = value
+            else:
+                raise SchemaError(f"{path}: {key!r} has no place in a structural schema")
         if "type" not in out and not out.get("x-kubernetes-int-or-string"):
             raise SchemaError(f"{path}: no type")
         return _ordered(out)

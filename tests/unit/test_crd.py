@@ -12,10 +12,11 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import yaml
+from pydantic import BaseModel, Field
 
 from kanary import crdgen
 from kanary.spec import RolloutSpec
@@ -131,6 +132,54 @@ def test_checker_catches_what_pydantic_emits_raw() -> None:
     problems = structural_problems(raw)
     assert any("$ref" in p for p in problems)
     assert any("additionalProperties: False" in p for p in problems)
+
+
+class _Inner(BaseModel):
+    n: int = Field(default=3, gt=0)
+
+
+class _Sample(BaseModel):
+    kind: Literal["only"]
+    inner: _Inner | None = None
+    choice: Literal["a", "b"] | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+def test_converter_inlines_flattens_and_rewrites() -> None:
+    spec = crdgen.schema_of(_Sample, mode="validation", nullable=False, defaults=True)
+    status = crdgen.schema_of(_Sample, mode="validation", nullable=True, defaults=False)
+    assert structural_problems(spec) == [] and structural_problems(status) == []
+    assert spec["properties"]["kind"] == {"type": "string", "enum": ["only"]}
+    inner = spec["properties"]["inner"]
+    assert inner["properties"]["n"] == {
+        "type": "integer",
+        "default": 3,
+        "minimum": 0,
+        "exclusiveMinimum": True,
+    }
+    assert "nullable" not in inner
+    assert status["properties"]["inner"]["nullable"] is True
+    assert "default" not in status["properties"]["inner"]["properties"]["n"]
+    # A null is refused against an enum even when nullable: leave it to be pruned.
+    assert "nullable" not in status["properties"]["choice"]
+    assert spec["properties"]["labels"] == {
+        "type": "object",
+        "additionalProperties": {"type": "string"},
+    }
+
+
+class _Union(BaseModel):
+    x: int | str
+
+
+class _Set(BaseModel):
+    x: set[str]
+
+
+@pytest.mark.parametrize("model", [_Union, _Set])
+def test_converter_refuses_what_is_not_structural(model: type[BaseModel]) -> None:
+    with pytest.raises(crdgen.SchemaError):
+        crdgen.schema_of(model, mode="validation", nullable=False, defaults=True)
 
 
 def test_cel_rules_have_messages_and_field_paths_that_exist() -> None:
