@@ -390,6 +390,7 @@ def test_counters_keep_the_latest_check() -> None:
     assert s.last_check_at == T0
     assert s.verdict == "Fail"
     assert [m.name for m in s.metrics] == ["error-rate", "latency-p99"]
+    assert s.summary == outcome.summary
 
 
 @pytest.mark.parametrize(

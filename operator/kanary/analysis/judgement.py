@@ -377,6 +377,7 @@ def next_counters(prev: AnalysisStatus, outcome: AnalysisOutcome) -> AnalysisSta
         consecutive_inconclusive=inconclusive,
         consecutive_errors=errors,
         metrics=list(outcome.metrics),
+        summary=outcome.summary,
     )
 
 
