@@ -399,7 +399,16 @@ def test_transition_table(
 # ---- manual actions that make no sense ---------------------------------------------------------
 
 
+def _creating() -> Driver:
+    driver = Driver(World(make_spec(), stable_healthy=False))
+    driver.run(3)
+    return driver
+
+
 REFUSALS: list[tuple[str, Any, ManualAction]] = [
+    ("creating", _creating, "abort"),
+    ("creating", _creating, "promote"),
+    ("creating", _creating, "pause"),
     ("healthy", _healthy, "promote"),
     ("healthy", _healthy, "promote-full"),
     ("healthy", _healthy, "abort"),
@@ -1105,3 +1114,63 @@ def test_a_replicas_change_mid_rollout_keeps_stable_at_full_size_in_gateway_mode
     assert ScaleStable(replicas=8) in decision.actions
     assert ApplyCanary(revision=driver.status.canary_revision or "", replicas=2) in decision.actions
 
+
+
+SHORT_PLAN = [
+    {"setWeight": 5},
+    {"pause": {"duration": "5s"}},
+    {"setWeight": 50},
+    {"pause": {}},
+    {"setWeight": 100},
+]
+
+
+def _run_with_annotation(crash_at: int | None) -> tuple[Driver, int]:
+    """A rollout through a pause {} released by `promote` as the CLI does it: an annotation with
+    an id, removed in the same write as the status (so a crash leaves it in place)."""
+    driver = healthy_driver(make_spec(steps=SHORT_PLAN))
+    new_template(driver, "v2")
+    annotation: tuple[ManualAction, str] | None = None
+    for tick in range(300):
+        if _promoted(driver.status, driver.world.template_hash):
+            return driver, tick
+        if driver.status.pause_reason == "Step" and annotation is None:
+            annotation = ("promote", f"id-{tick}")
+        kept = driver.status
+        driver.tick(*(annotation or (None, None)))
+        if tick == crash_at:
+            driver.status = kept  # died after the writes, before the status (and annotation)
+        else:
+            annotation = None
+    raise AssertionError("rollout did not finish")
+
+
+def test_the_short_plan_takes_a_known_number_of_ticks() -> None:
+    _, ticks = _run_with_annotation(crash_at=None)
+    assert 10 < ticks < 30
+
+
+@pytest.mark.parametrize("crash_at", range(30))
+def test_a_crash_at_any_tick_neither_repeats_nor_skips_a_step(crash_at: int) -> None:
+    driver, _ = _run_with_annotation(crash_at)
+    deduped = [w for i, w in enumerate(driver.world.weights)
+               if i == 0 or w != driver.world.weights[i - 1]]
+    assert deduped == [0, 5, 50, 100, 0]
+    promotes = [e for e in driver.world.events if e.reason == "ManualPromote"]
+    assert len(promotes) in (1, 2)  # a second only if the crash lost the first one's status
+    assert {e.message for e in promotes} == {"step 4/5 (pause until promote) ended by user"}
+    assert driver.status.history[-1].outcome == "Promoted"
+    assert driver.world.stable.revision == driver.world.template_hash
+
+
+@pytest.mark.parametrize("manual", ["abort", "promote", "retry"])
+def test_manual_actions_while_invalid_are_refused_and_change_nothing(manual: ManualAction) -> None:
+    driver = at_step(make_spec(), 2)
+    driver.world.invalid = "bad"
+    driver.tick()
+    before = driver.status
+    decision = driver.tick(manual=manual)
+    assert writes(decision.actions) == []
+    assert [e.reason for e in events(decision.actions)] == ["ManualActionRefused"]
+    assert decision.status.current_step_index == before.current_step_index
+    assert decision.status.stage == before.stage
