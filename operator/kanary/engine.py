@@ -686,7 +686,7 @@ def _converge_tracks(tick: _Tick) -> None:
         case "Creating":
             _ensure_stable(tick, tick.obs.template_hash)
         case "Steady":
-            _scale_stable(tick, tick.replicas)
+            _keep_stable(tick)
             _scale_canary_down(tick)
         case "Stepping":
             _ensure_step_canary(tick)
@@ -705,6 +705,16 @@ def _ensure_stable(tick: _Tick, revision: str) -> None:
     stable = tick.obs.stable
     if (stable.exists, stable.revision, stable.replicas) != (True, revision, tick.replicas):
         tick.act(ApplyStable(revision=revision, replicas=tick.replicas))
+
+
+def _keep_stable(tick: _Tick) -> None:
+    """Healthy: a stable Deployment edited by hand gets its template back; a replicas change in
+    the spec is only a scale."""
+    revision = tick.status.stable_revision or tick.obs.template_hash
+    if tick.obs.stable.exists and tick.obs.stable.revision != revision:
+        tick.act(ApplyStable(revision=revision, replicas=tick.replicas))
+    else:
+        _scale_stable(tick, tick.replicas)
 
 
 def _scale_stable(tick: _Tick, replicas: int) -> None:

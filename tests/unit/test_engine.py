@@ -160,6 +160,15 @@ def test_a_deleted_stable_deployment_is_recreated() -> None:
     assert driver.status.phase == "Healthy"
 
 
+def test_a_hand_edited_stable_deployment_gets_its_template_back() -> None:
+    driver = healthy_driver(make_spec())
+    driver.world.stable = dataclasses.replace(driver.world.stable, revision="handmade00")
+    assert writes(driver.tick().actions) == [
+        ApplyStable(revision=driver.world.template_hash, replicas=4)
+    ]
+    assert writes(driver.tick().actions) == []
+
+
 def test_a_replicas_change_while_healthy_scales_the_stable_track() -> None:
     driver = healthy_driver(make_spec())
     driver.world.spec = driver.world.spec.model_copy(update={"replicas": 6})
