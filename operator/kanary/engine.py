@@ -406,6 +406,7 @@ def _run_stage(tick: _Tick) -> None:
         case "Promoting":
             _promoting(tick)
         case "Aborted":
+            _take_readiness(tick)  # a pod rolled back for being late still shows when it made it
             _scale_down_if_due(tick)
 
 

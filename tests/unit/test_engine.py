@@ -773,6 +773,22 @@ def test_an_unready_canary_pod_older_than_the_limit_rolls_back() -> None:
     assert "demo-canary-abc not Ready after 6.0s" in driver.status.message
 
 
+def test_a_late_pod_rolled_back_while_unready_still_gets_its_measured_time() -> None:
+    driver = at_step(make_spec(readiness={"maxPodReadySeconds": 5}), 0)
+    driver.world.readiness = ReadinessFigures(
+        oldest_unready_seconds=5.3, oldest_unready_pod="demo-canary-abc"
+    )
+    driver.tick()
+    assert driver.status.phase == "RolledBack"
+    driver.world.readiness = ReadinessFigures(
+        count=1, p50_seconds=8.1, max_seconds=8.1, slowest_pod="demo-canary-abc"
+    )
+    driver.tick()
+    assert driver.status.readiness.max_seconds == 8.1
+    assert driver.status.readiness.slowest_pod == "demo-canary-abc"
+    assert "not Ready after 5.3s" in driver.status.message
+
+
 def test_canary_pods_within_the_limit_do_not_roll_back() -> None:
     driver = at_step(make_spec(readiness={"maxPodReadySeconds": 5}), 0)
     driver.world.readiness = ReadinessFigures(count=1, p50_seconds=4.9, max_seconds=4.9)
