@@ -27,7 +27,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from kanary import canary_math
@@ -41,7 +41,6 @@ from kanary.actions import (
     SetWeight,
 )
 from kanary.analysis import judgement
-from kanary.durations import format_duration
 from kanary.observation import ManualAction, Observation, TrackState
 from kanary.spec import AnalysisSpec, Phase, PodTemplate, RolloutSpec, Step
 from kanary.status import (
@@ -945,7 +944,7 @@ def _pending(tick: _Tick) -> str:
         return ""
     if tick.obs.route_problem:
         return "; canary scale-down waits for the route"
-    return f"; canary scale-down in {_seconds_text((due - tick.now).total_seconds())}"
+    return f"; canary scale-down at {_clock(due)}"
 
 
 def _step_message(tick: _Tick) -> str:
@@ -957,17 +956,18 @@ def _step_message(tick: _Tick) -> str:
 def _step_detail(tick: _Tick) -> str:
     if tick.status.pause_reason is not None:
         return _pause_text(tick)
+    # Times are absolute: a message that counts seconds would rewrite status on every tick.
     step = tick.step()
-    elapsed = _seconds_text(tick.seconds_in_step())
+    started = tick.status.step_started_at or tick.now
     if step.set_weight is not None:
         wanted = _canary_pods_for(tick, step.set_weight)
         if _track_ready(tick.obs.canary, tick.status.canary_revision, wanted):
             return f"setWeight {step.set_weight}: canary Ready; {_weight_hold(tick)}"
-        deadline = tick.spec.strategy.progress_deadline_seconds
+        deadline = started + timedelta(seconds=tick.spec.strategy.progress_deadline_seconds)
         ready = min(tick.obs.canary.ready, wanted) if tick.obs.canary.revision else 0
         return (
             f"setWeight {step.set_weight}: waiting for canary pods "
-            f"({ready}/{wanted} Ready, {elapsed} of {deadline}s)"
+            f"({ready}/{wanted} Ready, deadline {_clock(deadline)})"
         )
     pause = step.pause
     total = pause.seconds() if pause is not None else None
@@ -975,7 +975,7 @@ def _step_detail(tick: _Tick) -> str:
         return "paused until `kanary promote`"
     if tick.seconds_in_step() >= total:
         return f"pause {pause.duration} done; waiting for a passing analysis check"
-    return f"pause {elapsed} of {pause.duration}"
+    return f"pause {pause.duration} until {_clock(started + timedelta(seconds=total))}"
 
 
 def _weight_hold(tick: _Tick) -> str:
@@ -1001,5 +1001,6 @@ def _pause_reason_of(step: Step) -> PauseReason | None:
     return "Step" if step.pause is not None and step.pause.duration is None else None
 
 
-def _seconds_text(seconds: float) -> str:
-    return format_duration(round(seconds)) if seconds >= 1 else "0s"
+def _clock(at: datetime) -> str:
+    """Time of day in UTC, to the second: enough for on-call to know when something is due."""
+    return f"{at.astimezone(UTC):%H:%M:%S}Z"

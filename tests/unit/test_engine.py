@@ -258,9 +258,25 @@ def test_pause_ends_after_its_duration_not_before() -> None:
 
 def test_status_message_says_where_the_rollout_is() -> None:
     driver = at_step(make_spec(), 1)
-    driver.run(10)
-    assert driver.status.message == "step 2/7: weight 5%; pause 10s of 30s"
+    started = driver.status.step_started_at
+    assert started is not None
+    end = (started + timedelta(seconds=30)).strftime("%H:%M:%S")
+    assert driver.status.message == f"step 2/7: weight 5%; pause 30s until {end}Z"
     assert driver.status.canary_weight == 5
+
+
+def test_a_waiting_rollout_does_not_rewrite_its_status() -> None:
+    driver = at_step(make_spec(), 1)
+    waiting = driver.status
+    for _ in range(20):
+        assert driver.tick().status == waiting
+    unready = at_step(make_spec(), 2)
+    unready.world.canary_healthy = False
+    unready.world.canary = dataclasses.replace(unready.world.canary, ready=0, settled=False)
+    unready.tick()
+    waiting = unready.status
+    for _ in range(20):
+        assert unready.tick().status == waiting
 
 
 # ---- the table of transitions ------------------------------------------------------------------
@@ -929,7 +945,8 @@ def test_the_message_carries_the_latest_analysis_summary() -> None:
         at=driver.world.now, verdict="Pass", summary="error-rate 0.21% <= 1%"
     )
     decision = decide(driver.world.spec, driver.status, driver.world.observe(analysis=outcome))
-    assert decision.status.message == "step 2/7: weight 5%; pause 1s of 30s; error-rate 0.21% <= 1%"
+    assert decision.status.message.endswith("; error-rate 0.21% <= 1%")
+    assert decision.status.message.startswith("step 2/7: weight 5%; pause 30s until ")
 
 
 # ---- replica-ratio mode ------------------------------------------------------------------------
