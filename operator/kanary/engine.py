@@ -7,7 +7,9 @@ and a restart from a written status resumes exactly where it stopped (all progre
 
 Deployments are driven level-style (the wanted replicas and revision are derived from the stage
 and compared with what was observed, so a lost write is redone); route weights, which are not
-observed, are written once, at the transition that changes them.
+observed, are written once, at the transition that changes them (and again when a route reported
+broken is fixed). At most one step or stage is entered per call: a step entered now is judged on
+the next observation, which shows the writes made for it. A manual action with an id applies once.
 
 Stages (status.stage) and their phases:
   Creating  (Progressing) first stable track being created; Steady once it is Ready.
