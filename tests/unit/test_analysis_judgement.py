@@ -185,29 +185,29 @@ def test_min_requests_zero_judges_without_traffic_gate() -> None:
     [
         pytest.param(
             metric(maxIncrease=0.02), Value(0.10), Value(0.09), Value(900), "Pass",
-            "error-rate 10.0% is +1.0 points over stable 9.0% (max +2.0 points) over 30s",
+            "error-rate 10.0% vs stable 9.0%: +1.0 points (max +2.0 points) over 30s",
             id="noisy-baseline-passes",
         ),
         pytest.param(
             metric(maxIncrease=0.02), Value(0.15), Value(0.09), Value(900), "Fail",
-            "error-rate 15.0% is +6.0 points over stable 9.0% (max +2.0 points) over 30s",
+            "error-rate 15.0% vs stable 9.0%: +6.0 points (max +2.0 points) over 30s",
             id="increase-fails",
         ),
         pytest.param(
             metric("latency-p99", maxRatio=1.5), Value(0.45), Value(0.15), Value(900), "Fail",
-            "latency-p99 450ms is 3.00x stable 150ms (max 1.5x)", id="ratio-fails",
+            "latency-p99 450ms vs stable 150ms: 3.00x (max 1.5x)", id="ratio-fails",
         ),
         pytest.param(
             metric("latency-p99", maxRatio=1.5), Value(0.16), Value(0.15), Value(900), "Pass",
-            "latency-p99 160ms is 1.07x stable 150ms (max 1.5x)", id="ratio-passes",
+            "latency-p99 160ms vs stable 150ms: 1.07x (max 1.5x)", id="ratio-passes",
         ),
         pytest.param(
             metric(maxRatio=2), Value(0.0), Value(0.0), Value(900), "Pass",
-            "error-rate 0% while stable is 0% (max 2x)", id="ratio-zero-over-zero",
+            "error-rate 0% vs stable 0%: no ratio (max 2x)", id="ratio-zero-over-zero",
         ),
         pytest.param(
             metric(maxRatio=2), Value(0.001), Value(0.0), Value(900), "Fail",
-            "error-rate 0.1% while stable is 0% (max 2x)", id="ratio-over-zero-stable",
+            "error-rate 0.1% vs stable 0%: unbounded ratio (max 2x)", id="ratio-over-zero-stable",
         ),
         pytest.param(
             metric(maxIncrease=0.02), Value(0.01), NoData(), NoData(), "Inconclusive",

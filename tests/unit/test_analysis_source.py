@@ -226,6 +226,13 @@ def test_one_source_serves_many_threads(source: PrometheusSource) -> None:
         ([1.0, "NaN"], None),
         ([1.0, "x"], QueryError("http", "value 'x' is not a number")),
         ({"not": "a list"}, QueryError("http", "unexpected answer: {'not': 'a list'}")),
+        (
+            [{"metric": {}, "values": []}, {"metric": {}, "values": []}],
+            QueryError(
+                "bad-query",
+                "a range vector (matrix) answer: the query must give one instant value",
+            ),
+        ),
     ],
 )
 def test_classify_edge_cases(data: Any, expected: Any) -> None:

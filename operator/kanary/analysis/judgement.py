@@ -219,17 +219,18 @@ def _comparison_checks(metric: MetricSpec, value: float, base: float) -> list[tu
     if metric.max_increase is not None:
         delta = value - base
         text = (
-            f"{name} {shown} is {format_increase(name, delta)} over stable {stable} "
+            f"{name} {shown} vs stable {stable}: {format_increase(name, delta)} "
             f"(max {format_increase(name, metric.max_increase)})"
         )
         out.append(("Fail" if delta > metric.max_increase else "Pass", text))
     if metric.max_ratio is not None:
         if base > 0:
             ratio = value / base
-            text = f"{name} {shown} is {ratio:.2f}x stable {stable} (max {metric.max_ratio:g}x)"
+            text = f"{name} {shown} vs stable {stable}: {ratio:.2f}x (max {metric.max_ratio:g}x)"
             out.append(("Fail" if ratio > metric.max_ratio else "Pass", text))
         elif base == 0:
-            text = f"{name} {shown} while stable is {stable} (max {metric.max_ratio:g}x)"
+            ratio_text = "unbounded ratio" if value > 0 else "no ratio"
+            text = f"{name} {shown} vs stable {stable}: {ratio_text} (max {metric.max_ratio:g}x)"
             out.append(("Fail" if value > 0 else "Pass", text))
         else:
             out.append(("Inconclusive", f"{name}: no ratio to a negative stable value {stable}"))

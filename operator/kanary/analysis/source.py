@@ -152,14 +152,13 @@ def classify(result: Any) -> QueryResult:
         return _number(result[1])
     if not result:
         return NoData()
-    if len(result) > 1:
-        return ManySeries(len(result), _labels(result[0]))
-    series = result[0]
-    if not isinstance(series, dict) or "value" not in series:
+    if not all(isinstance(series, dict) and "value" in series for series in result):
         return QueryError(
             "bad-query", "a range vector (matrix) answer: the query must give one instant value"
         )
-    return _number(series["value"][1])
+    if len(result) > 1:
+        return ManySeries(len(result), _labels(result[0]))
+    return _number(result[0]["value"][1])
 
 
 def _number(text: Any) -> QueryResult:
