@@ -243,9 +243,6 @@ async def tick(
     manual, bad_action = _manual_action(meta.get("annotations") or {})
     if bad_action:
         kopf.warn(body, reason="UnknownAction", message=bad_action)
-    if bad_action or manual:
-        patch.metadata.annotations[ANNOTATION_ACTION] = None
-        patch.metadata.annotations[ANNOTATION_ACTION_ID] = None
 
     current = RolloutStatus.model_validate(old_status)
     canary_rev = current.canary_revision or ""
@@ -287,6 +284,9 @@ async def tick(
         decision = decide(rollout, current, obs)
         await asyncio.to_thread(_execute, rt, rollout, body, obs, _without_weights(decision))
     patch.status.update(_status_patch(old_status, _for_kubectl(decision.status, rollout, obs)))
+    if bad_action or manual:  # consumed only once the actions it caused were written
+        patch.metadata.annotations[ANNOTATION_ACTION] = None
+        patch.metadata.annotations[ANNOTATION_ACTION_ID] = None
     metrics_export.record_status(namespace, name, current, decision.status)
 
 
