@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export KANARY_CACHE ?= $(HOME)/.cache/kanary
 PY := .venv/bin/python
 
-.PHONY: help install lint unit gotest integration test cluster-build cluster-up cluster-down app app-image demo crds clean
+.PHONY: help install lint unit gotest integration test cluster-build cluster-up cluster-down app app-image demo crds operator-up
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -33,6 +33,12 @@ cluster-up: cluster-build ## start the local cluster (etcd, apiserver, controlle
 
 cluster-down: ## stop the local cluster and remove its namespace
 	hack/cluster/down.sh
+
+operator-up: ## install kanary (CRD, RBAC) and run the operator in the local cluster's netns
+	hack/operator-up.sh
+
+demo: ## the whole story on the local cluster: v1, v2 promoted, v3 rolled back
+	hack/demo.sh
 
 app: ## build the static Gin binary into app/bin/
 	$(MAKE) -C app build
