@@ -30,12 +30,15 @@ CLUSTER_DIR = REPO_ROOT / "hack" / "cluster"
 T = TypeVar("T")
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("KANARY_CACHE", str(Path.home() / ".cache" / "kanary")))
-
-
-def state_dir() -> Path:
-    return Path(os.environ.get("KANARY_STATE", str(cache_dir() / "cluster")))
+def lib_path(variable: str) -> Path:
+    """A path that hack/cluster/lib.sh defines (it pins the versions)."""
+    out = subprocess.run(
+        ["bash", "-c", f'source "$0" && printf %s "${variable}"', str(CLUSTER_DIR / "lib.sh")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Path(out.stdout)
 
 
 def netns_name() -> str:
@@ -69,6 +72,14 @@ def wait_until(
         time.sleep(interval)
 
 
+def cluster_ready(kubectl: Path, kubeconfig: Path) -> bool:
+    if not kubeconfig.exists():
+        return False
+    argv = [str(kubectl), "--kubeconfig", str(kubeconfig), "--request-timeout=2s"]
+    probe = subprocess.run([*argv, "get", "--raw", "/readyz"], capture_output=True, check=False)
+    return probe.returncode == 0
+
+
 @dataclass(frozen=True)
 class Cluster:
     kubeconfig: Path
@@ -94,21 +105,26 @@ def cluster() -> Iterator[Cluster]:
             "hack/cluster/exec.sh .venv/bin/python -m pytest tests/integration",
             pytrace=False,
         )
+    kubeconfig = lib_path("KUBECONFIG_PATH")
+    kubectl = lib_path("KUBECTL")
+    was_up = kubectl.exists() and cluster_ready(kubectl, kubeconfig)
     up = subprocess.run([str(CLUSTER_DIR / "up.sh")], capture_output=True, text=True, check=False)
     if up.returncode != 0:
         pytest.fail(
             f"hack/cluster/up.sh failed ({up.returncode}):\n{up.stderr[-4000:]}",
             pytrace=False,
         )
-    kubeconfig = state_dir() / "kubeconfig"
     api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
         config_file=str(kubeconfig)
     )
-    kubectl = next(cache_dir().glob("bin/kubernetes-*/kubectl"))
     try:
         yield Cluster(kubeconfig=kubeconfig, kubectl=kubectl, api=api)
     finally:
         api.close()  # type: ignore[no-untyped-call]
+        # A cluster this run started is stopped again (KANARY_KEEP_CLUSTER=1
+        # keeps it); one that was already up is left as it was.
+        if not was_up and os.environ.get("KANARY_KEEP_CLUSTER") != "1":
+            subprocess.run([str(CLUSTER_DIR / "down.sh")], check=False)
 
 
 @pytest.fixture(scope="session")
