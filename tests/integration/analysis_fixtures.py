@@ -356,3 +356,20 @@ def background_load(
         yield out
     finally:
         thread.join(timeout=seconds + 60)
+
+
+# --- pod discovery without a cluster -------------------------------------------------------------
+
+PROMETHEUS_CONFIG = REPO / "manifests" / "prometheus" / "config" / "prometheus.yml"
+
+
+def pod_sd_module() -> Any:
+    """hack/prometheus-pod-sd.py as a module (its name has dashes: it is a script)."""
+    import importlib.util
+
+    path = REPO / "hack" / "prometheus-pod-sd.py"
+    spec = importlib.util.spec_from_file_location("prometheus_pod_sd", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
