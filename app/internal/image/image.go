@@ -55,6 +55,8 @@ type Options struct {
 	Version  string    // image tag and org.opencontainers.image.version
 	Revision string    // org.opencontainers.image.revision (git commit), optional
 	Created  time.Time // image and file timestamps (reproducible: use the commit time)
+	// GzipLevel of the layer; 0 means gzip.BestCompression (tests use BestSpeed).
+	GzipLevel int
 }
 
 // Tag is the image reference for a version: kanary/gin-demo:<version>.
@@ -140,9 +142,13 @@ func Build(o Options) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	level := o.GzipLevel
+	if level == 0 {
+		level = gzip.BestCompression
+	}
 	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(layerTar)), nil
-	}, tarball.WithCompressionLevel(gzip.BestCompression))
+	}, tarball.WithCompressionLevel(level))
 	if err != nil {
 		return nil, err
 	}
