@@ -194,10 +194,10 @@ func TestProcessServesAndGetsReady(t *testing.T) {
 	}
 }
 
-// SIGTERM while a slow request is in flight: the request completes with 200,
+// SIGTERM while a slow (2s) request is in flight: the request completes with 200,
 // new connections are refused, the process exits 0.
 func TestProcessGracefulShutdown(t *testing.T) {
-	p := start(t, "LATENCY=1s", "SHUTDOWN_TIMEOUT=10s")
+	p := start(t, "LATENCY=2s", "SHUTDOWN_TIMEOUT=10s")
 	c := &http.Client{Timeout: 10 * time.Second}
 
 	type result struct {
@@ -224,7 +224,7 @@ func TestProcessGracefulShutdown(t *testing.T) {
 	// The listener closes promptly: a new connection is refused while the
 	// in-flight request is still running.
 	refused := false
-	for i := 0; i < 100 && !refused; i++ {
+	for deadline := time.Now().Add(1500 * time.Millisecond); time.Now().Before(deadline); {
 		conn, err := net.DialTimeout("tcp", p.addr, time.Second)
 		if err != nil {
 			refused = true
@@ -234,7 +234,12 @@ func TestProcessGracefulShutdown(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	if !refused {
-		t.Error("new connections still accepted after SIGTERM")
+		t.Error("new connections still accepted 1.5s after SIGTERM")
+	}
+	select {
+	case r := <-inflight:
+		t.Fatalf("in-flight request ended before the check: %+v", r)
+	default:
 	}
 	r := <-inflight
 	if r.err != nil || r.code != 200 {
