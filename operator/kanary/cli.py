@@ -57,6 +57,20 @@ def _api() -> Any:
     return client.CustomObjectsApi()
 
 
+def _load_config_for_operator() -> None:
+    """In a pod: the ServiceAccount; elsewhere: the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+    from kubernetes import config
+
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        try:
+            config.load_kube_config()  # type: ignore[no-untyped-call]
+        except Exception as e:
+            where = os.environ.get("KUBECONFIG", "~/.kube/config")
+            raise CliError(f"not in a cluster and cannot load kubeconfig {where}: {e}") from e
+
+
 def _default_namespace() -> str:
     from kubernetes import config
 
@@ -164,6 +178,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from kanary import handlers, metrics_export
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
+    _load_config_for_operator()
     if args.metrics_port:
         metrics_export.serve(args.metrics_port)
     handlers.runtime()

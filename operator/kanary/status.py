@@ -119,4 +119,21 @@ class RolloutStatus(StatusModel):
     )
 
     def to_patch(self) -> dict[str, object]:
-        return self.model_dump(mode="json", by_alias=True, exclude_none=False)
+        """Top-level None stays (a merge patch deletes the key); None inside list items is
+        dropped, as the API server drops it, so what is read back equals what was sent."""
+        return {
+            k: _without_none_in_lists(v)
+            for k, v in self.model_dump(mode="json", by_alias=True, exclude_none=False).items()
+        }
+
+
+def _without_none_in_lists(value: object, in_list: bool = False) -> object:
+    if isinstance(value, list):
+        return [_without_none_in_lists(v, True) for v in value]
+    if isinstance(value, dict):
+        return {
+            k: _without_none_in_lists(v, in_list)
+            for k, v in value.items()
+            if not (in_list and v is None)
+        }
+    return value
