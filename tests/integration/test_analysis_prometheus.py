@@ -6,13 +6,13 @@ the processes directly, their targets labelled as the pod relabeling labels pods
 Tolerances (stated, and why):
 - error rate: within 0.04 of ERROR_RATE=0.2 (about 3.5 standard deviations of a binomial
   proportion over the ~1000 requests of the window) and within 0.02 of what the client saw;
-- p99: LATENCY=195ms+-45ms draws uniformly from [150ms, 240ms]: the true p99 is 239ms. The
+- p99: LATENCY=190ms+-40ms draws uniformly from [150ms, 230ms]: the true p99 is 229ms. The
   service's buckets there are (150ms, 200ms] and (200ms, 250ms], and histogram_quantile
-  interpolates linearly inside a bucket as if it were filled up to 250ms, which puts the p99
-  at about 249ms: a histogram's p99 is only as exact as its buckets. So the measured p99
-  must be in the true p99's bucket, (200ms, 250ms], and at most 12ms above 239ms (the
-  bucket's edge plus a little handler overhead; the knob's top, 240ms, keeps 10ms clear of
-  the next bucket so CPU noise does not move the tail across it);
+  interpolates linearly inside a bucket as if it were filled up to its edge, which puts the
+  p99 at about 249ms: a histogram's p99 is only as exact as its buckets. So the measured p99
+  must lie in the true p99's bucket: from 5ms below the true p99 up to the bucket's edge,
+  250ms (+2ms for the odd request whose handler overhead pushes it past 250ms; the knob's
+  top, 230ms, keeps 20ms clear of that edge so CPU noise does not move the tail across it);
 - request count: within 10% of the requests the client sent in the window (increase()
   extrapolates over the window's edges).
 """
@@ -77,7 +77,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         g.name: g
         for g in (
             gin(tmp, "bad", "stable", "s1"),
-            gin(tmp, "bad", "canary", "c1", ERROR_RATE="0.2", LATENCY="195ms+-45ms"),
+            gin(tmp, "bad", "canary", "c1", ERROR_RATE="0.2", LATENCY="190ms+-40ms"),
             gin(tmp, "good", "stable", "s1"),
             gin(tmp, "good", "canary", "c1"),
             gin(tmp, "idle", "stable", "s1"),
@@ -140,12 +140,12 @@ def test_measured_error_rate_p99_and_requests_match_the_knobs(fleet: Fleet) -> N
     assert isinstance(rate, Value) and isinstance(p99, Value) and isinstance(requests, Value)
     print(
         f"\nbad canary: error rate {rate.value:.4f} (knob 0.2, client saw "
-        f"{client.error_rate:.4f} of {client.total}), p99 {p99.value * 1000:.1f}ms (true 239ms), "
+        f"{client.error_rate:.4f} of {client.total}), p99 {p99.value * 1000:.1f}ms (true 229ms), "
         f"{requests.value:.0f} requests in window (client ~{in_window(client):.0f})"
     )
     assert abs(rate.value - 0.2) <= 0.04
     assert abs(rate.value - client.error_rate) <= 0.02
-    assert 0.2 < p99.value <= 0.251
+    assert 0.224 <= p99.value <= 0.252
     assert abs(requests.value - in_window(client)) <= 0.1 * in_window(client)
 
 

@@ -5,6 +5,8 @@ Per metric, in this order (the first that applies decides):
 1. Error: the canary's query failed, or gave several series, or (when ``minRequests`` > 0) the
    canary's request count could not be read.
 2. Inconclusive: fewer than ``minRequests`` canary requests in the window, whatever the value.
+   Requests are the Gin service's ``http_requests_total`` (builtin.requests_query), for custom
+   metrics too; a service without that counter needs ``minRequests: 0``.
 3. Inconclusive: no data, or NaN, for the canary.
 4. The bounds, each checked on its own; the metric takes the worst: Fail > Error >
    Inconclusive > Pass.
