@@ -23,9 +23,10 @@ stop_component() {
       kill -KILL "${pid}" 2>/dev/null || true
     fi
   fi
-  rm -f "${f}"
+  rm -f "${f}" "${PID_DIR}/${name}.bin"
 }
 
+lock_state
 if [[ -d "${PID_DIR}" ]]; then
   for ((idx = ${#COMPONENTS[@]} - 1; idx >= 0; idx--)); do
     stop_component "${COMPONENTS[idx]}"

@@ -58,28 +58,39 @@ netns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "${KANA
 
 # Create the network namespace idempotently: lo up, the advertise address,
 # and the AnyIP route that makes the whole pod CIDR local.
+# Safe to run concurrently (several exec.sh at once): "replace" never fails
+# on an existing address or route.
 ensure_netns() {
   if ! netns_exists; then
-    ip netns add "${KANARY_NETNS}"
+    ip netns add "${KANARY_NETNS}" 2>/dev/null || netns_exists \
+      || die "cannot create network namespace ${KANARY_NETNS}"
   fi
   ip -n "${KANARY_NETNS}" link set lo up
-  if ! ip -n "${KANARY_NETNS}" -4 addr show dev lo | grep -q "${APISERVER_ADVERTISE}/32"; then
-    ip -n "${KANARY_NETNS}" addr add "${APISERVER_ADVERTISE}/32" dev lo
-  fi
-  if ! ip -n "${KANARY_NETNS}" route show table local | grep -q "^local ${POD_CIDR} "; then
-    ip -n "${KANARY_NETNS}" route add local "${POD_CIDR}" dev lo
-  fi
+  ip -n "${KANARY_NETNS}" addr replace "${APISERVER_ADVERTISE}/32" dev lo
+  ip -n "${KANARY_NETNS}" route replace local "${POD_CIDR}" dev lo table local
+}
+
+# Serialize up.sh and down.sh (fd 9 holds a lock on the state folder; the
+# components are started with fd 9 closed so they do not inherit it).
+lock_state() {
+  mkdir -p "${KANARY_STATE}"
+  exec 9>"${KANARY_STATE}/.lock"
+  flock 9
 }
 
 pid_file() { echo "${PID_DIR}/$1.pid"; }
 
-# Prints the pid of a component if its pid file names a live process.
+# Prints the pid of a component if its pid file names a live process that is
+# still that component: its command line must contain the binary recorded in
+# pids/<name>.bin (pids are reused quickly: pid_max is often 32768).
 component_pid() {
-  local f pid
+  local f pid bin
   f="$(pid_file "$1")"
   [[ -f "${f}" ]] || return 1
   pid="$(cat "${f}")"
-  [[ -n "${pid}" ]] && kill -0 "${pid}" 2>/dev/null || return 1
+  [[ "${pid}" =~ ^[0-9]+$ ]] && kill -0 "${pid}" 2>/dev/null || return 1
+  bin="$(cat "${PID_DIR}/$1.bin" 2>/dev/null)" || return 1
+  tr '\0' '\n' < "/proc/${pid}/cmdline" 2>/dev/null | grep -qxF -- "${bin}" || return 1
   echo "${pid}"
 }
 

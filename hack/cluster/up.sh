@@ -18,6 +18,7 @@ for b in "${BIN_ETCD}/etcd" "${BIN_K8S}/kube-apiserver" "${BIN_K8S}/kube-control
 done
 command -v openssl >/dev/null || die "openssl not found"
 
+lock_state
 mkdir -p "${CERT_DIR}" "${LOG_DIR}" "${PID_DIR}" "${CONF_DIR}" "${ETCD_DATA}"
 chmod 700 "${KANARY_STATE}" "${CERT_DIR}"
 ensure_netns
@@ -98,7 +99,8 @@ start() {
   [[ -f "${logf}" ]] && mv -f "${logf}" "${logf}.1"
   log "starting ${name}"
   # ip netns exec and setsid both exec, so $! is the component's own pid.
-  setsid ip netns exec "${KANARY_NETNS}" "$@" >"${logf}" 2>&1 </dev/null &
+  setsid ip netns exec "${KANARY_NETNS}" "$@" >"${logf}" 2>&1 </dev/null 9>&- &
+  echo "$1" > "${PID_DIR}/${name}.bin"
   echo $! > "$(pid_file "${name}")"
 }
 
@@ -111,7 +113,7 @@ check_alive() {
     if ! component_pid "${c}" >/dev/null; then
       log "${c} died; last lines of ${LOG_DIR}/${c}.log:"
       tail -n 30 "${LOG_DIR}/${c}.log" >&2 || true
-      rm -f "${f}"
+      rm -f "${f}" "${PID_DIR}/${c}.bin"
       exit 1
     fi
   done

@@ -5,7 +5,8 @@ The cluster runs inside a network namespace; run pytest inside it:
     hack/cluster/exec.sh .venv/bin/python -m pytest tests/integration
 
 The session fixture calls hack/cluster/up.sh once (it is idempotent, so a
-cluster already up is reused) and every test gets its own namespace.
+cluster already up is reused; it is left running afterwards) and every test
+gets its own namespace.
 """
 
 from __future__ import annotations
@@ -72,14 +73,6 @@ def wait_until(
         time.sleep(interval)
 
 
-def cluster_ready(kubectl: Path, kubeconfig: Path) -> bool:
-    if not kubeconfig.exists():
-        return False
-    argv = [str(kubectl), "--kubeconfig", str(kubeconfig), "--request-timeout=2s"]
-    probe = subprocess.run([*argv, "get", "--raw", "/readyz"], capture_output=True, check=False)
-    return probe.returncode == 0
-
-
 @dataclass(frozen=True)
 class Cluster:
     kubeconfig: Path
@@ -107,7 +100,6 @@ def cluster() -> Iterator[Cluster]:
         )
     kubeconfig = lib_path("KUBECONFIG_PATH")
     kubectl = lib_path("KUBECTL")
-    was_up = kubectl.exists() and cluster_ready(kubectl, kubeconfig)
     up = subprocess.run([str(CLUSTER_DIR / "up.sh")], capture_output=True, text=True, check=False)
     if up.returncode != 0:
         pytest.fail(
@@ -120,11 +112,9 @@ def cluster() -> Iterator[Cluster]:
     try:
         yield Cluster(kubeconfig=kubeconfig, kubectl=kubectl, api=api)
     finally:
+        # The cluster is left running for the next run (make cluster-down
+        # stops it): on a shared machine another run may be using it.
         api.close()  # type: ignore[no-untyped-call]
-        # A cluster this run started is stopped again (KANARY_KEEP_CLUSTER=1
-        # keeps it); one that was already up is left as it was.
-        if not was_up and os.environ.get("KANARY_KEEP_CLUSTER") != "1":
-            subprocess.run([str(CLUSTER_DIR / "down.sh")], check=False)
 
 
 @pytest.fixture(scope="session")
