@@ -36,13 +36,21 @@ fi
 echo "== start to first 200 from /readyz ($RUNS runs)"
 go run ./bench/startup -bin "$BIN" -n "$RUNS"
 
-echo "== go test -bench: GET / gin+metrics vs bare net/http (count $COUNT)"
+echo "== go test -bench: GET / gin+metrics vs bare net/http ($COUNT alternating runs)"
 out=bin/bench-go.txt
-go test -run '^$' -bench 'Root|Loopback' -benchmem -count "$COUNT" . | tee "$out" | grep -E '^Benchmark'
+: >"$out"
+for _ in $(seq 1 "$COUNT"); do # one process per round, so gin and bare alternate
+  go test -run '^$' -bench 'Root|Loopback' -benchmem -count 1 . | tee -a "$out" | grep -E '^Benchmark'
+done
+# col UNIT: the value before UNIT on a benchmark line
+col() { awk -v b="$1" -v u="$2" 'index($1, b) == 1 { for (i = 2; i < NF; i++) if ($(i+1) == u) print $i }' "$out" | median; }
 for b in Root Loopback; do
-  g=$(awk -v b="Benchmark$b/gin\\\\+metrics" '$1 ~ "^"b {print $3}' "$out" | median)
-  r=$(awk -v b="Benchmark$b/bare-net-http" '$1 ~ "^"b {print $3}' "$out" | median)
-  awk -v b="$b" -v g="$g" -v r="$r" 'BEGIN{printf "%-9s median ns/op: gin+metrics %.0f, bare %.0f -> throughput ratio gin/bare %.2f\n", b, g, r, r/g}'
+  for unit in ns/op cpu-ns/op; do
+    g=$(col "Benchmark$b/gin+metrics" "$unit")
+    r=$(col "Benchmark$b/bare-net-http" "$unit")
+    awk -v b="$b" -v u="$unit" -v g="$g" -v r="$r" \
+      'BEGIN{printf "%-9s median %-9s gin+metrics %7.0f, bare %7.0f -> throughput ratio gin/bare %.2f\n", b, u, g, r, r/g}'
+  done
 done
 
 echo "== wrk: GET / over loopback, $ROUNDS alternating rounds of $WRK_DURATION, $WRK_CONNS connections"
