@@ -11,7 +11,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 (( $# > 0 )) || die "usage: $0 COMMAND [ARG...]"
 [[ ${EUID} -eq 0 ]] || die "needs root (ip netns)"
-ensure_netns
+# Under the state lock (in a subshell, so the command does not inherit it),
+# so that a concurrent down.sh cannot delete the netns half-way.
+mkdir -p "${KANARY_STATE}"
+( lock_state; ensure_netns )
 export KUBECONFIG="${KUBECONFIG:-${KUBECONFIG_PATH}}"
 export PATH="${BIN_K8S}:${PATH}"
 export KANARY_NETNS KANARY_CACHE KANARY_STATE

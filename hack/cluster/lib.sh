@@ -61,6 +61,9 @@ netns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "${KANA
 # Safe to run concurrently (several exec.sh at once): "replace" never fails
 # on an existing address or route.
 ensure_netns() {
+  if netns_exists && ! ip -n "${KANARY_NETNS}" link show lo >/dev/null 2>&1; then
+    repair_netns
+  fi
   if ! netns_exists; then
     ip netns add "${KANARY_NETNS}" 2>/dev/null || netns_exists \
       || die "cannot create network namespace ${KANARY_NETNS}"
@@ -68,6 +71,21 @@ ensure_netns() {
   ip -n "${KANARY_NETNS}" link set lo up
   ip -n "${KANARY_NETNS}" addr replace "${APISERVER_ADVERTISE}/32" dev lo
   ip -n "${KANARY_NETNS}" route replace local "${POD_CIDR}" dev lo table local
+}
+
+# /run/netns/NAME exists but is no namespace (a netns delete raced with an
+# add, seen with concurrent runs before up/down/exec took a lock). If one of
+# our components still runs, bind its namespace back; else remove the file.
+repair_netns() {
+  local c pid f="/run/netns/${KANARY_NETNS}"
+  for c in "${COMPONENTS[@]}"; do
+    if pid="$(component_pid "${c}")"; then
+      log "re-attaching network namespace ${KANARY_NETNS} from ${c} (pid ${pid})"
+      mount --bind "/proc/${pid}/ns/net" "${f}" && return 0
+    fi
+  done
+  log "removing broken network namespace file ${f}"
+  ip netns delete "${KANARY_NETNS}" 2>/dev/null || rm -f "${f}"
 }
 
 # Serialize up.sh and down.sh (fd 9 holds a lock on the state folder; the

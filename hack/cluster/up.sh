@@ -19,8 +19,17 @@ done
 command -v openssl >/dev/null || die "openssl not found"
 
 lock_state
+# One state folder belongs to one netns: refuse to mix them while it runs.
+if [[ -f "${KANARY_STATE}/netns" ]] && [[ "$(cat "${KANARY_STATE}/netns")" != "${KANARY_NETNS}" ]]; then
+  for c in "${COMPONENTS[@]}"; do
+    if component_pid "${c}" >/dev/null; then
+      die "${KANARY_STATE} runs a cluster in netns $(cat "${KANARY_STATE}/netns"), not ${KANARY_NETNS}: set KANARY_STATE too"
+    fi
+  done
+fi
+echo "${KANARY_NETNS}" > "${KANARY_STATE}/netns"
 mkdir -p "${CERT_DIR}" "${LOG_DIR}" "${PID_DIR}" "${CONF_DIR}" "${ETCD_DATA}"
-chmod 700 "${KANARY_STATE}" "${CERT_DIR}"
+chmod 700 "${KANARY_STATE}" "${CERT_DIR}" "${ETCD_DATA}"
 ensure_netns
 
 # ---------------------------------------------------------------- certs ---
@@ -58,6 +67,23 @@ EOF
   write_kubeconfig "${CONF_DIR}/kube-controller-manager.kubeconfig" system:kube-controller-manager "${t_kcm}"
   write_kubeconfig "${CONF_DIR}/kube-scheduler.kubeconfig" system:kube-scheduler "${t_sched}"
   write_kubeconfig "${CONF_DIR}/kwok.kubeconfig" kwok-controller "${t_kwok}"
+}
+
+# The aggregation layer's front-proxy CA and client cert (what upstream sets
+# up); without it the components log "missing content for CA bundle".
+gen_front_proxy_certs() {
+  local d="${CERT_DIR}"
+  [[ -f "${d}/front-proxy-ca.crt" && -f "${d}/front-proxy-client.crt" ]] && return 0
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=kanary-front-proxy-ca" \
+    -keyout "${d}/front-proxy-ca.key" -out "${d}/front-proxy-ca.crt" 2>/dev/null
+  printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' \
+    > "${d}/front-proxy-client.ext"
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=front-proxy-client" \
+    -keyout "${d}/front-proxy-client.key" -out "${d}/front-proxy-client.csr" 2>/dev/null
+  openssl x509 -req -in "${d}/front-proxy-client.csr" -CA "${d}/front-proxy-ca.crt" \
+    -CAkey "${d}/front-proxy-ca.key" -CAcreateserial -days 3650 \
+    -extfile "${d}/front-proxy-client.ext" -out "${d}/front-proxy-client.crt" 2>/dev/null
+  chmod 600 "${d}"/front-proxy-*.key
 }
 
 write_kubeconfig() { # path user token
@@ -135,6 +161,7 @@ wait_for() {
 kc() { in_netns "${KUBECTL}" --kubeconfig "${KUBECONFIG_PATH}" "$@"; }
 
 gen_certs
+gen_front_proxy_certs
 
 start etcd "${BIN_ETCD}/etcd" \
   --name=kanary \
@@ -158,6 +185,13 @@ start kube-apiserver "${BIN_K8S}/kube-apiserver" \
   --tls-cert-file="${CERT_DIR}/apiserver.crt" \
   --tls-private-key-file="${CERT_DIR}/apiserver.key" \
   --client-ca-file="${CERT_DIR}/ca.crt" \
+  --requestheader-client-ca-file="${CERT_DIR}/front-proxy-ca.crt" \
+  --requestheader-allowed-names=front-proxy-client \
+  --requestheader-username-headers=X-Remote-User \
+  --requestheader-group-headers=X-Remote-Group \
+  --requestheader-extra-headers-prefix=X-Remote-Extra- \
+  --proxy-client-cert-file="${CERT_DIR}/front-proxy-client.crt" \
+  --proxy-client-key-file="${CERT_DIR}/front-proxy-client.key" \
   --token-auth-file="${CERT_DIR}/tokens.csv" \
   --authorization-mode=Node,RBAC \
   --service-account-issuer=https://kubernetes.default.svc.cluster.local \
