@@ -7,36 +7,40 @@ set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-stop_component() {
-  local name="$1" f pid i
-  f="$(pid_file "${name}")"
-  [[ -f "${f}" ]] || return 0
-  if pid="$(component_pid "${name}")"; then
-    log "stopping ${name} (pid ${pid})"
+# Stop the processes named by the pid files: TERM to all at once (reverse
+# start order), then wait up to 10 s for each and KILL what is left. A pid
+# file whose pid now belongs to another program is only removed.
+lock_state
+names=()
+for ((idx = ${#COMPONENTS[@]} - 1; idx >= 0; idx--)); do names+=("${COMPONENTS[idx]}"); done
+for f in "${PID_DIR}"/*.pid; do  # pid files of later additions (not in COMPONENTS) too
+  [[ -e "${f}" ]] || continue
+  n="$(basename "${f}" .pid)"
+  [[ " ${names[*]} " == *" ${n} "* ]] || names+=("${n}")
+done
+
+declare -A pids=()
+for n in "${names[@]}"; do
+  if pid="$(component_pid "${n}")"; then
+    log "stopping ${n} (pid ${pid})"
     kill -TERM "${pid}" 2>/dev/null || true
+    pids["${n}"]="${pid}"
+  fi
+done
+for n in "${names[@]}"; do
+  pid="${pids[${n}]:-}"
+  if [[ -n "${pid}" ]]; then
     for ((i = 0; i < 100; i++)); do
       kill -0 "${pid}" 2>/dev/null || break
       sleep 0.1
     done
     if kill -0 "${pid}" 2>/dev/null; then
-      log "${name} did not stop in 10s; killing it"
+      log "${n} did not stop in 10s; killing it"
       kill -KILL "${pid}" 2>/dev/null || true
     fi
   fi
-  rm -f "${f}" "${PID_DIR}/${name}.bin"
-}
-
-lock_state
-if [[ -d "${PID_DIR}" ]]; then
-  for ((idx = ${#COMPONENTS[@]} - 1; idx >= 0; idx--)); do
-    stop_component "${COMPONENTS[idx]}"
-  done
-  # pid files of later additions (not in COMPONENTS) too
-  for f in "${PID_DIR}"/*.pid; do
-    [[ -e "${f}" ]] || continue
-    stop_component "$(basename "${f}" .pid)"
-  done
-fi
+  rm -f "$(pid_file "${n}")" "${PID_DIR}/${n}.bin"
+done
 
 if netns_exists; then
   log "removing network namespace ${KANARY_NETNS}"
