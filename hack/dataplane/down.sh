@@ -8,6 +8,8 @@ set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+if declare -F lock_state >/dev/null; then lock_state; fi
+
 # Reverse start order; the runner stops its pod processes itself on SIGTERM
 # (bounded: 8 s), so give it longer than that.
 for ((idx = ${#DATAPLANE_COMPONENTS[@]} - 1; idx >= 0; idx--)); do
@@ -18,7 +20,7 @@ for ((idx = ${#DATAPLANE_COMPONENTS[@]} - 1; idx >= 0; idx--)); do
     log "stopping ${name} (pid ${pid})"
     stop_pid "${name}" "${pid}" 150
   fi
-  rm -f "${f}"
+  rm -f "${f}" "${PID_DIR}/${name}.bin"
 done
 
 # Pod processes whose runner was killed before it could stop them.

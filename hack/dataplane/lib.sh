@@ -9,12 +9,16 @@ source "${HACK_DATAPLANE_DIR}/../cluster/lib.sh"
 
 TRAEFIK_VERSION="v3.6.12"      # github.com/traefik/traefik/v3 (tools/traefik/go.mod)
 BIN_TRAEFIK="${KANARY_CACHE}/bin/traefik-${TRAEFIK_VERSION}"
+# Prometheus 2.42.0 (the version of Debian's package and of the kind manifest
+# manifests/prometheus/deployment.yaml); its Go module is tagged v0.42.0.
+PROMETHEUS_VERSION="v2.42.0"
+PROMETHEUS_MODULE_VERSION="v0.42.0"   # github.com/prometheus/prometheus (tools/prometheus/go.mod)
+BIN_PROMETHEUS="${KANARY_CACHE}/bin/prometheus-${PROMETHEUS_VERSION}"
 
 # Where the data plane listens inside the netns.
 GATEWAY_PORT=8000              # Traefik entryPoint "web" = Gateway listener port
 TRAEFIK_API_PORT=8080          # Traefik ping/API entryPoint "traefik" (127.0.0.1 only)
 PROMETHEUS_ADDR="127.0.0.1:9090"
-PROMETHEUS_BIN="${PROMETHEUS_BIN:-prometheus}"
 
 # The Gin service binary the runner starts for pods of kanary/gin-demo:<tag>.
 APP_BIN="${KANARY_APP_BIN:-${REPO_ROOT}/app/bin/gin-demo}"
@@ -36,13 +40,15 @@ GATEWAY_MANIFESTS="${REPO_ROOT}/manifests/gateway"
 PROMETHEUS_MANIFESTS="${REPO_ROOT}/manifests/prometheus"
 VENV_PY="${KANARY_VENV_PY:-${REPO_ROOT}/.venv/bin/python}"
 
-# dp_start NAME ARGV... : start a data-plane process inside the netns unless
-# its pid file names a live process; same conventions as hack/cluster/up.sh
-# (pid file in PID_DIR, output in LOG_DIR/NAME.log, previous log NAME.log.1).
+# dp_start NAME MARKER ARGV... : start a data-plane process inside the netns
+# unless its pid file names a live process; same conventions as
+# hack/cluster/up.sh: pid file in PID_DIR, pids/NAME.bin = MARKER (an argument
+# of the process's command line, so a reused pid is not taken for it), output
+# in LOG_DIR/NAME.log (previous log NAME.log.1), fd 9 (the state lock) closed.
 # hack/cluster/down.sh stops every pid file in PID_DIR, so "make cluster-down"
 # stops the data plane too.
 dp_start() {
-  local name="$1" pid; shift
+  local name="$1" marker="$2" pid; shift 2
   if pid="$(component_pid "${name}")"; then
     log "${name} already running (pid ${pid})"
     return 0
@@ -50,7 +56,8 @@ dp_start() {
   local logf="${LOG_DIR}/${name}.log"
   [[ -f "${logf}" ]] && mv -f "${logf}" "${logf}.1"
   log "starting ${name}"
-  setsid ip netns exec "${KANARY_NETNS}" "$@" >"${logf}" 2>&1 </dev/null &
+  setsid ip netns exec "${KANARY_NETNS}" "$@" >"${logf}" 2>&1 </dev/null 9>&- &
+  echo "${marker}" > "${PID_DIR}/${name}.bin"
   echo $! > "$(pid_file "${name}")"
 }
 

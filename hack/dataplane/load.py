@@ -13,7 +13,8 @@ too), so the report tells which version and which pod answered each request.
 Bounded: at most --rate requests a second (<= 2000), for at most --duration
 seconds (<= 600) and at most --count requests. Targets are restricted to
 loopback, and to the cluster's private ranges only from inside its network
-namespace (the project's network rule).
+namespace (the project's network rule). SIGTERM/SIGINT end the run early and
+the report of what was sent is still printed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import http.client
 import ipaddress
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -77,6 +79,8 @@ class Report:
     pod: Counter[str] = field(default_factory=Counter)
     version_status: Counter[str] = field(default_factory=Counter)  # "v1 200"
     latencies_ms: list[float] = field(default_factory=list)
+    # first and last send time (s after the start) of each non-200 status
+    not_ok_window: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def percentile(self, q: float) -> float:
         if not self.latencies_ms:
@@ -93,6 +97,9 @@ class Report:
             "version": dict(sorted(self.version.items())),
             "pod": dict(sorted(self.pod.items())),
             "version_status": dict(sorted(self.version_status.items())),
+            "not_ok_window_s": {
+                k: [round(a, 3), round(b, 3)] for k, (a, b) in sorted(self.not_ok_window.items())
+            },
             "latency_ms": {
                 "p50": round(self.percentile(0.50), 2),
                 "p90": round(self.percentile(0.90), 2),
@@ -126,8 +133,11 @@ def run_load(
     count: int | None = None,
     concurrency: int = 8,
     timeout_s: float = 5.0,
+    stop: threading.Event | None = None,
 ) -> Report:
-    """Send min(count, rate * duration) GETs at a steady rate; return the report."""
+    """Send min(count, rate * duration) GETs at a steady rate; return the report.
+    Setting `stop` ends the run early (the report covers what was sent)."""
+    stop = stop or threading.Event()
     u = urlsplit(url)
     if u.scheme != "http" or not u.hostname:
         raise SystemExit(f"url {url!r}: want http://HOST:PORT/PATH")
@@ -155,14 +165,14 @@ def run_load(
             with lock:
                 i = next_i
                 next_i += 1
-            if i >= total:
+            if i >= total or stop.is_set():
                 break
             due = t0 + i / rate
             now = time.monotonic()
             if now > hard_deadline:
                 break
-            if due > now:
-                time.sleep(due - now)
+            if due > now and stop.wait(due - now):
+                break
             if conn is None:
                 conn = http.client.HTTPConnection(u.hostname or "", port, timeout=timeout_s)
             start = time.monotonic()
@@ -195,6 +205,10 @@ def run_load(
                 report.pod[pod] += 1
                 report.version_status[f"{version} {key_status}"] += 1
                 report.latencies_ms.append(ms)
+                if key_status != "200":
+                    at = start - t0
+                    first, _ = report.not_ok_window.get(key_status, (at, at))
+                    report.not_ok_window[key_status] = (min(first, at), at)
         if conn is not None:
             conn.close()
 
@@ -221,6 +235,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=5.0, help="per request, seconds")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     args = ap.parse_args(argv)
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        stop.set()  # SIGTERM/SIGINT: stop early, still print the report
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     rep = run_load(
         url=args.url,
         host_header=args.host,
@@ -229,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         count=args.count,
         concurrency=args.concurrency,
         timeout_s=args.timeout,
+        stop=stop,
     )
     print(json.dumps(rep.to_dict(), indent=2) if args.json else rep.text())
     return 0

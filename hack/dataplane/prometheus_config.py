@@ -11,8 +11,8 @@ cluster's network namespace, so this script rewrites that config:
   token file written from the admin kubeconfig);
 - the in-cluster service-account paths (/var/run/secrets/...) anywhere in the
   config point at those local files instead;
-- global and per-job scrape_interval / evaluation_interval become --interval
-  (1s), and scrape_timeout is clamped to it.
+- global and per-job scrape_interval become --interval (1s), and
+  scrape_timeout is clamped to it.
 
 The relabelling (namespace/pod/rollout/track/revision) is kept as written.
 
@@ -114,7 +114,6 @@ def localize(
     glob = out.setdefault("global", {}) or {}
     out["global"] = glob
     glob["scrape_interval"] = interval
-    glob["evaluation_interval"] = interval
     if "scrape_timeout" in glob and _seconds(str(glob["scrape_timeout"])) > _seconds(interval):
         glob["scrape_timeout"] = interval
     for job in out.get("scrape_configs") or []:

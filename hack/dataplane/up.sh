@@ -4,13 +4,14 @@
 #   traefik     Gateway API implementation (GatewayClass "traefik"), entryPoint
 #               "web" on 127.0.0.1:8000 = the Gateway listener port; ping/API on
 #               127.0.0.1:8080
-#   prometheus  the project's manifests/prometheus scrape config (kubernetes_sd
+#   prometheus  v2.42.0 built by build.sh (Debian's package lacks kubernetes_sd),
+#               the project's manifests/prometheus scrape config (kubernetes_sd
 #               against this API server), 1s scrape interval, 127.0.0.1:9090
 #   pod-runner  starts app/bin/gin-demo for each Running pod of kanary/gin-demo:<tag>,
 #               bound to the pod IP (hack/dataplane/runner.py)
 # and applies manifests/namespace.yaml + manifests/gateway/. Idempotent: what
 # runs (per its pid file) is left alone. Needs root, the running cluster, the
-# Traefik binary (hack/dataplane/build.sh), app/bin/gin-demo (make app) and .venv.
+# binaries of hack/dataplane/build.sh, app/bin/gin-demo (make app) and .venv.
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -23,13 +24,10 @@ SCRAPE_INTERVAL="${KANARY_SCRAPE_INTERVAL:-1s}"
 
 [[ ${EUID} -eq 0 ]] || die "needs root (ip netns); run as root"
 [[ -x "${BIN_TRAEFIK}/traefik" ]] || die "missing ${BIN_TRAEFIK}/traefik: run hack/dataplane/build.sh first"
+[[ -x "${BIN_PROMETHEUS}/prometheus" ]] || die "missing ${BIN_PROMETHEUS}/prometheus: run hack/dataplane/build.sh first"
 [[ -x "${APP_BIN}" ]] || die "missing ${APP_BIN}: run 'make app' first"
 [[ -x "${VENV_PY}" ]] || die "missing ${VENV_PY}: run 'make install' first"
-if ! command -v "${PROMETHEUS_BIN}" >/dev/null 2>&1; then
-  "${REPO_ROOT}/hack/install-prometheus.sh"
-fi
-command -v "${PROMETHEUS_BIN}" >/dev/null 2>&1 || die "prometheus not found"
-PROMETHEUS_PATH="$(command -v "${PROMETHEUS_BIN}")"
+PROMETHEUS_PATH="${BIN_PROMETHEUS}/prometheus"
 
 kc() { in_netns "${KUBECTL}" --kubeconfig "${KUBECONFIG_PATH}" --request-timeout=10s "$@"; }
 
@@ -38,6 +36,8 @@ if [[ ! -f "${KUBECONFIG_PATH}" ]] || ! kc get --raw /readyz >/dev/null 2>&1; th
   die "the cluster is not up (no /readyz on ${APISERVER_URL} in netns ${KANARY_NETNS}): run hack/cluster/up.sh first"
 fi
 
+# Serialize with hack/cluster/{up,down}.sh (their state lock, when lib.sh has it).
+if declare -F lock_state >/dev/null; then lock_state; fi
 mkdir -p "${DATAPLANE_STATE}" "${RUNNER_LOG_DIR}" "${PID_DIR}/pods" "${LOG_DIR}"
 
 # Fail (non-zero, with the log tail) if a data-plane process has died.
@@ -49,7 +49,7 @@ check_alive() {
     if ! component_pid "${c}" >/dev/null; then
       log "${c} died; last lines of ${LOG_DIR}/${c}.log:"
       tail -n 30 "${LOG_DIR}/${c}.log" >&2 || true
-      rm -f "${f}"
+      rm -f "${f}" "${PID_DIR}/${c}.bin"
       exit 1
     fi
   done
@@ -73,10 +73,10 @@ log "applied manifests/namespace.yaml and manifests/gateway/"
 
 # ---------------------------------------------------------------- traefik ---
 # No outbound traffic: no version check, no usage statistics, no plugins.
-dp_start traefik env "KUBECONFIG=${KUBECONFIG_PATH}" "${BIN_TRAEFIK}/traefik" \
+dp_start traefik "${BIN_TRAEFIK}/traefik" env "KUBECONFIG=${KUBECONFIG_PATH}" "${BIN_TRAEFIK}/traefik" \
   --global.checknewversion=false \
   --global.sendanonymoususage=false \
-  --log.level=INFO \
+  --log.level=INFO --log.noColor=true \
   --entryPoints.web.address="127.0.0.1:${GATEWAY_PORT}" \
   --entryPoints.web.transport.lifeCycle.requestAcceptGraceTimeout=0s \
   --entryPoints.web.transport.lifeCycle.graceTimeOut=1s \
@@ -95,10 +95,7 @@ PROM_CONFIG="$(in_netns "${VENV_PY}" "${HACK_DATAPLANE_DIR}/prometheus_config.py
   --source "${PROMETHEUS_MANIFESTS}" --kubeconfig "${KUBECONFIG_PATH}" \
   --out-dir "${DATAPLANE_STATE}" --interval "${SCRAPE_INTERVAL}")"
 "${PROMETHEUS_PATH}" --version >/dev/null 2>&1 || die "${PROMETHEUS_PATH} does not run"
-if command -v promtool >/dev/null 2>&1; then
-  promtool check config "${PROM_CONFIG}" >/dev/null || die "promtool rejects ${PROM_CONFIG}"
-fi
-dp_start prometheus "${PROMETHEUS_PATH}" \
+dp_start prometheus "${PROMETHEUS_PATH}" "${PROMETHEUS_PATH}" \
   --config.file="${PROM_CONFIG}" \
   --storage.tsdb.path="${DATAPLANE_STATE}/prometheus" \
   --storage.tsdb.retention.time=6h \
@@ -107,7 +104,7 @@ dp_start prometheus "${PROMETHEUS_PATH}" \
   --log.level=info
 
 # ------------------------------------------------------------- pod runner ---
-dp_start pod-runner "${VENV_PY}" -u "${HACK_DATAPLANE_DIR}/runner.py" \
+dp_start pod-runner "${HACK_DATAPLANE_DIR}/runner.py" "${VENV_PY}" -u "${HACK_DATAPLANE_DIR}/runner.py" \
   --kubeconfig "${KUBECONFIG_PATH}" \
   --log-dir "${RUNNER_LOG_DIR}" \
   --pid-dir "${PID_DIR}/pods" \

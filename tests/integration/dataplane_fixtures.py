@@ -328,14 +328,17 @@ def sample(host: str, n: int, timeout: float = 2.0) -> tuple[Counter[str], Count
     return versions, pods
 
 
-def wait_gateway_serves(host: str, expect: set[str], timeout: float = 30) -> float:
+def wait_gateway_serves(
+    host: str, expect: set[str], pods: set[str] | None = None, timeout: float = 30
+) -> float:
     """Wait until the Gateway answers the host with exactly the versions in
-    `expect` (200s only) over 100 requests; returns the seconds it took."""
+    `expect` (200s only) and, if given, exactly the pods in `pods`, over 100
+    requests; returns the seconds it took."""
     t0 = time.monotonic()
 
     def probe() -> bool:
-        versions, _ = sample(host, 100)
-        return set(versions) == expect
+        versions, seen = sample(host, 100)
+        return set(versions) == expect and (pods is None or set(seen) == pods)
 
     wait_until(f"Gateway serving {sorted(expect)} for {host}", probe, timeout=timeout, interval=0.1)
     return time.monotonic() - t0

@@ -160,11 +160,7 @@ def test_prometheus_config_is_localized() -> None:
         ],
     }
     out = promcfg.localize(cfg, "https://127.0.0.1:6443", "/s/ca", "/s/tok", "1s")
-    assert out["global"] == {
-        "scrape_interval": "1s",
-        "scrape_timeout": "1s",
-        "evaluation_interval": "1s",
-    }
+    assert out["global"] == {"scrape_interval": "1s", "scrape_timeout": "1s"}
     pods, api = out["scrape_configs"]
     assert pods["scrape_interval"] == "1s"
     assert pods["kubernetes_sd_configs"] == [
