@@ -493,7 +493,10 @@ def _weight_step(tick: _Tick, weight: int) -> None:
         deadline = tick.spec.strategy.progress_deadline_seconds
         if tick.seconds_in_step() > deadline:
             ready = min(tick.obs.canary.ready, wanted)
-            why = f"canary not Ready after {deadline}s ({ready}/{wanted} pods Ready)"
+            why = (
+                f"progress deadline: canary not Ready after {deadline}s "
+                f"({ready}/{wanted} pods Ready)"
+            )
             _roll_back(tick, "ProgressDeadlineExceeded", why)
         return
     if tick.obs.route_problem or not _analysis_allows_advance(tick, since=None):

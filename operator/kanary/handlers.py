@@ -195,12 +195,22 @@ def _execute(
                 kopf.event(body, type=kind, reason=reason, message=message)
 
 
+def _stored(value: Any) -> Any:
+    """A value as the API server keeps it: a merge patch's nulls delete keys, so none remain."""
+    if isinstance(value, dict):
+        return {k: _stored(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_stored(v) for v in value]
+    return value
+
+
 def _status_patch(old: Mapping[str, Any], new: RolloutStatus) -> dict[str, Any]:
-    """Merge-patch body: changed keys, and None for keys that went away."""
+    """Merge-patch body: changed keys, and None for keys that went away. Compared as stored,
+    so a status that did not change is not written again."""
     fresh = new.to_patch()
-    patch = {k: v for k, v in fresh.items() if old.get(k) != v}
-    patch.update({k: None for k in old if k not in fresh})
-    return patch
+    patch = {k: v for k, v in fresh.items() if _stored(old.get(k)) != _stored(v)}
+    patch.update({k: None for k in old if fresh.get(k) is None and k not in patch})
+    return {k: v for k, v in patch.items() if not (v is None and old.get(k) is None)}
 
 
 def _invalid_patch(old: Mapping[str, Any], reason: str, generation: int) -> dict[str, Any]:
