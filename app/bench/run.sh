@@ -66,26 +66,37 @@ wait_ready() { # url
   for _ in $(seq 1 500); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.01; done
   echo "not ready: $1" >&2; return 1
 }
-run_wrk() { # name port
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime+stime of a pid, in clock ticks
+HZ=$(getconf CLK_TCK)
+run_wrk() { # name port pid
+  local t0 t1
+  t0=$(ticks "$3")
   wrk -t1 -c"$WRK_CONNS" -d"$WRK_DURATION" --latency "http://127.0.0.1:$2/" >"bin/wrk-$1.txt"
+  t1=$(ticks "$3")
   rps=$(awk '/^Requests\/sec:/{print $2}' "bin/wrk-$1.txt")
+  reqs=$(awk '/requests in/{print $1}' "bin/wrk-$1.txt")
   p50=$(awk '$1=="50%"{print $2}' "bin/wrk-$1.txt")
   p99=$(awk '$1=="99%"{print $2}' "bin/wrk-$1.txt")
   errs=$(grep -c 'Non-2xx\|Socket errors' "bin/wrk-$1.txt" || true)
-  echo "$1 $rps $p50 $p99 $errs" | tee -a bin/wrk-rounds.txt
+  cpu=$(awk -v d=$((t1 - t0)) -v hz="$HZ" -v n="$reqs" 'BEGIN{printf "%.1f", d / hz * 1e6 / n}')
+  echo "$1 $rps $p50 $p99 $cpu $errs" | tee -a bin/wrk-rounds.txt
 }
 : >bin/wrk-rounds.txt
+echo "server req/s p50 p99 server-cpu-us/req error-lines"
 for round in $(seq 1 "$ROUNDS"); do
   LISTEN_ADDR=127.0.0.1:$GIN_PORT APP_VERSION=v1.0.0 POD_NAME=gin-demo-bench "$BIN" 2>/dev/null &
   pids+=($!); wait_ready "http://127.0.0.1:$GIN_PORT/readyz"
-  run_wrk gin+metrics "$GIN_PORT"
+  run_wrk gin+metrics "$GIN_PORT" "${pids[-1]}"
   kill -TERM "${pids[-1]}"; wait "${pids[-1]}" || true
   LISTEN_ADDR=127.0.0.1:$BARE_PORT bin/bareserver &
   pids+=($!); wait_ready "http://127.0.0.1:$BARE_PORT/"
-  run_wrk bare-net-http "$BARE_PORT"
+  run_wrk bare-net-http "$BARE_PORT" "${pids[-1]}"
   kill -TERM "${pids[-1]}"; wait "${pids[-1]}" || true
 done
-g=$(awk '$1=="gin+metrics"{print $2}' bin/wrk-rounds.txt | median)
-r=$(awk '$1=="bare-net-http"{print $2}' bin/wrk-rounds.txt | median)
-awk -v g="$g" -v r="$r" 'BEGIN{printf "wrk median req/s: gin+metrics %.0f, bare %.0f -> ratio gin/bare %.2f\n", g, r, g/r}'
-echo "(columns above: server req/s p50 p99 error-lines)"
+for c in 2:req/s 5:server-cpu-us/req; do
+  i=${c%%:*}; u=${c#*:}
+  g=$(awk -v i="$i" '$1=="gin+metrics"{print $i}' bin/wrk-rounds.txt | median)
+  r=$(awk -v i="$i" '$1=="bare-net-http"{print $i}' bin/wrk-rounds.txt | median)
+  if [ "$i" = 2 ]; then ratio=$(awk -v g="$g" -v r="$r" 'BEGIN{print g/r}'); else ratio=$(awk -v g="$g" -v r="$r" 'BEGIN{print r/g}'); fi
+  awk -v u="$u" -v g="$g" -v r="$r" -v x="$ratio" 'BEGIN{printf "wrk median %-19s gin+metrics %8.1f, bare %8.1f -> throughput ratio gin/bare %.2f\n", u, g, r, x}'
+done
