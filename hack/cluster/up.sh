@@ -230,6 +230,11 @@ start kube-scheduler "${BIN_K8S}/kube-scheduler" \
   --leader-elect=false \
   --profiling=false
 
+# kwok: --node-lease-duration-seconds defaults to 0 in standalone kwok, which
+# means no node Leases: the node-lifecycle controller then finds every node
+# stale after its 50s grace period, marks them NotReady (and their pods
+# NotReady, which kwok's pod Stages never undo) until kwok's next status
+# patch. With a 40s lease (renewed every 10s) nodes stay Ready.
 # kwok's Stages, straight from the kwok module: node fast + heartbeat with
 # lease, pod general + chaos. Per-pod annotations drive them (see README).
 KWOK_MOD="$(go_module_dir "sigs.k8s.io/kwok@${KWOK_VERSION}" 2>/dev/null || true)"
@@ -259,6 +264,7 @@ start kwok "${BIN_KWOK}/kwok" \
   --kubeconfig="${CONF_DIR}/kwok.kubeconfig" \
   --config="${STAGES}" \
   --manage-all-nodes=true \
+  --node-lease-duration-seconds=40 \
   --cidr="${POD_CIDR}" \
   --node-ip="${APISERVER_ADVERTISE}" \
   --server-address=127.0.0.1:10247

@@ -9,6 +9,7 @@ import json
 import socket
 import subprocess
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -129,6 +130,18 @@ def test_nodes_are_kwok_and_ready(core: client.CoreV1Api) -> None:
         assert ready and ready[0].status == "True", name_of(node)
 
 
+def test_node_leases_are_renewed(cluster: Cluster, core: client.CoreV1Api) -> None:
+    """Without Leases the node-lifecycle controller marks every node (and its
+    pods) NotReady once its 50s grace period passes between kwok's status
+    patches; kwok must renew a Lease for each node (every 10s)."""
+    leases = client.CoordinationV1Api(cluster.api)
+    for node in core.list_node().items:
+        lease = leases.read_namespaced_lease(name_of(node), "kube-node-lease")
+        assert lease.spec is not None and lease.spec.renew_time is not None
+        age = (datetime.now(UTC) - lease.spec.renew_time).total_seconds()
+        assert age < 30, f"lease of {name_of(node)} renewed {age:.0f}s ago"
+
+
 def test_deployment_pods_ready_after_annotated_delay(
     apps: client.AppsV1Api, core: client.CoreV1Api, namespace: str
 ) -> None:
@@ -158,13 +171,15 @@ def test_never_ready_pod_stays_unready(core: client.CoreV1Api, namespace: str) -
     # A control pod created at the same time shows kwok is working meanwhile.
     core.create_namespaced_pod(namespace, make_pod("control", ready_after("1s")))
 
-    def control_ready() -> bool:
-        return is_ready(core.read_namespaced_pod("control", namespace))
+    def started() -> bool:
+        return bool(status(core.read_namespaced_pod("never", namespace)).pod_ip)
 
-    wait_until("control pod Ready", control_ready, timeout=30)
-    time.sleep(2)  # a window in which a 0-1s readiness delay would have passed
+    wait_until("never-ready pod started (IP assigned)", started, timeout=30)
+    # kwok's default readiness delay is at most 5s: wait past it, so a pod
+    # whose annotations were ignored would be Ready by now.
+    time.sleep(6)
+    assert is_ready(core.read_namespaced_pod("control", namespace))
     never = core.read_namespaced_pod("never", namespace)
-    assert status(never).pod_ip, "kwok should have started the pod (IP assigned)"
     assert condition(never, "Initialized") is not None
     assert not is_ready(never)
     assert status(never).phase == "Pending"
