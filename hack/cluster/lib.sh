@@ -112,4 +112,16 @@ component_pid() {
   echo "${pid}"
 }
 
+# stop_pid NAME PID: TERM, wait up to 10 s, then KILL.
+stop_pid() {
+  local i
+  kill -TERM "$2" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$2" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  log "$1 did not stop in 10s; killing it"
+  kill -KILL "$2" 2>/dev/null || true
+}
+
 in_netns() { ip netns exec "${KANARY_NETNS}" "$@"; }

@@ -118,8 +118,14 @@ EOF
 start() {
   local name="$1" pid; shift
   if pid="$(component_pid "${name}")"; then
-    log "${name} already running (pid ${pid})"
-    return 0
+    # Same command line: keep it. Changed (e.g. this script gained a flag):
+    # restart it, so a cluster that is already up picks up the change.
+    if [[ "$(tr '\0' '\n' < "/proc/${pid}/cmdline")" == "$(printf '%s\n' "$@")" ]]; then
+      log "${name} already running (pid ${pid})"
+      return 0
+    fi
+    log "${name} (pid ${pid}) runs with other flags: restarting it"
+    stop_pid "${name}" "${pid}"
   fi
   local logf="${LOG_DIR}/${name}.log"
   [[ -f "${logf}" ]] && mv -f "${logf}" "${logf}.1"
