@@ -139,7 +139,8 @@ def test_node_leases_are_renewed(cluster: Cluster, core: client.CoreV1Api) -> No
         lease = leases.read_namespaced_lease(name_of(node), "kube-node-lease")
         assert lease.spec is not None and lease.spec.renew_time is not None
         age = (datetime.now(UTC) - lease.spec.renew_time).total_seconds()
-        assert age < 30, f"lease of {name_of(node)} renewed {age:.0f}s ago"
+        # under the controller's 50s grace (a kwok restart pauses renewals ~30s)
+        assert age < 50, f"lease of {name_of(node)} renewed {age:.0f}s ago"
 
 
 def test_deployment_pods_ready_after_annotated_delay(
