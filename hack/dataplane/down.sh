@@ -10,17 +10,22 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 if declare -F lock_state >/dev/null; then lock_state; fi
 
-# Reverse start order; the runner stops its pod processes itself on SIGTERM
-# (bounded: 8 s), so give it longer than that.
+# SIGTERM to all at once (the runner stops its pod processes itself, bounded:
+# 8 s), then wait up to 15 s each before SIGKILL.
+pids=() names=()
 for ((idx = ${#DATAPLANE_COMPONENTS[@]} - 1; idx >= 0; idx--)); do
   name="${DATAPLANE_COMPONENTS[idx]}"
-  f="$(pid_file "${name}")"
-  [[ -f "${f}" ]] || continue
   if pid="$(component_pid "${name}")"; then
     log "stopping ${name} (pid ${pid})"
-    stop_pid "${name}" "${pid}" 150
+    kill -TERM "${pid}" 2>/dev/null || true
+    pids+=("${pid}"); names+=("${name}")
   fi
-  rm -f "${f}" "${PID_DIR}/${name}.bin"
+done
+for i in "${!pids[@]}"; do
+  stop_pid "${names[i]}" "${pids[i]}" 150
+done
+for name in "${DATAPLANE_COMPONENTS[@]}"; do
+  rm -f "$(pid_file "${name}")" "${PID_DIR}/${name}.bin"
 done
 
 # Pod processes whose runner was killed before it could stop them.

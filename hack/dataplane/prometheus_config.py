@@ -7,8 +7,9 @@ in-cluster service account. Here Prometheus runs as a process inside the
 cluster's network namespace, so this script rewrites that config:
 
 - every kubernetes_sd_configs entry gets api_server (the local API server),
-  tls_config.ca_file (the cluster CA) and authorization.credentials_file (a
-  token file written from the admin kubeconfig);
+  tls_config.ca_file (the cluster CA) and authorization.credentials_file
+  (--token-file, e.g. a token of the prometheus ServiceAccount of
+  manifests/prometheus/rbac.yaml, else one written from the kubeconfig);
 - the in-cluster service-account paths (/var/run/secrets/...) anywhere in the
   config point at those local files instead;
 - global and per-job scrape_interval become --interval (1s), and
@@ -138,6 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kubeconfig", type=Path, default=os.environ.get("KUBECONFIG"))
     ap.add_argument("--out-dir", type=Path, required=True)
     ap.add_argument("--interval", default="1s")
+    ap.add_argument(
+        "--token-file",
+        type=Path,
+        default=None,
+        help="bearer token for kubernetes_sd (e.g. the prometheus ServiceAccount's);"
+        " default: the kubeconfig user's token, written to OUT_DIR/prometheus-token",
+    )
     args = ap.parse_args(argv)
     if args.kubeconfig is None:
         raise SystemExit("--kubeconfig (or KUBECONFIG) is required")
@@ -148,7 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     token_file, ca_file = out_dir / "prometheus-token", out_dir / "prometheus-ca.crt"
     old = os.umask(0o077)
     try:
-        token_file.write_text(token)
+        if args.token_file is not None:
+            token_file = args.token_file.resolve()
+        else:
+            token_file.write_text(token)
         ca_file.write_bytes(ca)
         local = localize(cfg, server, str(ca_file), str(token_file), args.interval)
         target = out_dir / "prometheus.yml"

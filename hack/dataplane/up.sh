@@ -91,8 +91,18 @@ dp_start traefik "${BIN_TRAEFIK}/traefik" env "KUBECONFIG=${KUBECONFIG_PATH}" "$
 
 # ------------------------------------------------------------- prometheus ---
 [[ -d "${PROMETHEUS_MANIFESTS}" ]] || die "${PROMETHEUS_MANIFESTS} missing (the project's scrape config)"
+# Discovery runs as the prometheus ServiceAccount of manifests/prometheus/rbac.yaml
+# (pods get/list/watch only), as on kind: its RBAC is exercised. The token is
+# renewed on every up.sh (Prometheus re-reads the file).
+kc apply -f "${PROMETHEUS_MANIFESTS}/namespace.yaml" -f "${PROMETHEUS_MANIFESTS}/rbac.yaml" >/dev/null
+PROM_SA_NS=monitoring   # the ServiceAccount monitoring/prometheus of rbac.yaml
+PROM_TOKEN_FILE="${DATAPLANE_STATE}/prometheus-sa-token"
+(umask 077; kc -n "${PROM_SA_NS}" create token prometheus --duration=48h > "${PROM_TOKEN_FILE}.tmp") \
+  || die "cannot create a token for ServiceAccount ${PROM_SA_NS}/prometheus"
+mv -f "${PROM_TOKEN_FILE}.tmp" "${PROM_TOKEN_FILE}"
 PROM_CONFIG="$(in_netns "${VENV_PY}" "${HACK_DATAPLANE_DIR}/prometheus_config.py" \
   --source "${PROMETHEUS_MANIFESTS}" --kubeconfig "${KUBECONFIG_PATH}" \
+  --token-file "${PROM_TOKEN_FILE}" \
   --out-dir "${DATAPLANE_STATE}" --interval "${SCRAPE_INTERVAL}")"
 "${PROMETHEUS_PATH}" --version >/dev/null 2>&1 || die "${PROMETHEUS_PATH} does not run"
 dp_start prometheus "${PROMETHEUS_PATH}" "${PROMETHEUS_PATH}" \
