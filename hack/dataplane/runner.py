@@ -446,7 +446,23 @@ class Runner:
             if now < not_before:
                 continue
             if any(p.want.key == key for p in self.stopping):
-                continue  # the old process still holds the address
+                continue  # the old process of this pod is still stopping
+            holder = next((p for p in self.stopping if p.want.listen == w.listen), None)
+            if holder is not None:
+                # kwok reuses a deleted pod's IP at once; a kubelet frees it only
+                # once the old containers are gone: end the old process now.
+                if holder.stop_deadline is not None:
+                    log.warning(
+                        "%s needs %s, still held by %s (pid %d, stopping): killing it",
+                        key,
+                        w.listen,
+                        holder.want.key,
+                        holder.popen.pid,
+                    )
+                    with contextlib.suppress(ProcessLookupError):
+                        holder.popen.kill()
+                    holder.stop_deadline = None
+                continue
             try:
                 self._start(w, n)
             except OSError as e:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -173,3 +174,56 @@ def test_prometheus_config_is_localized() -> None:
     ]
     assert pods["relabel_configs"] == cfg["scrape_configs"][0]["relabel_configs"]  # type: ignore[index]
     assert api["tls_config"] == {"ca_file": "/s/ca"}
+
+
+def _named(p: dict[str, Any], name: str, uid: str, args: list[str]) -> dict[str, Any]:
+    p["metadata"].update(name=name, uid=uid)
+    p["spec"]["containers"][0]["args"] = args
+    return p
+
+
+def _wait(cond: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_runner_lifecycle_with_real_processes(tmp_path: Path) -> None:
+    """Start, stop (SIGTERM, SIGKILL after the grace period) and restart real
+    processes; a new pod that gets a stopping pod's IP (kwok reuses IPs at once)
+    ends the old process first. bash stands in for the app binary."""
+    stubborn = ["-c", "trap '' TERM; sleep 30"]  # ignores SIGTERM, like a slow shutdown
+    r = runner.Runner({"kanary/gin-demo": "/bin/bash"}, tmp_path / "logs", tmp_path / "pids", None)
+    a = _named(pod(), "a", "uid-a", stubborn)
+    try:
+        r.reconcile([a])
+        (proc_a,) = r.procs.values()
+        assert (tmp_path / "pids" / "demo_a_app.pid").read_text().strip() == str(proc_a.popen.pid)
+        assert (tmp_path / "logs" / "demo_a_app.log").exists()
+
+        # a is deleted (still stopping: it ignores SIGTERM, grace 5s); b gets its IP
+        b = _named(pod(), "b", "uid-b", ["-c", "sleep 30"])
+        r.reconcile([b])  # a: SIGTERM (ignored), then killed: b needs the address
+        assert not r.procs  # b starts once a is gone
+        assert _wait(lambda: proc_a.popen.poll() is not None, timeout=2)  # not a's 5s grace
+        assert _wait(lambda: (r.reconcile([b]), len(r.procs) == 1)[1])
+        (proc_b,) = r.procs.values()
+        assert proc_b.want.key == "demo_b_app"
+        assert not (tmp_path / "pids" / "demo_a_app.pid").exists()
+
+        # b's process exits while b still runs: restarted after the backoff (1s)
+        proc_b.popen.kill()
+        assert _wait(
+            lambda: (
+                r.reconcile([b]),
+                bool(r.procs) and next(iter(r.procs.values())) is not proc_b,
+            )[1]
+        )
+        assert next(iter(r.procs.values())).restarts == 1
+    finally:
+        r.shutdown(timeout_s=2)
+    assert not r.procs and not r.stopping
+    assert not list((tmp_path / "pids").glob("*.pid"))
