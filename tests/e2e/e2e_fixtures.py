@@ -183,12 +183,12 @@ class Traffic:
             delay = due - time.monotonic()
             if delay > 0 and self._stop.wait(delay):
                 break
-            conn = conn or self._connection()
+            conn = c = conn or self._connection()
             sent = time.monotonic()
             status, version = "", "?"
             try:
-                conn.request("GET", "/", headers={"Host": self.host})
-                resp = conn.getresponse()
+                c.request("GET", "/", headers={"Host": self.host})
+                resp = c.getresponse()
                 body = resp.read()
                 status = str(resp.status)
                 with contextlib.suppress(ValueError):
@@ -196,11 +196,11 @@ class Traffic:
                     if isinstance(doc, dict):
                         version = str(doc.get("version", "?"))
                 if resp.getheader("Connection", "").lower() == "close":
-                    conn.close()
+                    c.close()
                     conn = None
             except (OSError, http.client.HTTPException) as e:
                 status = f"error:{type(e).__name__}"
-                conn.close()
+                c.close()
                 conn = None
             with self._lock:
                 self._samples.append(Sample(sent, status, version))
@@ -285,6 +285,10 @@ class TimedWeightRecorder(WeightRecorder):
         self.timed = _TimedPairs()
         self.seen = self.timed
 
+    def __enter__(self) -> TimedWeightRecorder:
+        super().__enter__()
+        return self
+
     def periods(self) -> list[tuple[tuple[int, int], float, float]]:
         """((stable, canary), from, to) for each pair seen; the last one lasts until now."""
         ends = [*self.timed.times[1:], time.monotonic()]
@@ -317,7 +321,7 @@ def analysis_spec(*metrics: dict[str, Any], **overrides: Any) -> dict[str, Any]:
     return spec
 
 
-STEPS = [
+STEPS: list[dict[str, Any]] = [
     {"setWeight": 5},
     {"pause": {"duration": "2s"}},
     {"setWeight": 25},
@@ -399,7 +403,8 @@ class Scenario:
 
     def stable_image(self) -> str | None:
         dep = self.kit.deployment(f"{self.name}-stable")
-        return None if dep is None else str(dep.spec.template.spec.containers[0].image)
+        pod = dep.spec.template.spec if dep is not None and dep.spec is not None else None
+        return None if pod is None else str(pod.containers[0].image)
 
     def events(self) -> list[tuple[str, str, str]]:
         """(type, reason, message) of the Rollout's Events, oldest first."""

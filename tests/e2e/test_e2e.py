@@ -313,6 +313,7 @@ def test_kanary_abort_mid_rollout(scenario: Scenario) -> None:
             assert sc.kit.status(sc.name)["phase"] == "Progressing"
             t_abort = time.monotonic()
             out = sc.kanary("abort", sc.name)
+            t_cli_done = time.monotonic()
             assert out.returncode == 0, out.stderr
             wait_until("weight 0 after abort", lambda: sc.kit.weights(sc.name) == (100, 0), 30)
             t_zero = time.monotonic()
@@ -325,9 +326,11 @@ def test_kanary_abort_mid_rollout(scenario: Scenario) -> None:
     _only(traffic.samples(t_v1_only), "v1")
     stable_after = sc.kit.deployment(f"{sc.name}-stable")
     assert stable_after is not None
+    assert stable_after.metadata is not None and stable_before.metadata is not None
     assert stable_after.metadata.generation == stable_before.metadata.generation
     _canary_scaled_to_zero(sc)
     record(sc.dp, "e2e_abort_to_weight_0_seconds", round(t_zero - t_abort, 2))
+    record(sc.dp, "e2e_abort_cli_exit_to_weight_0_seconds", round(t_zero - t_cli_done, 2))
     record(sc.dp, "e2e_abort_to_v1_only_seconds", round(t_v1_only - t_abort, 2))
     record(sc.dp, "e2e_abort_failed_requests", dict(failures(everything)))
 
@@ -389,7 +392,7 @@ def test_operator_killed_mid_rollout_finishes_exactly(scenario: Scenario) -> Non
 # ----------------------------------------------------------------------- 10 (last) ---
 def test_prometheus_stopped_mid_rollout_never_promotes(scenario: Scenario) -> None:
     sc = scenario
-    steps = [
+    steps: list[dict[str, Any]] = [
         {"setWeight": 25},
         {"pause": {"duration": "5s"}},
         {"setWeight": 50},
