@@ -108,6 +108,22 @@ class Demo:
         self.core = client.CoreV1Api()
 
     def ensure_namespace(self) -> None:
+        """A fresh `demo` namespace: a rerun starts from v1 again, not from the last run's state."""
+        try:
+            self.core.delete_namespace(NS)
+            print(f"  deleting namespace {NS} from an earlier run ...", flush=True)
+        except client.ApiException as e:
+            if e.status != 404:
+                raise
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                self.core.read_namespace(NS)
+            except client.ApiException as e:
+                if e.status == 404:
+                    break
+                raise
+            time.sleep(0.5)
         try:
             self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
         except client.ApiException as e:
