@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from kubernetes.client import ApiException
 
 from tests.integration.conftest import REPO_ROOT, Cluster, lib_path, wait_until
 from tests.integration.dataplane_fixtures import (
@@ -136,7 +137,7 @@ class Traffic:
         host: str,
         rate: float = 80.0,
         workers: int = 16,
-        max_seconds: float = 300.0,
+        max_seconds: float = 480.0,
         timeout_s: float = 5.0,
     ) -> None:
         self.host = host
@@ -372,6 +373,8 @@ class Scenario:
             strategy={
                 "analysis": analysis or analysis_spec(),
                 "progressDeadlineSeconds": 120,
+                # time for Traefik to apply weight 0 before the canary pods stop
+                "abortScaleDownDelaySeconds": 8,
                 **strategy,
             },
         )
@@ -389,17 +392,24 @@ class Scenario:
     ) -> None:
         """A new template: image kanary/gin-demo:<tag> (the runner makes it APP_VERSION),
         the env given, kwok's 1s readiness unless other annotations are given."""
-        body = self.kit.rollout(self.name)
-        template = body["spec"]["template"]
-        container = template["spec"]["containers"][0]
-        container["image"] = self.image(tag)
-        container["env"] = [{"name": k, "value": v} for k, v in (env or {}).items()]
-        template["metadata"]["annotations"] = (
-            pod_annotations if pod_annotations is not None else kwok_timing()
-        )
-        self.kit.custom.replace_namespaced_custom_object(
-            "kanary.dev", "v1alpha1", self.ns, "rollouts", self.name, body
-        )
+        for _ in range(5):  # read-modify-write: retried if the operator wrote in between
+            body = self.kit.rollout(self.name)
+            template = body["spec"]["template"]
+            container = template["spec"]["containers"][0]
+            container["image"] = self.image(tag)
+            container["env"] = [{"name": k, "value": v} for k, v in (env or {}).items()]
+            template["metadata"]["annotations"] = (
+                pod_annotations if pod_annotations is not None else kwok_timing()
+            )
+            try:
+                self.kit.custom.replace_namespaced_custom_object(
+                    "kanary.dev", "v1alpha1", self.ns, "rollouts", self.name, body
+                )
+                return
+            except ApiException as e:
+                if e.status != 409:
+                    raise
+        raise AssertionError(f"rollout {self.name}: 5 conflicts in a row writing the template")
 
     def stable_image(self) -> str | None:
         dep = self.kit.deployment(f"{self.name}-stable")
