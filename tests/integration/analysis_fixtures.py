@@ -1,4 +1,5 @@
-"""Real processes for the analysis tests: Prometheus (Debian's package) and Gin services.
+"""Real processes for the analysis tests: Prometheus (the data plane's build of upstream
+v2.42.0, hack/dataplane/build.sh) and Gin services.
 
 Everything listens on 127.0.0.1 and every loop is bounded. No Kubernetes cluster is needed:
 Prometheus scrapes the Gin processes directly, with the labels (namespace, rollout, track,
@@ -32,15 +33,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 GIN_BINARY = REPO / "app" / "bin" / "gin-demo"
-INSTALL_PROMETHEUS = REPO / "hack" / "install-prometheus.sh"
+DATAPLANE_DIR = REPO / "hack" / "dataplane"
 LOOPBACK = "127.0.0.1"
-
-
-def unavailable(reason: str) -> None:
-    """Skip on a developer's machine, fail in CI: a missing tool must not pass silently."""
-    if os.environ.get("CI"):
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
 
 
 def free_port() -> int:
@@ -76,23 +70,53 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
 # --- binaries ------------------------------------------------------------------------------------
 
 
-def prometheus_binary() -> str:
-    """The prometheus binary, installed with hack/install-prometheus.sh when missing."""
-    found = shutil.which(os.environ.get("PROMETHEUS_BIN", "prometheus"))
-    if found:
-        return found
-    proc = subprocess.run(
-        [str(INSTALL_PROMETHEUS)], capture_output=True, text=True, timeout=600, check=False
+def dataplane_path(variable: str) -> Path:
+    """A path that hack/dataplane/lib.sh defines (it pins the versions)."""
+    lib = DATAPLANE_DIR / "lib.sh"
+    out = subprocess.run(
+        ["bash", "-c", f'source "$0" && printf %s "${variable}"', str(lib)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
-    found = shutil.which(os.environ.get("PROMETHEUS_BIN", "prometheus"))
-    if proc.returncode != 0 or not found:
-        unavailable(
-            "prometheus is not installed and hack/install-prometheus.sh failed "
-            f"(exit {proc.returncode}; run it outside the cluster's netns): "
-            f"{(proc.stderr or proc.stdout).strip()[-500:]}"
+    if out.returncode != 0 or not out.stdout:
+        pytest.fail(
+            f"cannot read {variable} from {lib} (exit {out.returncode}): "
+            f"{out.stderr.strip()[-500:]}",
+            pytrace=False,
         )
-    assert found
-    return found
+    return Path(out.stdout)
+
+
+def prometheus_binary() -> str:
+    """$PROMETHEUS_BIN if set, else the data plane's Prometheus (hack/dataplane/lib.sh's
+    BIN_PROMETHEUS: upstream v2.42.0 built from the Go module proxy), built with
+    `hack/dataplane/build.sh prometheus` when missing (a cold build takes minutes)."""
+    override = os.environ.get("PROMETHEUS_BIN")
+    if override:
+        found = shutil.which(override)
+        if not found:
+            pytest.fail(f"PROMETHEUS_BIN={override!r} is not an executable", pytrace=False)
+        return found
+    binary = dataplane_path("BIN_PROMETHEUS") / "prometheus"
+    if not os.access(binary, os.X_OK):
+        build = [str(DATAPLANE_DIR / "build.sh"), "prometheus"]
+        try:
+            proc = subprocess.run(build, capture_output=True, text=True, timeout=3600, check=False)
+        except subprocess.TimeoutExpired as err:
+            out = err.stderr or b""
+            tail = out.decode(errors="replace") if isinstance(out, bytes) else out
+            pytest.fail(
+                f"{' '.join(build)} timed out after 3600s:\n{tail.strip()[-2000:]}",
+                pytrace=False,
+            )
+        if proc.returncode != 0 or not os.access(binary, os.X_OK):
+            pytest.fail(
+                f"{binary} is missing and hack/dataplane/build.sh prometheus failed "
+                f"(exit {proc.returncode}):\n{(proc.stderr or proc.stdout).strip()[-2000:]}",
+                pytrace=False,
+            )
+    return str(binary)
 
 
 def gin_binary() -> Path:
@@ -356,20 +380,3 @@ def background_load(
         yield out
     finally:
         thread.join(timeout=seconds + 60)
-
-
-# --- pod discovery without a cluster -------------------------------------------------------------
-
-PROMETHEUS_CONFIG = REPO / "manifests" / "prometheus" / "config" / "prometheus.yml"
-
-
-def pod_sd_module() -> Any:
-    """hack/prometheus-pod-sd.py as a module (its name has dashes: it is a script)."""
-    import importlib.util
-
-    path = REPO / "hack" / "prometheus-pod-sd.py"
-    spec = importlib.util.spec_from_file_location("prometheus_pod_sd", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

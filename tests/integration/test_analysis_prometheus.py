@@ -1,6 +1,6 @@
 """Analysis against a real Prometheus scraping real Gin processes under real load (loopback).
 
-No Kubernetes cluster: Prometheus (Debian's package, started here, scrape interval 1s) scrapes
+No Kubernetes cluster: Prometheus (hack/dataplane's build, started here, scrape interval 1s) scrapes
 the processes directly, their targets labelled as the pod relabeling labels pods.
 
 Tolerances (stated, and why):
