@@ -2,8 +2,8 @@
 
 The session fixture `dataplane` makes sure Traefik (the Gateway API data
 plane), Prometheus and the pod runner run in the cluster's network namespace:
-hack/dataplane/up.sh is idempotent, so a data plane already up is reused; one
-this run started is stopped at the end (KANARY_KEEP_CLUSTER=1 keeps it).
+hack/dataplane/up.sh is idempotent, so a data plane already up is reused. It
+is left running, like the cluster (make cluster-down stops both).
 
 Import the fixtures into a test module:
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import os
 import subprocess
 import sys
 import time
@@ -95,41 +94,28 @@ def gateway_from_manifests() -> Gateway:
     raise AssertionError("no Gateway in manifests/gateway/")
 
 
-def _components_up() -> bool:
-    pid_dir = lib_path("PID_DIR")
-    for name in ("traefik", "prometheus", "pod-runner"):
-        f = pid_dir / f"{name}.pid"
-        try:
-            os.kill(int(f.read_text().strip()), 0)
-        except (OSError, ValueError):
-            return False
-    return True
-
-
 @pytest.fixture(scope="session")
 def dataplane(cluster: Cluster) -> Iterator[DataPlane]:
-    was_up = _components_up()
-    if not was_up:
-        build = subprocess.run(
-            [str(DATAPLANE_DIR / "build.sh")], capture_output=True, text=True, check=False
-        )
-        if build.returncode != 0:
-            pytest.fail(f"hack/dataplane/build.sh failed:\n{build.stderr[-4000:]}", pytrace=False)
+    """Traefik, Prometheus and the pod runner, up (started if needed, with the
+    binaries built if missing). Left running afterwards, like the cluster:
+    another run may be using them; make cluster-down stops them."""
+    # build.sh returns at once when the binaries are cached
+    build = subprocess.run(
+        [str(DATAPLANE_DIR / "build.sh")], capture_output=True, text=True, check=False
+    )
+    if build.returncode != 0:
+        pytest.fail(f"hack/dataplane/build.sh failed:\n{build.stderr[-4000:]}", pytrace=False)
     up = subprocess.run([str(DATAPLANE_DIR / "up.sh")], capture_output=True, text=True, check=False)
     if up.returncode != 0:
         pytest.fail(
             f"hack/dataplane/up.sh failed ({up.returncode}):\n{up.stderr[-4000:]}", pytrace=False
         )
-    try:
-        yield DataPlane(
-            cluster=cluster,
-            gateway=gateway_from_manifests(),
-            state=Path(_dataplane_var("DATAPLANE_STATE")),
-            pid_dir=lib_path("PID_DIR"),
-        )
-    finally:
-        if not was_up and os.environ.get("KANARY_KEEP_CLUSTER") != "1":
-            subprocess.run([str(DATAPLANE_DIR / "down.sh")], check=False)
+    yield DataPlane(
+        cluster=cluster,
+        gateway=gateway_from_manifests(),
+        state=Path(_dataplane_var("DATAPLANE_STATE")),
+        pid_dir=lib_path("PID_DIR"),
+    )
 
 
 # ------------------------------------------------------------- manifests ---
