@@ -105,6 +105,10 @@ PROM_CONFIG="$(in_netns "${VENV_PY}" "${HACK_DATAPLANE_DIR}/prometheus_config.py
   --token-file "${PROM_TOKEN_FILE}" \
   --out-dir "${DATAPLANE_STATE}" --interval "${SCRAPE_INTERVAL}")"
 "${PROMETHEUS_PATH}" --version >/dev/null 2>&1 || die "${PROMETHEUS_PATH} does not run"
+if component_pid prometheus >/dev/null; then  # already running: load the new config
+  in_netns curl -fsS --max-time 5 -X POST "http://${PROMETHEUS_ADDR}/-/reload" >/dev/null \
+    || log "WARNING: prometheus did not reload ${PROM_CONFIG}"
+fi
 dp_start prometheus "${PROMETHEUS_PATH}" "${PROMETHEUS_PATH}" \
   --config.file="${PROM_CONFIG}" \
   --storage.tsdb.path="${DATAPLANE_STATE}/prometheus" \
