@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export KANARY_CACHE ?= $(HOME)/.cache/kanary
 PY := .venv/bin/python
 
-.PHONY: help install lint unit gotest integration test cluster-build cluster-up cluster-down app app-image demo crds operator-up
+.PHONY: help install lint unit gotest integration test cluster-build cluster-up cluster-down dataplane-build dataplane-up app app-image demo crds operator-up
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -31,8 +31,14 @@ cluster-build: ## build the local cluster's binaries (cached in $KANARY_CACHE)
 cluster-up: cluster-build ## start the local cluster (etcd, apiserver, controllers, kwok) in netns kanary
 	hack/cluster/up.sh
 
-cluster-down: ## stop the local cluster and remove its namespace
+cluster-down: ## stop the local cluster, its data plane and the operator; remove its namespace
 	hack/cluster/down.sh
+
+dataplane-build: ## build Traefik and Prometheus (with Kubernetes SD) from source (cached)
+	hack/dataplane/build.sh
+
+dataplane-up: dataplane-build app ## Traefik, Prometheus and the pod runner in the local cluster
+	hack/dataplane/up.sh
 
 operator-up: ## install kanary (CRD, RBAC) and run the operator in the local cluster's netns
 	hack/operator-up.sh
@@ -46,7 +52,7 @@ app: ## build the static Gin binary into app/bin/
 app-image: ## build the OCI image tarball of the Gin service without a daemon
 	$(MAKE) -C app image
 
-integration: install cluster-build app ## integration tests against the local cluster
-	hack/cluster/exec.sh $(PY) -m pytest -q tests/integration
+integration: install cluster-build dataplane-build app ## integration + e2e tests on the local cluster
+	hack/cluster/exec.sh $(PY) -m pytest -q -rs tests/integration tests/e2e
 
 test: lint unit gotest integration ## everything CI runs
