@@ -21,8 +21,9 @@ kc apply -f "${REPO_ROOT}/manifests/namespace.yaml" -f "${REPO_ROOT}/manifests/r
 kc wait --for=condition=Established crd/rollouts.kanary.dev --timeout=30s >/dev/null
 log "CRD, namespace and RBAC applied"
 
-if [[ -f "${OP_PID}" ]] && kill -0 "$(cat "${OP_PID}")" 2>/dev/null; then
-  log "operator already running (pid $(cat "${OP_PID}"))"
+OP_BIN="${REPO_ROOT}/.venv/bin/kanary"
+if pid="$(component_pid kanary-operator)"; then
+  log "operator already running (pid ${pid})"
   exit 0
 fi
 
@@ -43,10 +44,11 @@ YAML
 
 mkdir -p "${LOG_DIR}" "${PID_DIR}"
 KUBECONFIG="${OP_KUBECONFIG}" nohup ip netns exec "${KANARY_NETNS}" \
-  "${REPO_ROOT}/.venv/bin/kanary" run \
+  "${OP_BIN}" run \
   --liveness "http://127.0.0.1:${LIVENESS_PORT}/healthz" --metrics-port "${METRICS_PORT}" \
   >>"${OP_LOG}" 2>&1 &
 echo $! > "${OP_PID}"
+echo "${OP_BIN}" > "${PID_DIR}/kanary-operator.bin"  # down.sh checks the pid still runs this
 for _ in $(seq 1 120); do
   if in_netns curl -sf "http://127.0.0.1:${LIVENESS_PORT}/healthz" >/dev/null 2>&1; then
     log "operator running as ServiceAccount kanary-system/kanary (pid $(cat "${OP_PID}"), log ${OP_LOG})"
