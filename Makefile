@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export KANARY_CACHE ?= $(HOME)/.cache/kanary
 PY := .venv/bin/python
 
-.PHONY: help install lint unit gotest integration test cluster-build cluster-up cluster-down dataplane-build dataplane-up app app-image demo crds operator-up
+.PHONY: help install lint unit gotest integration test cluster-build cluster-up cluster-down dataplane-build dataplane-up app app-image demo crds operator-up kind-up kind-demo
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -14,10 +14,12 @@ install: ## python venv with kanary and dev tools (.venv)
 crds: install ## regenerate crds/ from the pydantic models
 	$(PY) -m kanary.crdgen --write crds/
 
-lint: install ## ruff + mypy --strict + gofmt/vet
+lint: install ## ruff + mypy --strict + gofmt/vet + hadolint (both Dockerfiles) + actionlint
 	.venv/bin/ruff check operator tests
 	.venv/bin/mypy --strict operator/kanary
 	$(MAKE) -C app lint
+	$$(command -v hadolint || echo app/bin/hadolint-venv/bin/hadolint) Dockerfile
+	hack/actionlint.sh
 
 unit: install ## fast, pure tests
 	$(PY) -m pytest -q tests/unit
@@ -51,6 +53,13 @@ app: ## build the static Gin binary into app/bin/
 
 app-image: ## build the OCI image tarball of the Gin service without a daemon
 	$(MAKE) -C app image
+
+KIND_KUBECONFIG ?= $(KANARY_CACHE)/kind/kubeconfig
+kind-up: ## with Docker + kind: cluster from kind-config.yaml, Traefik, Prometheus, images, kanary
+	KIND_KUBECONFIG=$(KIND_KUBECONFIG) hack/kind-up.sh
+
+kind-demo: install ## the demo on kind (after kind-up); load through the Gateway at 127.0.0.1:8000
+	$(PY) hack/demo.py --kubeconfig $(KIND_KUBECONFIG) --prometheus http://prometheus.monitoring.svc:9090
 
 integration: install cluster-build dataplane-build app ## integration + e2e tests on the local cluster
 	hack/cluster/exec.sh $(PY) -m pytest -q -rs tests/integration tests/e2e
