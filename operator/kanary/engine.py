@@ -606,8 +606,12 @@ def _promoting(tick: _Tick) -> None:
     tick.act(SetWeight(0))
     tick.record("Promoted", "")
     tick.event("Promoted", f"{revision} promoted: stable track Ready, 100% of traffic")
-    tick.update(stable_revision=revision)
+    tick.update(
+        stable_revision=revision,
+        scale_down_at=_scale_down_time(tick, tick.spec.strategy.scale_down_delay_seconds),
+    )
     _enter_steady(tick)
+    _scale_down_if_due(tick)
 
 
 # ---- rollback ----------------------------------------------------------------------------------
@@ -631,11 +635,14 @@ def _roll_back(tick: _Tick, cause: str, reason: str) -> None:
     _scale_down_if_due(tick)
 
 
-def _scale_down_time(tick: _Tick) -> datetime:
+def _scale_down_time(tick: _Tick, delay: int | None = None) -> datetime:
+    """When the canary may go to 0 pods: after the router has stopped sending it traffic."""
     # Replica-ratio mode has no weight to write: canary pods are its traffic, so they go at once.
     if tick.ratio_mode:
         return tick.now
-    return tick.now + timedelta(seconds=tick.spec.strategy.abort_scale_down_delay_seconds)
+    if delay is None:
+        delay = tick.spec.strategy.abort_scale_down_delay_seconds
+    return tick.now + timedelta(seconds=delay)
 
 
 def _scale_down_if_due(tick: _Tick) -> None:

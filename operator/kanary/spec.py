@@ -342,6 +342,12 @@ class Strategy(ApiModel):
     readiness: ReadinessSpec = Field(default_factory=ReadinessSpec)
     progress_deadline_seconds: int = Field(default=600, ge=1)
     abort_scale_down_delay_seconds: int = Field(default=30, ge=0)
+    scale_down_delay_seconds: int = Field(
+        default=30,
+        ge=0,
+        description="after promotion, seconds before the old canary goes to 0 pods, so the "
+        "router has stopped sending it traffic first",
+    )
 
     @field_validator("steps")
     @classmethod

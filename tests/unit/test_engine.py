@@ -205,8 +205,14 @@ def test_promotion_moves_traffic_only_after_the_stable_track_is_ready() -> None:
     driver.world.stable_healthy = True
     driver.tick()  # the stable track becomes Ready during this tick
     decision = driver.tick()
-    assert writes(decision.actions) == [SetWeight(0), ApplyCanary(revision=rev or "", replicas=0)]
+    assert writes(decision.actions) == [SetWeight(0)]
     assert driver.status.phase == "Healthy"
+    # The old canary keeps its pods for scaleDownDelaySeconds (30s): the router drains first.
+    scaled_down = ApplyCanary(revision=rev or "", replicas=0)
+    driver.run(28)
+    assert scaled_down not in driver.world.writes
+    driver.run(4)
+    assert scaled_down in driver.world.writes
 
 
 def test_promotion_past_the_deadline_is_reported_and_keeps_waiting() -> None:
@@ -372,8 +378,8 @@ TABLE: list[tuple[str, Any, ManualAction | None, str, int | None, list[str]]] = 
     ("paused by user, promote", _paused_by_user, "promote", "Progressing", 2, []),
     ("paused by user, abort", _paused_by_user, "abort", "RolledBack", 1, ["SetWeight(0)"]),
     ("promoting, stable unready", _promoting_stable_unready, None, "Progressing", 7, []),
-    ("promoting, stable ready", _promoting_stable_ready, None, "Healthy", None,
-     ["SetWeight(0)", "ApplyCanary(new,0)"]),
+    # the old canary keeps its pods for scaleDownDelaySeconds after the weight write
+    ("promoting, stable ready", _promoting_stable_ready, None, "Healthy", None, ["SetWeight(0)"]),
     ("promoting, abort", _promoting_stable_unready, "abort", "Progressing", 7, []),
     ("rolled back, before delay", _rolled_back_before_delay, None, "RolledBack", 1, []),
     ("rolled back, after delay", _rolled_back_after_delay, None, "RolledBack", 1,
