@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
-from pydantic.config import JsonDict
+from pydantic.config import JsonDict, JsonValue
 
 from kanary.durations import DURATION_PATTERN, parse_duration
 
@@ -43,6 +43,20 @@ class ApiModel(BaseModel):
 
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+def api_config(*rules: JsonDict, **schema_extra: JsonValue) -> ConfigDict:
+    """ApiModel's config plus CEL rules (x-kubernetes-validations) and other schema keys."""
+    extra: JsonDict = dict(schema_extra)
+    if rules:
+        extra["x-kubernetes-validations"] = list(rules)
+    return ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        json_schema_extra=extra,
     )
 
 
@@ -99,13 +113,7 @@ _POD_SPEC_SCHEMA: JsonDict = {
 class PodTemplate(ApiModel):
     """A PodTemplateSpec. kanary reads labels and container images; the rest is passed through."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        json_schema_extra={"x-kubernetes-embedded-resource": False},
-    )
+    model_config = api_config(**{"x-kubernetes-embedded-resource": False})
     metadata: dict[str, Any] = Field(
         default_factory=dict, json_schema_extra=_TEMPLATE_METADATA_SCHEMA
     )
@@ -152,16 +160,8 @@ class Pause(ApiModel):
 
 
 class Step(ApiModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel("has(self.setWeight) != has(self.pause)", "a step is either setWeight or pause")
-            ]
-        },
+    model_config = api_config(
+        cel("has(self.setWeight) != has(self.pause)", "a step is either setWeight or pause")
     )
     set_weight: int | None = Field(default=None, ge=0, le=100)
     pause: Pause | None = None
@@ -179,16 +179,8 @@ class OnInconclusive(StrEnum):
 
 
 class PrometheusSpec(ApiModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel(POSITIVE_DURATION % "self.timeout", "timeout must be positive", ".timeout")
-            ]
-        },
+    model_config = api_config(
+        cel(POSITIVE_DURATION % "self.timeout", "timeout must be positive", ".timeout")
     )
     url: str = Field(pattern=r"^https?://", description="Prometheus base URL")
     timeout: str = Field(default="5s", pattern=DURATION_PATTERN, max_length=64)
@@ -202,27 +194,19 @@ class PrometheusSpec(ApiModel):
 
 
 class MetricSpec(ApiModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel(
-                    "has(self.min) || has(self.max) || has(self.maxIncrease) || has(self.maxRatio)",
-                    "a metric needs a bound: min, max, maxIncrease or maxRatio",
-                ),
-                cel(
-                    "has(self.query) || self.name in ['error-rate', 'latency-p99']",
-                    "a metric other than error-rate or latency-p99 needs a query",
-                ),
-                cel(
-                    "!has(self.min) || !has(self.max) || self.min <= self.max",
-                    "min must not exceed max",
-                ),
-            ]
-        },
+    model_config = api_config(
+        cel(
+            "has(self.min) || has(self.max) || has(self.maxIncrease) || has(self.maxRatio)",
+            "a metric needs a bound: min, max, maxIncrease or maxRatio",
+        ),
+        cel(
+            "has(self.query) || self.name in ['error-rate', 'latency-p99']",
+            "a metric other than error-rate or latency-p99 needs a query",
+        ),
+        cel(
+            "!has(self.min) || !has(self.max) || self.min <= self.max",
+            "min must not exceed max",
+        ),
     )
     name: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     query: str | None = Field(
@@ -255,17 +239,9 @@ class MetricSpec(ApiModel):
 
 
 class AnalysisSpec(ApiModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel(POSITIVE_DURATION % "self.interval", "interval must be positive", ".interval"),
-                cel(POSITIVE_DURATION % "self.window", "window must be positive", ".window"),
-            ]
-        },
+    model_config = api_config(
+        cel(POSITIVE_DURATION % "self.interval", "interval must be positive", ".interval"),
+        cel(POSITIVE_DURATION % "self.window", "window must be positive", ".window"),
     )
     interval: str = Field(default="10s", pattern=DURATION_PATTERN, max_length=64)
     window: str = Field(default="30s", pattern=DURATION_PATTERN, max_length=64)
@@ -317,25 +293,17 @@ class ReadinessSpec(ApiModel):
 
 
 class Strategy(ApiModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel(
-                    "self.steps.filter(s, has(s.setWeight)).map(s, s.setWeight).isSorted()",
-                    "setWeight values never decrease from one step to the next",
-                    ".steps",
-                ),
-                cel(
-                    "self.steps.exists(s, has(s.setWeight))",
-                    "steps need at least one setWeight",
-                    ".steps",
-                ),
-            ]
-        },
+    model_config = api_config(
+        cel(
+            "self.steps.filter(s, has(s.setWeight)).map(s, s.setWeight).isSorted()",
+            "setWeight values never decrease from one step to the next",
+            ".steps",
+        ),
+        cel(
+            "self.steps.exists(s, has(s.setWeight))",
+            "steps need at least one setWeight",
+            ".steps",
+        ),
     )
     steps: list[Step] = Field(min_length=1, max_length=50)
     analysis: AnalysisSpec | None = None
@@ -368,30 +336,22 @@ class Strategy(ApiModel):
 
 
 class RolloutSpec(ApiModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel(
-                    "has(self.selector) || !has(self.template) || (has(self.template.metadata)"
-                    " && has(self.template.metadata.labels)"
-                    " && size(self.template.metadata.labels) > 0)",
-                    "spec.template.metadata.labels: needed when spec.selector is omitted",
-                    ".template.metadata.labels",
-                ),
-                cel(
-                    "!has(self.selector) || !has(self.template) || self.selector.matchLabels.all(k,"
-                    " has(self.template.metadata) && has(self.template.metadata.labels)"
-                    " && k in self.template.metadata.labels"
-                    " && self.template.metadata.labels[k] == self.selector.matchLabels[k])",
-                    "spec.selector.matchLabels must match spec.template.metadata.labels",
-                    ".selector.matchLabels",
-                ),
-            ]
-        },
+    model_config = api_config(
+        cel(
+            "has(self.selector) || !has(self.template) || (has(self.template.metadata)"
+            " && has(self.template.metadata.labels)"
+            " && size(self.template.metadata.labels) > 0)",
+            "spec.template.metadata.labels: needed when spec.selector is omitted",
+            ".template.metadata.labels",
+        ),
+        cel(
+            "!has(self.selector) || !has(self.template) || self.selector.matchLabels.all(k,"
+            " has(self.template.metadata) && has(self.template.metadata.labels)"
+            " && k in self.template.metadata.labels"
+            " && self.template.metadata.labels[k] == self.selector.matchLabels[k])",
+            "spec.selector.matchLabels must match spec.template.metadata.labels",
+            ".selector.matchLabels",
+        ),
     )
     replicas: int = Field(default=1, ge=1, le=1000)
     selector: LabelSelector | None = None
