@@ -51,7 +51,7 @@ docker build -t "${OPERATOR_IMAGE}" .
 kind load docker-image "${OPERATOR_IMAGE}" --name "${KIND_CLUSTER}"
 
 log "kanary: CRD, namespace, RBAC, operator; the Gateway"
-kc apply --server-side -f crds/
+kc apply --server-side --force-conflicts -f crds/
 kc wait --for=condition=Established --timeout=60s crd/rollouts.kanary.dev
 kc apply -f manifests/namespace.yaml -f manifests/rbac.yaml -f manifests/operator.yaml
 kc apply -f manifests/gateway/

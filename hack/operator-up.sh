@@ -16,7 +16,7 @@ LIVENESS_PORT="${KANARY_OPERATOR_LIVENESS_PORT:-18180}"
 METRICS_PORT="${KANARY_OPERATOR_METRICS_PORT:-18181}"
 
 [[ -f "${KUBECONFIG_PATH}" ]] || die "the cluster is not up: run make cluster-up first"
-kc apply --server-side -f "${REPO_ROOT}/crds" >/dev/null
+kc apply --server-side --force-conflicts -f "${REPO_ROOT}/crds" >/dev/null
 kc apply -f "${REPO_ROOT}/manifests/namespace.yaml" -f "${REPO_ROOT}/manifests/rbac.yaml" >/dev/null
 kc wait --for=condition=Established crd/rollouts.kanary.dev --timeout=30s >/dev/null
 log "CRD, namespace and RBAC applied"

@@ -41,7 +41,7 @@ def kubectl(cluster: Cluster, *args: str, stdin: str | None = None) -> str:
 
 
 def install_operator_manifests(cluster: Cluster) -> None:
-    kubectl(cluster, "apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
+    kubectl(cluster, "apply", "--server-side", "--force-conflicts", "-f", str(REPO_ROOT / "crds"))
     kubectl(cluster, "apply", "-f", str(REPO_ROOT / "manifests" / "namespace.yaml"))
     kubectl(cluster, "apply", "-f", str(REPO_ROOT / "manifests" / "rbac.yaml"))
     kubectl(

@@ -51,7 +51,7 @@ def _kubectl(
 @pytest.fixture(scope="module")
 def rollouts(cluster: Cluster) -> client.CustomObjectsApi:
     """The CRD from crds/, installed as a user does; the API for Rollouts."""
-    applied = _kubectl(cluster, "apply", "--server-side", "-f", str(CRD_FILE))
+    applied = _kubectl(cluster, "apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
     assert applied.returncode == 0, applied.stderr
     established = _kubectl(
         cluster, "wait", "--for=condition=Established", "crd/rollouts.kanary.dev", "--timeout=30s"
