@@ -15,8 +15,8 @@ crds: install ## regenerate crds/ from the pydantic models
 	$(PY) -m kanary.crdgen --write crds/
 
 lint: install ## ruff + mypy --strict + gofmt/vet + hadolint (both Dockerfiles) + actionlint
-	.venv/bin/ruff check operator tests
-	.venv/bin/mypy --strict operator/kanary
+	.venv/bin/ruff check operator tests hack
+	.venv/bin/mypy --strict operator/kanary hack/demo.py hack/dataplane/runner.py hack/dataplane/load.py hack/dataplane/prometheus_config.py
 	$(MAKE) -C app lint
 	$$(command -v hadolint || echo app/bin/hadolint-venv/bin/hadolint) Dockerfile
 	hack/actionlint.sh
@@ -30,8 +30,9 @@ gotest: ## go test for the Gin service
 cluster-build: ## build the local cluster's binaries (cached in $KANARY_CACHE)
 	hack/cluster/build.sh
 
-cluster-up: cluster-build ## start the local cluster (etcd, apiserver, controllers, kwok) in netns kanary
+cluster-up: install cluster-build dataplane-build app ## the local cluster with its data plane (Traefik, Prometheus, pod runner) in netns kanary
 	hack/cluster/up.sh
+	hack/dataplane/up.sh
 
 cluster-down: ## stop the local cluster, its data plane and the operator; remove its namespace
 	hack/cluster/down.sh
@@ -39,7 +40,7 @@ cluster-down: ## stop the local cluster, its data plane and the operator; remove
 dataplane-build: ## build Traefik and Prometheus (with Kubernetes SD) from source (cached)
 	hack/dataplane/build.sh
 
-dataplane-up: dataplane-build app ## Traefik, Prometheus and the pod runner in the local cluster
+dataplane-up: install dataplane-build app ## Traefik, Prometheus and the pod runner in the local cluster
 	hack/dataplane/up.sh
 
 operator-up: ## install kanary (CRD, RBAC) and run the operator in the local cluster's netns
