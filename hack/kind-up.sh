@@ -22,6 +22,18 @@ for tool in docker kind kubectl go; do
   command -v "${tool}" >/dev/null || die "${tool} not found on PATH"
 done
 kc() { kubectl --kubeconfig "${KIND_KUBECONFIG}" "$@"; }
+# Polled: `kubectl wait` fails at once while a new CRD has no status.conditions yet.
+wait_established() {
+  local crd state
+  for crd in "$@"; do
+    for _ in $(seq 1 120); do
+      state=$(kc get crd "${crd}" -o jsonpath='{.status.conditions[?(@.type=="Established")].status}')
+      [[ "${state}" == True ]] && break
+      sleep 0.5
+    done
+    [[ "${state}" == True ]] || die "CRD ${crd} not Established after 60s"
+  done
+}
 
 log "kind cluster ${KIND_CLUSTER}"
 if ! kind get clusters 2>/dev/null | grep -qx "${KIND_CLUSTER}"; then
@@ -34,9 +46,8 @@ log "Gateway API ${GATEWAY_API_VERSION} standard CRDs (Go module cache)"
 GW_MOD="$(go_module_dir "sigs.k8s.io/gateway-api@${GATEWAY_API_VERSION}")"
 [[ -d "${GW_MOD}/config/crd/standard" ]] || die "no gateway-api ${GATEWAY_API_VERSION} in the Go module cache"
 kc apply --server-side -f "${GW_MOD}/config/crd/standard/"
-kc wait --for=condition=Established --timeout=60s \
-  crd/gatewayclasses.gateway.networking.k8s.io crd/gateways.gateway.networking.k8s.io \
-  crd/httproutes.gateway.networking.k8s.io
+wait_established gatewayclasses.gateway.networking.k8s.io gateways.gateway.networking.k8s.io \
+  httproutes.gateway.networking.k8s.io
 
 log "Traefik (manifests/traefik) and Prometheus (manifests/prometheus)"
 kc apply -k manifests/traefik
@@ -52,7 +63,7 @@ kind load docker-image "${OPERATOR_IMAGE}" --name "${KIND_CLUSTER}"
 
 log "kanary: CRD, namespace, RBAC, operator; the Gateway"
 kc apply --server-side --force-conflicts -f crds/
-kc wait --for=condition=Established --timeout=60s crd/rollouts.kanary.dev
+wait_established rollouts.kanary.dev
 kc apply -f manifests/namespace.yaml -f manifests/rbac.yaml -f manifests/operator.yaml
 kc apply -f manifests/gateway/
 

@@ -18,7 +18,14 @@ METRICS_PORT="${KANARY_OPERATOR_METRICS_PORT:-18181}"
 [[ -f "${KUBECONFIG_PATH}" ]] || die "the cluster is not up: run make cluster-up first"
 kc apply --server-side --force-conflicts -f "${REPO_ROOT}/crds" >/dev/null
 kc apply -f "${REPO_ROOT}/manifests/namespace.yaml" -f "${REPO_ROOT}/manifests/rbac.yaml" >/dev/null
-kc wait --for=condition=Established crd/rollouts.kanary.dev --timeout=30s >/dev/null
+# Polled: `kubectl wait` fails at once while a new CRD has no status.conditions yet.
+for _ in $(seq 1 60); do
+  established=$(kc get crd rollouts.kanary.dev \
+    -o jsonpath='{.status.conditions[?(@.type=="Established")].status}')
+  [[ "${established}" == True ]] && break
+  sleep 0.5
+done
+[[ "${established}" == True ]] || die "CRD rollouts.kanary.dev not Established after 30s"
 log "CRD, namespace and RBAC applied"
 
 OP_BIN="${REPO_ROOT}/.venv/bin/kanary"

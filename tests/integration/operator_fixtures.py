@@ -44,9 +44,17 @@ def install_operator_manifests(cluster: Cluster) -> None:
     kubectl(cluster, "apply", "--server-side", "--force-conflicts", "-f", str(REPO_ROOT / "crds"))
     kubectl(cluster, "apply", "-f", str(REPO_ROOT / "manifests" / "namespace.yaml"))
     kubectl(cluster, "apply", "-f", str(REPO_ROOT / "manifests" / "rbac.yaml"))
-    kubectl(
-        cluster, "wait", "--for=condition=Established", "crd/rollouts.kanary.dev", "--timeout=30s"
-    )
+    wait_crd_established(cluster)
+
+
+def wait_crd_established(cluster: Cluster, name: str = "rollouts.kanary.dev") -> None:
+    """Poll, as `kubectl wait` fails at once while a new CRD has no status.conditions yet."""
+    jsonpath = "jsonpath={.status.conditions[?(@.type=='Established')].status}"
+
+    def established() -> bool:
+        return kubectl(cluster, "get", "crd", name, "-o", jsonpath).strip() == "True"
+
+    wait_until(f"CRD {name} Established", established, timeout=30)
 
 
 def service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:

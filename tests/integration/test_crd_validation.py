@@ -27,6 +27,7 @@ from kanary.status import (
     RolloutStatus,
 )
 from tests.integration.conftest import REPO_ROOT, Cluster
+from tests.integration.operator_fixtures import wait_crd_established
 from tests.unit.test_crd import INVALID, VALID, Case, example
 
 CRD_FILE = REPO_ROOT / "crds" / "rollouts.kanary.dev.yaml"
@@ -53,10 +54,7 @@ def rollouts(cluster: Cluster) -> client.CustomObjectsApi:
     """The CRD from crds/, installed as a user does; the API for Rollouts."""
     applied = _kubectl(cluster, "apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
     assert applied.returncode == 0, applied.stderr
-    established = _kubectl(
-        cluster, "wait", "--for=condition=Established", "crd/rollouts.kanary.dev", "--timeout=30s"
-    )
-    assert established.returncode == 0, established.stderr
+    wait_crd_established(cluster)
     return client.CustomObjectsApi(cluster.api)
 
 
