@@ -125,3 +125,32 @@ stop_pid() {
 }
 
 in_netns() { ip netns exec "${KANARY_NETNS}" "$@"; }
+
+# check_alive COMPONENT...: exit 1, with the tail of its log, if a started component died.
+check_alive() {
+  local c f
+  for c in "$@"; do
+    f="$(pid_file "${c}")"
+    [[ -f "${f}" ]] || continue
+    if ! component_pid "${c}" >/dev/null; then
+      log "${c} died; last lines of ${LOG_DIR}/${c}.log:"
+      tail -n 30 "${LOG_DIR}/${c}.log" >&2 || true
+      rm -f "${f}" "${PID_DIR}/${c}.bin"
+      exit 1
+    fi
+  done
+}
+
+# wait_for DESCRIPTION CMD... : poll CMD (quietly) until it succeeds, checking that every
+# component in the caller's WATCH array is still alive; give up after WAIT_TIMEOUT seconds.
+# The caller sets WATCH, WAIT_TIMEOUT and START.
+wait_for() {
+  local what="$1"; shift
+  local t0=$SECONDS
+  until "$@" >/dev/null 2>&1; do
+    check_alive "${WATCH[@]}"
+    (( SECONDS - t0 < WAIT_TIMEOUT )) || die "timed out after ${WAIT_TIMEOUT}s waiting for ${what}"
+    sleep 0.2
+  done
+  log "${what}: ok ($((SECONDS - START))s)"
+}

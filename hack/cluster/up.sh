@@ -10,6 +10,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 START=$SECONDS
 WAIT_TIMEOUT="${KANARY_WAIT_TIMEOUT:-120}"
+WATCH=("${COMPONENTS[@]}")  # what wait_for checks is still alive
 
 [[ ${EUID} -eq 0 ]] || die "needs root (ip netns); run as root"
 for b in "${BIN_ETCD}/etcd" "${BIN_K8S}/kube-apiserver" "${BIN_K8S}/kube-controller-manager" \
@@ -134,34 +135,6 @@ start() {
   setsid ip netns exec "${KANARY_NETNS}" "$@" >"${logf}" 2>&1 </dev/null 9>&- &
   echo "$1" > "${PID_DIR}/${name}.bin"
   echo $! > "$(pid_file "${name}")"
-}
-
-# Fail (non-zero, with the log tail) if any started component has died.
-check_alive() {
-  local c f
-  for c in "${COMPONENTS[@]}"; do
-    f="$(pid_file "${c}")"
-    [[ -f "${f}" ]] || continue
-    if ! component_pid "${c}" >/dev/null; then
-      log "${c} died; last lines of ${LOG_DIR}/${c}.log:"
-      tail -n 30 "${LOG_DIR}/${c}.log" >&2 || true
-      rm -f "${f}" "${PID_DIR}/${c}.bin"
-      exit 1
-    fi
-  done
-}
-
-# wait_for DESCRIPTION CMD... : poll CMD (quietly) until it succeeds, checking
-# that every component is still alive; give up after WAIT_TIMEOUT seconds.
-wait_for() {
-  local what="$1"; shift
-  local t0=$SECONDS
-  until "$@" >/dev/null 2>&1; do
-    check_alive
-    (( SECONDS - t0 < WAIT_TIMEOUT )) || die "timed out after ${WAIT_TIMEOUT}s waiting for ${what}"
-    sleep 0.2
-  done
-  log "${what}: ok ($((SECONDS - START))s)"
 }
 
 kc() { in_netns "${KUBECTL}" --kubeconfig "${KUBECONFIG_PATH}" "$@"; }
@@ -322,7 +295,7 @@ all_nodes_ready() {
 }
 wait_for "${KANARY_NODES} nodes Ready" all_nodes_ready
 wait_for "ServiceAccount default/default" kc -n default get serviceaccount default
-check_alive
+check_alive "${WATCH[@]}"
 
 log "cluster up in $((SECONDS - START))s (state: ${KANARY_STATE}, netns: ${KANARY_NETNS})"
 cat >&2 <<EOF

@@ -18,6 +18,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 START=$SECONDS
 WAIT_TIMEOUT="${KANARY_WAIT_TIMEOUT:-120}"
+WATCH=("${DATAPLANE_COMPONENTS[@]}")  # what wait_for checks is still alive
 # Traefik's own default (2s): minimum time between two configuration reloads.
 TRAEFIK_THROTTLE="${KANARY_TRAEFIK_THROTTLE:-2s}"
 SCRAPE_INTERVAL="${KANARY_SCRAPE_INTERVAL:-1s}"
@@ -39,32 +40,6 @@ fi
 # Serialize with hack/cluster/{up,down}.sh (their state lock, when lib.sh has it).
 if declare -F lock_state >/dev/null; then lock_state; fi
 mkdir -p "${DATAPLANE_STATE}" "${RUNNER_LOG_DIR}" "${PID_DIR}/pods" "${LOG_DIR}"
-
-# Fail (non-zero, with the log tail) if a data-plane process has died.
-check_alive() {
-  local c f
-  for c in "${DATAPLANE_COMPONENTS[@]}"; do
-    f="$(pid_file "${c}")"
-    [[ -f "${f}" ]] || continue
-    if ! component_pid "${c}" >/dev/null; then
-      log "${c} died; last lines of ${LOG_DIR}/${c}.log:"
-      tail -n 30 "${LOG_DIR}/${c}.log" >&2 || true
-      rm -f "${f}" "${PID_DIR}/${c}.bin"
-      exit 1
-    fi
-  done
-}
-
-wait_for() {
-  local what="$1"; shift
-  local t0=$SECONDS
-  until "$@" >/dev/null 2>&1; do
-    check_alive
-    (( SECONDS - t0 < WAIT_TIMEOUT )) || die "timed out after ${WAIT_TIMEOUT}s waiting for ${what}"
-    sleep 0.2
-  done
-  log "${what}: ok ($((SECONDS - START))s)"
-}
 
 # ---------------------------------------------------- Gateway manifests ---
 [[ -d "${GATEWAY_MANIFESTS}" ]] || die "${GATEWAY_MANIFESTS} missing"
@@ -142,7 +117,7 @@ while read -r gw; do
 done < <(gateways)
 wait_for "prometheus ready" http_ok "http://${PROMETHEUS_ADDR}/-/ready"
 wait_for "pod-runner watching" grep -q "watching pods" "${LOG_DIR}/pod-runner.log"
-check_alive
+check_alive "${WATCH[@]}"
 
 log "data plane up in $((SECONDS - START))s"
 cat >&2 <<EOF
