@@ -223,7 +223,9 @@ def _invalid_patch(old: Mapping[str, Any], reason: str, generation: int) -> dict
     )
 
 
-@kopf.timer(API_GROUP, API_VERSION, PLURAL, interval=TICK_SECONDS)  # type: ignore[arg-type]
+# backoff: a failed tick (an API error) is retried in seconds, not Kopf's default 60 s, which
+# would stall a rollout (even a rollback) for a minute.
+@kopf.timer(API_GROUP, API_VERSION, PLURAL, interval=TICK_SECONDS, backoff=2 * TICK_SECONDS)  # type: ignore[arg-type]
 async def tick(
     body: kopf.Body,
     spec: kopf.Spec,

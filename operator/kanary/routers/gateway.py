@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from kanary.kube import Kube
 from kanary.objects import track_name
 from kanary.routers.base import RouteProblem
@@ -65,6 +67,9 @@ def route_weights(route: Mapping[str, Any], rollout: str) -> dict[str, int]:
     return out
 
 
+_ATTEMPTS = 3
+
+
 class GatewayRouter:
     def __init__(self, kube: Kube, namespace: str, route_name: str, rollout: str) -> None:
         self.kube = kube
@@ -73,16 +78,24 @@ class GatewayRouter:
         self.rollout = rollout
 
     def set_weight(self, weight: int) -> None:
-        route = self.kube.get_httproute(self.namespace, self.route_name)
-        problem = route_problem(route, self.route_name, self.rollout)
-        if problem or route is None:
-            raise RouteProblem(problem)
         want = {
             track_name(self.rollout, "stable"): 100 - weight,
             track_name(self.rollout, "canary"): weight,
         }
-        if route_weights(route, self.rollout) == want:
-            return
-        self.kube.json_patch_httproute(
-            self.namespace, self.route_name, weight_patch(route, self.rollout, weight)
-        )
+        for attempt in range(_ATTEMPTS):
+            route = self.kube.get_httproute(self.namespace, self.route_name)
+            problem = route_problem(route, self.route_name, self.rollout)
+            if problem or route is None:
+                raise RouteProblem(problem)
+            if route_weights(route, self.rollout) == want:
+                return
+            try:
+                self.kube.json_patch_httproute(
+                    self.namespace, self.route_name, weight_patch(route, self.rollout, weight)
+                )
+                return
+            except ApiException as e:
+                # 422: the resourceVersion test failed (someone, e.g. the gateway writing the
+                # route's status, changed it since the read): read again and retry.
+                if e.status != 422 or attempt == _ATTEMPTS - 1:
+                    raise
