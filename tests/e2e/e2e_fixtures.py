@@ -52,6 +52,14 @@ from tests.integration.operator_fixtures import (
 from tests.integration.test_operator import GW, Kit, WeightRecorder, httproute, rollout_body
 
 KANARY_CLI = REPO_ROOT / ".venv" / "bin" / "kanary"
+# As manifests/examples recommend: a terminating pod keeps serving 3s while endpoints drop it.
+APP_ENV = {"SHUTDOWN_DELAY": "3s"}
+
+
+def _env(extra: dict[str, str] | None) -> list[dict[str, str]]:
+    return [{"name": k, "value": v} for k, v in {**APP_ENV, **(extra or {})}.items()]
+
+
 IMAGE = "kanary/gin-demo"
 # Traefik applies a new configuration at most every 2s (providersThrottleDuration) after the
 # watch brings it: traffic follows a weight change within about this long.
@@ -378,6 +386,7 @@ class Scenario:
                 **strategy,
             },
         )
+        body["spec"]["template"]["spec"]["containers"][0]["env"] = _env(None)
         self.kit.create(body)
         status = self.kit.wait_phase(self.name, "Healthy", timeout=90)
         wait_route_accepted(self.dp, self.ns, self.name)
@@ -397,7 +406,7 @@ class Scenario:
             template = body["spec"]["template"]
             container = template["spec"]["containers"][0]
             container["image"] = self.image(tag)
-            container["env"] = [{"name": k, "value": v} for k, v in (env or {}).items()]
+            container["env"] = _env(env)
             template["metadata"]["annotations"] = (
                 pod_annotations if pod_annotations is not None else kwok_timing()
             )
