@@ -65,6 +65,9 @@ from typing import IO, Any, TypeVar
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from tests.integration.rollout_objects import httproute  # noqa: E402
+from tests.integration.rollout_objects import rollout_body as shared_rollout_body  # noqa: E402
+
 GROUP, VERSION, PLURAL = "kanary.dev", "v1alpha1", "rollouts"
 GW = ("gateway.networking.k8s.io", "v1", "httproutes")
 LIVENESS_PORT, METRICS_PORT = 18090, 18091
@@ -611,50 +614,17 @@ def rollout_body(
     gateway: bool,
     replicas: int,
 ) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "replicas": replicas,
-        "template": {
-            "metadata": {"labels": {"app": name}, "annotations": dict(POD_ANNOTATIONS)},
-            "spec": {
-                "containers": [
-                    {
-                        "name": "app",
-                        "image": image,
-                        "ports": [{"name": "http", "containerPort": 8080}],
-                    }
-                ]
-            },
-        },
-        "service": {"port": 80, "targetPort": "http"},
-        "strategy": {"steps": steps, "abortScaleDownDelaySeconds": 2},
-    }
-    if gateway:
-        spec["trafficRouting"] = {"gatewayAPI": {"httpRoute": name}}
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "Rollout",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
-
-
-def httproute(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GW[0]}/{GW[1]}",
-        "kind": "HTTPRoute",
-        "metadata": {"name": name},
-        "spec": {
-            "parentRefs": [{"name": "kanary-gateway", "namespace": "kanary-system"}],
-            "rules": [
-                {
-                    "backendRefs": [
-                        {"name": f"{name}-stable", "port": 80, "weight": 100},
-                        {"name": f"{name}-canary", "port": 80, "weight": 0},
-                    ]
-                }
-            ],
-        },
-    }
+    """The integration tests' Rollout, with the bench's kwok timing and the default 30s
+    scale-down delay after promotion."""
+    return shared_rollout_body(
+        name,
+        image,
+        steps,
+        gateway=gateway,
+        replicas=replicas,
+        pod_annotations=dict(POD_ANNOTATIONS),
+        strategy={"scaleDownDelaySeconds": 30},
+    )
 
 
 class Kit:
