@@ -8,7 +8,10 @@ from typing import Literal
 
 @dataclass(frozen=True)
 class EnsureServices:
-    """Create or fix <name>-stable, <name>-canary (and <name> in replica-ratio mode)."""
+    """Create or fix <name>-stable, <name>-canary (and <name> in replica-ratio mode); with
+    `names`, only those."""
+
+    names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ from kanary.status import (
     Condition,
     ConditionType,
     HistoryEntry,
+    LastAction,
     Outcome,
     PauseReason,
     ReadinessStatus,
@@ -63,6 +64,7 @@ CONDITION_ORDER: tuple[ConditionType, ...] = (
     "Paused",
     "Completed",
     "RolledBack",
+    "ReconcileError",
 )
 
 
@@ -86,6 +88,8 @@ def analysis_due(spec: RolloutSpec, status: RolloutStatus, now: datetime) -> boo
         return False
     if status.stage != "Stepping" or status.canary_weight <= 0:
         return False
+    if status.canary_unavailable_since is not None:
+        return False  # no Ready canary pod, so no canary traffic to judge
     if status.pause_reason not in (None, "Step"):
         return False
     last = status.analysis.last_check_at
@@ -102,9 +106,12 @@ def decide(spec: RolloutSpec, status: RolloutStatus, obs: Observation) -> Decisi
         _take_analysis(tick)
         _follow_template(tick)
         _apply_manual(tick)
+        _watch_canary(tick)
         _run_stage(tick)
         _converge_tracks(tick)
+        _converge_services(tick)
         _finish(tick)
+    _converge_weight(tick)
     return Decision(status=tick.status, actions=tick.actions)
 
 
@@ -187,12 +194,15 @@ class _Tick:
 
 
 def _hold_invalid(tick: _Tick, reason: str) -> None:
-    """Nothing is written while the spec is invalid; the stage is kept for when it is fixed."""
+    """Nothing but a rollback is written while the spec is invalid: a canary with traffic is
+    rolled back (its checks cannot run, so it must not keep traffic unjudged); otherwise the
+    stage is kept for when the spec is fixed."""
     if tick.incoming.phase != "Invalid" or tick.incoming.message != reason:
         tick.event("Invalid", reason, warning=True)
     if tick.obs.manual is not None and _manual_is_new(tick):
-        tick.update(last_manual_id=tick.obs.manual_id or tick.status.last_manual_id)
-        tick.event("ManualActionRefused", f"{tick.obs.manual}: the Rollout is Invalid", True)
+        _acknowledge(tick, tick.obs.manual, "the Rollout is Invalid: fix the spec first")
+    if tick.status.stage in ("Stepping", "Promoting") and tick.status.canary_weight > 0:
+        _roll_back(tick, "InvalidSpec", f"spec became invalid mid-rollout: {reason}")
     tick.update(phase="Invalid", message=reason)
     _set_conditions(tick, "Invalid")
 
@@ -240,11 +250,18 @@ def _analysis_cause(analysis: AnalysisSpec, counts: AnalysisStatus) -> str:
     return "AnalysisInconclusive"
 
 
-def _analysis_allows_advance(tick: _Tick, since: datetime | None) -> bool:
-    """With traffic on the canary, a step ends only on a passing check (taken since `since`)."""
-    if tick.spec.strategy.analysis is None or tick.status.canary_weight <= 0:
+def _analysis_allows_advance(tick: _Tick) -> bool:
+    """With traffic on the canary, a step ends only on a passing check whose whole window
+    came after the weight in force was written (so not before one window of dwell), and taken
+    during the current step."""
+    analysis = tick.spec.strategy.analysis
+    if analysis is None or tick.status.canary_weight <= 0:
         return True
-    return judgement.may_advance(tick.status.analysis, since)
+    window = timedelta(seconds=analysis.window_seconds())
+    starts = [t for t in (tick.status.step_started_at,) if t is not None]
+    if tick.status.weight_set_at is not None:
+        starts.append(tick.status.weight_set_at + window)
+    return judgement.may_advance(tick.status.analysis, max(starts, default=None))
 
 
 # ---- template changes --------------------------------------------------------------------------
@@ -314,9 +331,21 @@ def _apply_manual(tick: _Tick) -> None:
     action = tick.obs.manual
     if action is None or not _manual_is_new(tick):
         return
+    _acknowledge(tick, action, _MANUAL[action](tick))
+
+
+def _acknowledge(tick: _Tick, action: ManualAction, refusal: str | None) -> None:
+    """status.lastAction answers the request (`kanary ACTION --wait` reads it)."""
     if tick.obs.manual_id is not None:
         tick.update(last_manual_id=tick.obs.manual_id)
-    refusal = _MANUAL[action](tick)
+    answer = LastAction(
+        id=tick.obs.manual_id or action,
+        action=action,
+        result="Accepted" if refusal is None else "Refused",
+        reason=refusal or "",
+        at=tick.now,
+    )
+    tick.update(last_action=answer)
     if refusal is not None:
         tick.event("ManualActionRefused", f"{action}: {refusal}", warning=True)
 
@@ -343,9 +372,7 @@ def _promote_full(tick: _Tick) -> str | None:
 
 
 def _abort(tick: _Tick) -> str | None:
-    if tick.status.stage == "Promoting":
-        return f"promotion in progress: the stable track already runs {tick.status.canary_revision}"
-    if tick.status.stage != "Stepping":
+    if tick.status.stage not in ("Stepping", "Promoting"):
         return f"nothing to abort: the rollout is {_phase_of(tick.status)}"
     _roll_back(tick, "Aborted", "aborted by user")
     return None
@@ -449,10 +476,6 @@ def _adopt(tick: _Tick, running: str) -> None:
 
 
 def _steady(tick: _Tick) -> None:
-    if not tick.obs.stable.exists:
-        tick.event("StableMissing", "stable Deployment is gone: recreating it", warning=True)
-        _enter_creating(tick)
-        return
     _scale_down_if_due(tick)
 
 
@@ -499,13 +522,17 @@ def _weight_step(tick: _Tick, weight: int) -> None:
             )
             _roll_back(tick, "ProgressDeadlineExceeded", why)
         return
-    if tick.obs.route_problem or not _analysis_allows_advance(tick, since=None):
+    if tick.obs.route_problem:
         return
     written = _weight_to_write(tick, weight, wanted)
-    tick.act(SetWeight(written))
-    tick.update(canary_weight=written)
-    tick.event("WeightSet", f"{tick.label()}: canary weight {written}%")
-    _advance(tick)
+    if written != tick.status.canary_weight:
+        tick.act(SetWeight(written))
+        tick.update(canary_weight=written, weight_set_at=tick.now)
+        tick.event("WeightSet", f"{tick.label()}: canary weight {written}%")
+        if tick.spec.strategy.analysis is not None:
+            return  # judged on checks whose window began after this write
+    if _analysis_allows_advance(tick):
+        _advance(tick)
 
 
 def _canary_pods_for(tick: _Tick, weight: int) -> int:
@@ -529,8 +556,7 @@ def _weight_to_write(tick: _Tick, weight: int, pods: int) -> int:
 
 
 def _timed_pause_step(tick: _Tick, seconds: float) -> None:
-    started = tick.status.step_started_at
-    if tick.seconds_in_step() >= seconds and _analysis_allows_advance(tick, since=started):
+    if tick.seconds_in_step() >= seconds and _analysis_allows_advance(tick):
         _advance(tick)
 
 
@@ -574,6 +600,8 @@ def _start_rollout(tick: _Tick) -> None:
         rollout_started_at=tick.now,
         pause_reason=_pause_reason_of(first),
         scale_down_at=None,
+        weight_set_at=None,
+        canary_unavailable_since=None,
         analysis=AnalysisStatus(),
         readiness=ReadinessStatus(),
     )
@@ -585,6 +613,12 @@ def _start_rollout(tick: _Tick) -> None:
         f"stable {tick.status.stable_revision}",
     )
     _announce_step(tick)
+
+
+def _canary_takes_all_first(tick: _Tick) -> bool:
+    """Gateway mode: stable keeps the old template until the canary has carried 100% since an
+    earlier tick, so it is never re-templated while it carries traffic (promote --full at 5%)."""
+    return not tick.ratio_mode and tick.incoming.canary_weight < 100
 
 
 def _start_promotion(tick: _Tick, why: str) -> None:
@@ -601,6 +635,12 @@ def _start_promotion(tick: _Tick, why: str) -> None:
 
 def _promoting(tick: _Tick) -> None:
     revision = tick.status.canary_revision
+    if _canary_takes_all_first(tick):
+        if _track_ready(tick.obs.canary, revision, tick.replicas) and not tick.obs.route_problem:
+            tick.act(SetWeight(100))
+            tick.update(canary_weight=100, weight_set_at=tick.now)
+            tick.event("WeightSet", "promotion: canary weight 100% before stable is re-templated")
+        return
     if not _track_ready(tick.obs.stable, revision, tick.replicas) or tick.obs.route_problem:
         return
     tick.act(SetWeight(0))
@@ -690,6 +730,82 @@ def _readiness_violation(tick: _Tick) -> str | None:
     return None
 
 
+# ---- canary availability, route weights and Services, level-triggered -------------------------
+
+
+def _watch_canary(tick: _Tick) -> None:
+    """A canary with traffic and no Ready pod (never Ready, or Ready once and not any more)
+    loses its traffic at once, gets it back when a pod is Ready again, and is rolled back
+    (CanaryUnavailable) when none is Ready for unavailableGraceSeconds."""
+    status = tick.status
+    if status.stage not in ("Stepping", "Promoting") or status.canary_weight <= 0:
+        if status.canary_unavailable_since is not None:
+            tick.update(canary_unavailable_since=None)
+        return
+    canary = tick.obs.canary
+    ready = canary.ready if canary.exists and canary.revision == status.canary_revision else 0
+    since = status.canary_unavailable_since
+    grace = tick.spec.strategy.unavailable_grace_seconds
+    if ready > 0:
+        if since is not None:
+            tick.update(canary_unavailable_since=None, weight_set_at=tick.now)
+            tick.act(SetWeight(status.canary_weight))
+            tick.event("CanaryAvailable", f"{tick.label()}: canary pods Ready again: weight "
+                       f"{status.canary_weight}% restored")
+        return
+    if since is None:
+        tick.update(canary_unavailable_since=tick.now)
+        tick.act(SetWeight(0))
+        tick.event(
+            "CanaryUnavailable",
+            f"{tick.label()}: no Ready canary pod: weight 0% until one is Ready "
+            f"(rollback after {grace}s)",
+            warning=True,
+        )
+        since = tick.now
+    if (tick.now - since).total_seconds() >= grace:
+        _roll_back(tick, "CanaryUnavailable", f"no Ready canary pod for {grace}s")
+
+
+def _wanted_weight(tick: _Tick) -> int:
+    """The canary weight the route must hold now: the one in force, or 0 while no canary pod
+    is Ready."""
+    if tick.status.canary_unavailable_since is not None:
+        return 0
+    return tick.status.canary_weight
+
+
+def _converge_weight(tick: _Tick) -> None:
+    """Set and verify, every tick: a route whose weights differ from kanary's (re-applied by
+    GitOps, edited by hand) is written back, unless this tick already writes a weight."""
+    if tick.ratio_mode or tick.obs.route_problem or tick.status.stage in (None, "Creating"):
+        return
+    if any(isinstance(a, SetWeight) for a in tick.actions):
+        return
+    seen, wanted = tick.obs.route_split, _wanted_weight(tick)
+    if seen is None or seen == (100 - wanted, wanted):
+        return
+    tick.act(SetWeight(wanted))
+    tick.event(
+        "WeightRestored",
+        f"the route held stable {seen[0]} / canary {seen[1]}, kanary's split is "
+        f"{100 - wanted} / {wanted}: written back",
+        warning=True,
+    )
+
+
+def _converge_services(tick: _Tick) -> None:
+    names = tick.obs.services_drifted
+    if not names or tick.status.stage is None or (tick.moved and tick.incoming.stage is None):
+        return
+    tick.act(EnsureServices(names=tuple(names)))
+    tick.event(
+        "ServiceRestored",
+        f"Service {', '.join(names)} missing or changed outside kanary: restored",
+        warning=True,
+    )
+
+
 # ---- Deployments, level-triggered --------------------------------------------------------------
 
 
@@ -704,10 +820,14 @@ def _converge_tracks(tick: _Tick) -> None:
             _ensure_step_canary(tick)
             _scale_stable(tick, _stable_replicas_in_step(tick))
         case "Promoting":
-            _ensure_stable(tick, tick.status.canary_revision or tick.obs.template_hash)
-        case "Aborted":
-            if tick.ratio_mode:
+            revision = tick.status.canary_revision or tick.obs.template_hash
+            if _canary_takes_all_first(tick):
+                _ensure_canary(tick, revision, tick.replicas)
                 _scale_stable(tick, tick.replicas)
+            else:
+                _ensure_stable(tick, revision)
+        case "Aborted":
+            _scale_stable(tick, tick.replicas)
             _scale_canary_down(tick)
         case None:
             pass
@@ -715,32 +835,60 @@ def _converge_tracks(tick: _Tick) -> None:
 
 def _ensure_stable(tick: _Tick, revision: str) -> None:
     stable = tick.obs.stable
-    if (stable.exists, stable.revision, stable.replicas) != (True, revision, tick.replicas):
+    wanted = (True, revision, tick.replicas)
+    if (stable.exists, stable.revision, stable.replicas) != wanted or stable.drifted:
+        _note_missing(tick, "stable", stable)
         tick.act(ApplyStable(revision=revision, replicas=tick.replicas))
+
+
+def _ensure_canary(tick: _Tick, revision: str, replicas: int) -> None:
+    canary = tick.obs.canary
+    wanted = (True, revision, replicas)
+    if (canary.exists, canary.revision, canary.replicas) != wanted or canary.drifted:
+        _note_missing(tick, "canary", canary)
+        tick.act(ApplyCanary(revision=revision, replicas=replicas))
+
+
+def _note_missing(tick: _Tick, track: str, state: TrackState) -> None:
+    """A Deployment kanary made is gone or was edited: say so (the write repairs it). A canary
+    about to be created for a rollout that starts this tick is not missing."""
+    if not state.exists:
+        if not tick.moved and tick.incoming.stage not in (None, "Creating"):
+            tick.event(
+                f"{track.capitalize()}Missing",
+                f"{track} Deployment is gone: recreating it",
+                warning=True,
+            )
+    elif state.drifted:
+        tick.event(
+            f"{track.capitalize()}Drifted",
+            f"{track} Deployment was changed outside kanary: restoring its template",
+            warning=True,
+        )
 
 
 def _keep_stable(tick: _Tick) -> None:
-    """Healthy: a stable Deployment edited by hand gets its template back; a replicas change in
-    the spec is only a scale."""
-    revision = tick.status.stable_revision or tick.obs.template_hash
-    if tick.obs.stable.exists and tick.obs.stable.revision != revision:
-        tick.act(ApplyStable(revision=revision, replicas=tick.replicas))
-    else:
-        _scale_stable(tick, tick.replicas)
+    """Healthy: a stable Deployment deleted or edited by hand gets its template back; a
+    replicas change in the spec is only a scale."""
+    _scale_stable(tick, tick.replicas)
 
 
 def _scale_stable(tick: _Tick, replicas: int) -> None:
-    if tick.obs.stable.exists and tick.obs.stable.replicas != replicas:
+    """The stable track at `replicas`, on its own revision: recreated if it was deleted,
+    re-templated if it was edited, else only scaled."""
+    stable = tick.obs.stable
+    revision = tick.status.stable_revision
+    if revision and (not stable.exists or stable.revision != revision or stable.drifted):
+        _note_missing(tick, "stable", stable)
+        tick.act(ApplyStable(revision=revision, replicas=replicas))
+    elif stable.exists and stable.replicas != replicas:
         tick.act(ScaleStable(replicas=replicas))
 
 
 def _ensure_step_canary(tick: _Tick) -> None:
     revision = tick.status.canary_revision or tick.obs.template_hash
     weight = canary_math.weight_through(tick.steps, tick.step_index)
-    replicas = _canary_pods_for(tick, weight)
-    canary = tick.obs.canary
-    if (canary.exists, canary.revision, canary.replicas) != (True, revision, replicas):
-        tick.act(ApplyCanary(revision=revision, replicas=replicas))
+    _ensure_canary(tick, revision, _canary_pods_for(tick, weight))
 
 
 def _stable_replicas_in_step(tick: _Tick) -> int:
@@ -769,6 +917,11 @@ def _track_ready(track: TrackState, revision: str | None, replicas: int) -> bool
 
 
 def _finish(tick: _Tick) -> None:
+    """Phase, conditions and message; a ReconcileError from a failed tick is cleared by this
+    one, which got as far as deciding (the I/O layer records it again if the writes fail)."""
+    kept = [c for c in tick.status.conditions if c.type != "ReconcileError"]
+    if len(kept) != len(tick.status.conditions):
+        tick.update(conditions=kept)
     phase = _phase_of(tick.status)
     tick.update(phase=phase)
     _set_conditions(tick, phase)
@@ -852,10 +1005,14 @@ def _progressing(tick: _Tick, phase: Phase | None) -> _ConditionWish:
     if _stalled(tick):
         track = tick.obs.stable
         what = "creation" if stage == "Creating" else "promotion"
-        message = (
-            f"{what}: stable track not Ready after "
-            f"{tick.spec.strategy.progress_deadline_seconds}s ({track.ready}/{tick.replicas})"
-        )
+        deadline = tick.spec.strategy.progress_deadline_seconds
+        if tick.obs.route_problem and track.ready >= tick.replicas:
+            message = f"{what}: blocked for {deadline}s by the route: {tick.obs.route_problem}"
+        else:
+            message = (
+                f"{what}: stable track not Ready after {deadline}s "
+                f"({track.ready}/{tick.replicas})"
+            )
         return ("Progressing", False, "ProgressDeadlineExceeded", message)
     if phase == "Progressing":
         return ("Progressing", True, stage, "")
@@ -966,6 +1123,11 @@ def _step_message(tick: _Tick) -> str:
 
 
 def _step_detail(tick: _Tick) -> str:
+    unavailable = tick.status.canary_unavailable_since
+    if unavailable is not None:
+        grace = timedelta(seconds=tick.spec.strategy.unavailable_grace_seconds)
+        rollback = _clock(unavailable + grace)
+        return f"no Ready canary pod: weight 0% until one is, rollback at {rollback}"
     if tick.status.pause_reason is not None:
         return _pause_text(tick)
     # Times are absolute: a message that counts seconds would rewrite status on every tick.

@@ -1,69 +1,55 @@
-"""Kopf wiring: watch-fed state in, the pure engine's decision out. No decisions are made here.
+"""Kopf wiring only: watch-fed indexes in, one reconcile (reconcile.py) per Rollout per tick.
 
-One timer per Rollout ticks every TICK_SECONDS: it builds an Observation from Kopf's indexes and
-the pod clock, runs an analysis check when one is due (in a thread), asks the engine, executes
-the actions (in a thread: the client is sync) and writes the new status in one patch.
+One timer per Rollout ticks every TICK_SECONDS. The indexes keep what kanary owns (Deployments,
+Services, ControllerRevisions) and the HTTPRoutes, so a tick reads nothing from the API server
+unless it has to write. A tick's error becomes state (condition ReconcileError and a folded
+Warning Event) and is retried in 2 s without a traceback; a Rollout whose namespace is being
+deleted is left alone quietly.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
+import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
-from pydantic import ValidationError
+import urllib3
+from kubernetes.client.exceptions import ApiException
 
-from kanary import actions as act
 from kanary import metrics_export
-from kanary.analysis.check import run_check
+from kanary.analysis.endpoints import PrometheusPolicy
 from kanary.analysis.source import PrometheusSource
-from kanary.analysis.templating import template_errors
 from kanary.durations import parse_duration
-from kanary.engine import Decision, analysis_due, decide, template_hash
-from kanary.kube import Kube
-from kanary.objects import (
-    ANNOTATION_ACTION,
-    ANNOTATION_ACTION_ID,
-    LABEL_REVISION,
-    LABEL_ROLLOUT,
-    LABEL_TRACK,
-    deployment,
-    services,
-    track_name,
+from kanary.kube import GATEWAY_GROUP, Kube
+from kanary.objects import LABEL_REVISION, LABEL_ROLLOUT, LABEL_TRACK
+from kanary.reconcile import (
+    Conflict,
+    Runtime,
+    SeenDeployment,
+    UnknownTemplate,
+    View,
+    is_terminating,
+    reconcile,
+    seen_deployment,
+    with_reconcile_error,
 )
-from kanary.observation import MANUAL_ACTIONS, ManualAction, Observation, TrackState
-from kanary.podclock import PodClock
-from kanary.readiness import readiness_figures
-from kanary.routers import RouteProblem, TrafficRouter
-from kanary.routers.gateway import GatewayRouter, route_problem
-from kanary.routers.replica_ratio import ReplicaRatioRouter
 from kanary.spec import API_GROUP, API_VERSION, PLURAL, RolloutSpec
-from kanary.status import RolloutStatus
 
 TICK_SECONDS = 1.0
 log = logging.getLogger("kanary")
 
-
-@dataclasses.dataclass
-class Runtime:
-    """Process-wide state: the client, the pod clock and what was already written."""
-
-    kube: Kube
-    clock: PodClock = dataclasses.field(default_factory=PodClock)
-    route_problems: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)
-    ensured_services: set[tuple[str, str, str]] = dataclasses.field(default_factory=set)
-
-
 _runtime: Runtime | None = None
+_policy: PrometheusPolicy | None = None
 
 
 def runtime() -> Runtime:
-    global _runtime
+    global _runtime, _policy
     if _runtime is None:
+        _policy = PrometheusPolicy.from_env(os.environ)
         _runtime = Runtime(kube=Kube())
     return _runtime
 
@@ -83,36 +69,42 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 # ---- watch-fed state -------------------------------------------------------------------------
 
+_OWNED = {LABEL_ROLLOUT: kopf.PRESENT}
 
-@kopf.index("apps", "v1", "deployments", labels={LABEL_ROLLOUT: kopf.PRESENT})
+
+@kopf.index("apps", "v1", "deployments", labels=_OWNED)
 def tracks(
-    namespace: str | None,
-    labels: Mapping[str, str],
-    spec: kopf.Spec,
-    status: kopf.Status,
-    meta: kopf.Meta,
-    **_: Any,
-) -> dict[tuple[str, str, str], TrackState]:
-    template_labels = spec.get("template", {}).get("metadata", {}).get("labels") or {}
-    replicas = int(spec.get("replicas", 1))
-    ready = int(status.get("readyReplicas", 0) or 0)
-    updated = int(status.get("updatedReplicas", 0) or 0)
-    settled = (
-        int(status.get("observedGeneration", 0) or 0) >= int(meta.get("generation", 0) or 0)
-        and updated == replicas
-        and ready == replicas
-        and int(status.get("replicas", 0) or 0) == replicas
-    )
-    containers = spec.get("template", {}).get("spec", {}).get("containers") or []
-    state = TrackState(
-        exists=True,
-        images=",".join(str(c.get("image", "")) for c in containers),
-        revision=template_labels.get(LABEL_REVISION),
-        replicas=replicas,
-        ready=ready if updated >= ready else updated,
-        settled=settled,
-    )
-    return {(namespace or "", labels[LABEL_ROLLOUT], labels.get(LABEL_TRACK, "")): state}
+    namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
+) -> dict[tuple[str, str, str], SeenDeployment]:
+    key = (namespace or "", labels[LABEL_ROLLOUT], labels.get(LABEL_TRACK, ""))
+    return {key: seen_deployment(body)}
+
+
+@kopf.index("", "v1", "services", labels=_OWNED)
+def owned_services(
+    namespace: str | None, name: str, labels: Mapping[str, str], body: kopf.Body, **_: Any
+) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
+    kept = {"metadata": {"labels": dict(labels)}, "spec": dict(body.get("spec") or {})}
+    return {(namespace or "", labels[LABEL_ROLLOUT]): (name, kept)}
+
+
+@kopf.index("apps", "v1", "controllerrevisions", labels=_OWNED)
+def revisions(
+    namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
+) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
+    template = dict((body.get("data") or {}).get("template") or {})
+    return {(namespace or "", labels[LABEL_ROLLOUT]): (labels.get(LABEL_REVISION, ""), template)}
+
+
+@kopf.index(GATEWAY_GROUP, "v1", "httproutes")
+def routes(
+    namespace: str | None, name: str, body: kopf.Body, meta: kopf.Meta, **_: Any
+) -> dict[tuple[str, str], dict[str, Any]]:
+    kept = {
+        "metadata": {"resourceVersion": meta.get("resourceVersion")},
+        "spec": {"rules": list((body.get("spec") or {}).get("rules") or [])},
+    }
+    return {(namespace or "", name): kept}
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_TRACK: "canary"})
@@ -127,207 +119,106 @@ def canary_pod(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> N
         metrics_export.record_pod_ready(seconds)
 
 
+def _view(
+    spec: Mapping[str, Any],
+    namespace: str,
+    name: str,
+    tracks: kopf.Index[Any, SeenDeployment],
+    owned_services: kopf.Index[Any, tuple[str, dict[str, Any]]],
+    revisions: kopf.Index[Any, tuple[str, dict[str, Any]]],
+    routes: kopf.Index[Any, dict[str, Any]],
+) -> View:
+    gateway = ((spec.get("trafficRouting") or {}).get("gatewayAPI") or {}).get("httpRoute")
+    route = next(iter(routes.get((namespace, gateway), [])), None) if gateway else None
+    return View(
+        stable=next(iter(tracks.get((namespace, name, "stable"), [])), None),
+        canary=next(iter(tracks.get((namespace, name, "canary"), [])), None),
+        services=dict(owned_services.get((namespace, name), [])),
+        route=route,
+        revisions=dict(revisions.get((namespace, name), [])),
+    )
+
+
 # ---- the tick --------------------------------------------------------------------------------
 
 
-def _for_kubectl(status: RolloutStatus, spec: RolloutSpec, obs: Observation) -> RolloutStatus:
-    """The printer columns' fields: step "i/N" and the images each track runs."""
-    index = status.current_step_index
-    steps = len(spec.strategy.steps)
-    canary = ",".join(spec.template.images()) if status.stage == "Stepping" else None
-    return status.model_copy(
-        update={
-            "step": None if index is None else f"{min(index + 1, steps)}/{steps}",
-            "stable_image": obs.stable.images or None,
-            "canary_image": canary,
-        }
-    )
-
-
-def _manual_action(annotations: Mapping[str, str]) -> tuple[ManualAction | None, str | None]:
-    raw = annotations.get(ANNOTATION_ACTION)
-    if raw is None:
-        return None, None
-    for action in MANUAL_ACTIONS:
-        if raw == action:
-            return action, None
-    return None, f"unknown {ANNOTATION_ACTION} {raw!r}: use one of {', '.join(MANUAL_ACTIONS)}"
-
-
-def _router(rt: Runtime, spec: RolloutSpec, namespace: str, name: str) -> TrafficRouter:
-    gw = spec.traffic_routing.gateway_api if spec.traffic_routing else None
-    if gw is None:
-        return ReplicaRatioRouter()
-    return GatewayRouter(rt.kube, namespace, gw.http_route, name)
-
-
-def _execute(
-    rt: Runtime,
-    spec: RolloutSpec,
-    body: kopf.Body,
-    obs: Observation,
-    decision: Decision,
-) -> None:
-    """Apply the engine's actions in order, skipping writes the watched state shows are done."""
-    meta = body["metadata"]
-    name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
-    for action in decision.actions:
-        match action:
-            case act.EnsureServices():
-                for svc in services(spec, name, namespace, uid):
-                    key = (namespace, svc["metadata"]["name"], repr(svc["spec"]) + uid)
-                    if key not in rt.ensured_services:
-                        rt.kube.apply(svc)
-                        rt.ensured_services.add(key)
-            case act.ApplyCanary(revision=rev, replicas=n):
-                if (obs.canary.exists, obs.canary.revision, obs.canary.replicas) != (True, rev, n):
-                    rt.kube.apply(deployment(spec, name, namespace, uid, "canary", rev, n))
-            case act.ApplyStable(revision=rev, replicas=n):
-                if (obs.stable.exists, obs.stable.revision, obs.stable.replicas) != (True, rev, n):
-                    rt.kube.apply(deployment(spec, name, namespace, uid, "stable", rev, n))
-            case act.ScaleStable(replicas=n):
-                if obs.stable.replicas != n:
-                    rt.kube.scale(namespace, track_name(name, "stable"), n)
-            case act.SetWeight(weight=w):
-                _router(rt, spec, namespace, name).set_weight(w)
-                rt.route_problems.pop((namespace, name), None)
-            case act.EmitEvent(type=kind, reason=reason, message=message):
-                kopf.event(body, type=kind, reason=reason, message=message)
-
-
-def _stored(value: Any) -> Any:
-    """A value as the API server keeps it: a merge patch's nulls delete keys, so none remain."""
-    if isinstance(value, dict):
-        return {k: _stored(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_stored(v) for v in value]
-    return value
-
-
-def _status_patch(old: Mapping[str, Any], new: RolloutStatus) -> dict[str, Any]:
-    """Merge-patch body: changed keys, and None for keys that went away. Compared as stored,
-    so a status that did not change is not written again."""
-    fresh = new.to_patch()
-    patch = {k: v for k, v in fresh.items() if _stored(old.get(k)) != _stored(v)}
-    patch.update({k: None for k in old if fresh.get(k) is None and k not in patch})
-    return {k: v for k, v in patch.items() if not (v is None and old.get(k) is None)}
-
-
-def _invalid_patch(old: Mapping[str, Any], reason: str, generation: int) -> dict[str, Any]:
-    status = RolloutStatus.model_validate(dict(old))
-    return _status_patch(
-        old,
-        status.model_copy(
-            update={"phase": "Invalid", "message": reason, "observed_generation": generation}
-        ),
-    )
-
-
-# backoff: a failed tick (an API error) is retried in seconds, not Kopf's default 60 s, which
-# would stall a rollout (even a rollback) for a minute.
+# backoff: a failed tick is retried in seconds, not Kopf's default 60 s, which would stall a
+# rollout (even a rollback) for a minute.
 @kopf.timer(API_GROUP, API_VERSION, PLURAL, interval=TICK_SECONDS, backoff=2 * TICK_SECONDS)  # type: ignore[arg-type]
 async def tick(
     body: kopf.Body,
     spec: kopf.Spec,
-    status: kopf.Status,
-    meta: kopf.Meta,
     namespace: str,
     name: str,
-    patch: kopf.Patch,
-    tracks: kopf.Index[Any, TrackState],
+    tracks: kopf.Index[Any, SeenDeployment],
+    owned_services: kopf.Index[Any, tuple[str, dict[str, Any]]],
+    revisions: kopf.Index[Any, tuple[str, dict[str, Any]]],
+    routes: kopf.Index[Any, dict[str, Any]],
     **_: Any,
 ) -> None:
     rt = runtime()
     now = datetime.now(UTC)
-    old_status = dict(status)
-    generation = int(meta.get("generation") or 0)
+    snapshot = {
+        "metadata": dict(body.metadata),
+        "spec": dict(spec),
+        "status": dict(body.status),
+    }
+    view = _view(spec, namespace, name, tracks, owned_services, revisions, routes)
+
+    def post(kind: str, reason: str, message: str) -> None:
+        kopf.event(body, type=kind, reason=reason, message=message)
+
     try:
-        rollout = RolloutSpec.model_validate(dict(spec))
-    except ValidationError as e:
-        reason = "; ".join(
-            f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
+        await asyncio.to_thread(
+            reconcile, rt, snapshot, view, now, post, _source, _policy_resolve
         )
-        if old_status.get("message") != reason:
-            kopf.warn(body, reason="Invalid", message=reason)
-        patch.status.update(_invalid_patch(old_status, reason, generation))
-        return
+    except Conflict as e:
+        log.debug("%s; the next tick decides again", e)
+    except ApiException as e:
+        if is_terminating(e):
+            log.debug("rollout %s/%s: namespace or object going away", namespace, name)
+            return
+        await _report(rt, snapshot, post, f"API {e.status} {e.reason}: {_api_message(e)}")
+    except (urllib3.exceptions.HTTPError, UnknownTemplate, OSError) as e:
+        await _report(rt, snapshot, post, f"{type(e).__name__}: {e}".splitlines()[0][:300])
 
-    manual, bad_action = _manual_action(meta.get("annotations") or {})
-    if bad_action:
-        kopf.warn(body, reason="UnknownAction", message=bad_action)
 
-    current = RolloutStatus.model_validate(old_status)
-    canary_rev = current.canary_revision or ""
-    invalid = "; ".join(template_errors(rollout)) or None
-    obs = Observation(
-        now=now,
-        generation=generation,
-        template_hash=template_hash(rollout.template),
-        stable=_track(tracks, namespace, name, "stable"),
-        canary=_track(tracks, namespace, name, "canary"),
-        readiness=readiness_figures(rt.clock.timings(namespace, name, canary_rev), now),
-        manual=manual,
-        manual_id=(meta.get("annotations") or {}).get(ANNOTATION_ACTION_ID),
-        route_problem=rt.route_problems.get((namespace, name)),
-        invalid=invalid,
-    )
-    if obs.route_problem:
-        obs = await _recheck_route(rt, rollout, namespace, name, obs)
-    if invalid is None and rollout.strategy.analysis and analysis_due(rollout, current, now):
-        outcome = await asyncio.to_thread(
-            run_check,
-            rollout,
-            _source(rollout),
-            namespace,
-            name,
-            canary_rev,
-            current.stable_revision or "",
-            now,
-        )
-        obs = dataclasses.replace(obs, analysis=outcome)
-        metrics_export.record_analysis(namespace, name, outcome)
-
-    decision = decide(rollout, current, obs)
+async def _report(
+    rt: Runtime, snapshot: Mapping[str, Any], post: Any, message: str
+) -> None:
+    """The failed tick as state: condition ReconcileError (best effort) and a folded Warning;
+    then Kopf retries in 2 s and logs one line (no traceback: the error is not a bug)."""
+    meta = snapshot["metadata"]
     try:
-        await asyncio.to_thread(_execute, rt, rollout, body, obs, decision)
-    except RouteProblem as problem:
-        rt.route_problems[(namespace, name)] = str(problem)
-        obs = dataclasses.replace(obs, route_problem=str(problem))
-        decision = decide(rollout, current, obs)
-        await asyncio.to_thread(_execute, rt, rollout, body, obs, _without_weights(decision))
-    patch.status.update(_status_patch(old_status, _for_kubectl(decision.status, rollout, obs)))
-    if bad_action or manual:  # consumed only once the actions it caused were written
-        patch.metadata.annotations[ANNOTATION_ACTION] = None
-        patch.metadata.annotations[ANNOTATION_ACTION_ID] = None
-    metrics_export.record_status(namespace, name, current, decision.status)
+        patch = with_reconcile_error(snapshot["status"], message, datetime.now(UTC))
+        if patch:
+            await asyncio.to_thread(
+                rt.kube.patch_rollout_status,
+                meta["namespace"],
+                meta["name"],
+                str(meta.get("resourceVersion", "")),
+                patch,
+            )
+            post("Warning", "ReconcileError", message)
+    except (ApiException, urllib3.exceptions.HTTPError) as e:
+        log.debug("could not record the error on %s/%s: %s", meta["namespace"], meta["name"], e)
+    raise kopf.TemporaryError(message, delay=2 * TICK_SECONDS)
 
 
-def _track(index: kopf.Index[Any, TrackState], namespace: str, name: str, track: str) -> TrackState:
-    for state in index.get((namespace, name, track), []):
-        return state
-    return TrackState()
+def _api_message(e: ApiException) -> str:
+    """The API server's own one-line message from a Status body, else the reason."""
+    import json
+
+    try:
+        return str(json.loads(e.body or "{}").get("message") or e.reason)[:300]
+    except ValueError:
+        return str(e.reason)
 
 
-def _without_weights(decision: Decision) -> Decision:
-    kept = [a for a in decision.actions if not isinstance(a, act.SetWeight)]
-    return dataclasses.replace(decision, actions=kept)
-
-
-async def _recheck_route(
-    rt: Runtime, spec: RolloutSpec, namespace: str, name: str, obs: Observation
-) -> Observation:
-    """A remembered route problem is re-read each tick, so fixing the route resumes the rollout."""
-    gw = spec.traffic_routing.gateway_api if spec.traffic_routing else None
-    if gw is None:
-        rt.route_problems.pop((namespace, name), None)
-        return dataclasses.replace(obs, route_problem=None)
-    route = await asyncio.to_thread(rt.kube.get_httproute, namespace, gw.http_route)
-    problem = route_problem(route, gw.http_route, name)
-    if problem is None:
-        rt.route_problems.pop((namespace, name), None)
-    else:
-        rt.route_problems[(namespace, name)] = problem
-    return dataclasses.replace(obs, route_problem=problem)
+def _policy_resolve(url: str | None) -> str:
+    runtime()
+    assert _policy is not None
+    return _policy.resolve(url)
 
 
 _sources: dict[tuple[str, float], PrometheusSource] = {}
@@ -336,7 +227,7 @@ _sources: dict[tuple[str, float], PrometheusSource] = {}
 def _source(spec: RolloutSpec) -> PrometheusSource:
     assert spec.strategy.analysis is not None
     prom = spec.strategy.analysis.prometheus
-    key = (prom.url, parse_duration(prom.timeout))
+    key = (_policy_resolve(prom.url), parse_duration(prom.timeout))
     if key not in _sources:
-        _sources[key] = PrometheusSource(prom.url, timeout_seconds=key[1])
+        _sources[key] = PrometheusSource(key[0], timeout_seconds=key[1])
     return _sources[key]

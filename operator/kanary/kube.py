@@ -2,6 +2,8 @@
 
 Reads come from Kopf's watch-fed indexes (handlers.py), so this module only writes, plus the one
 fresh read of an HTTPRoute that a weight change needs for its optimistic-concurrency check.
+Every write that could mix two decisions carries a precondition: the status patch the
+resourceVersion read (409 if the Rollout changed), the action consumption a JSON patch `test`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any, cast
 from kubernetes import client as k8s
 
 from kanary.objects import FIELD_MANAGER, Manifest
+from kanary.spec import API_GROUP, API_VERSION, PLURAL
 
 APPLY = "application/apply-patch+yaml"
 JSON_PATCH = "application/json-patch+json"
@@ -29,14 +32,25 @@ class Kube:
         self.custom = k8s.CustomObjectsApi(self.api_client)
         self.writes = 0  # counted for the API-writes-per-step benchmark
 
-    def apply(self, manifest: Manifest) -> None:
-        """Server-side apply: create or update in one idempotent call, kanary owning its fields."""
+    def apply(self, manifest: Manifest) -> dict[str, Any]:
+        """Server-side apply: create or update in one idempotent call, kanary owning its fields.
+        Returns the object as stored."""
         name = manifest["metadata"]["name"]
         namespace = manifest["metadata"]["namespace"]
         kind = manifest["kind"]
         self.writes += 1
+        stored: Any
         if kind == "Deployment":
-            self.apps.patch_namespaced_deployment(
+            stored = self.apps.patch_namespaced_deployment(
+                name,
+                namespace,
+                manifest,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type=APPLY,
+            )
+        elif kind == "ControllerRevision":
+            stored = self.apps.patch_namespaced_controller_revision(
                 name,
                 namespace,
                 manifest,
@@ -45,7 +59,7 @@ class Kube:
                 _content_type=APPLY,
             )
         elif kind == "Service":
-            self.core.patch_namespaced_service(
+            stored = self.core.patch_namespaced_service(
                 name,
                 namespace,
                 manifest,
@@ -55,6 +69,7 @@ class Kube:
             )
         else:
             raise ValueError(f"kanary does not apply {kind} objects")
+        return cast(dict[str, Any], self.api_client.sanitize_for_serialization(stored))
 
     def scale(self, namespace: str, name: str, replicas: int) -> None:
         self.writes += 1
@@ -73,9 +88,12 @@ class Kube:
             raise
         return cast(dict[str, Any], route)
 
-    def json_patch_httproute(self, namespace: str, name: str, ops: list[dict[str, Any]]) -> None:
+    def json_patch_httproute(
+        self, namespace: str, name: str, ops: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The patched route as the API server stored it."""
         self.writes += 1
-        self.custom.patch_namespaced_custom_object(
+        stored = self.custom.patch_namespaced_custom_object(
             GATEWAY_GROUP,
             GATEWAY_VERSION,
             namespace,
@@ -83,4 +101,27 @@ class Kube:
             name,
             ops,
             _content_type=JSON_PATCH,
+        )
+        return cast(dict[str, Any], stored)
+
+    def patch_rollout_status(
+        self, namespace: str, name: str, resource_version: str, status: dict[str, Any]
+    ) -> None:
+        """Merge patch of the status subresource; 409 if the Rollout changed since it was read."""
+        self.writes += 1
+        self.custom.patch_namespaced_custom_object_status(
+            API_GROUP,
+            API_VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"metadata": {"resourceVersion": resource_version}, "status": status},
+            _content_type=MERGE_PATCH,
+        )
+
+    def json_patch_rollout(self, namespace: str, name: str, ops: list[dict[str, Any]]) -> None:
+        """422 when a `test` op fails (the request changed since it was read)."""
+        self.writes += 1
+        self.custom.patch_namespaced_custom_object(
+            API_GROUP, API_VERSION, namespace, PLURAL, name, ops, _content_type=JSON_PATCH
         )

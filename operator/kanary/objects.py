@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from kanary.spec import API_GROUP, API_VERSION, KIND, RolloutSpec
@@ -48,9 +49,14 @@ def deployment(
     track: Track,
     revision: str,
     replicas: int,
+    template: dict[str, Any] | None = None,
 ) -> Manifest:
+    """`template`: the pod template of `revision` when it is not spec.template's (a stable
+    track recreated mid-rollout runs the template recorded for its revision)."""
     selector = track_selector(spec, rollout, track)
-    template = copy.deepcopy(spec.template.model_dump(by_alias=True))
+    if template is None:
+        template = spec.template.model_dump(by_alias=True)
+    template = copy.deepcopy(template)
     metadata = template.setdefault("metadata", {})
     metadata["labels"] = {**(metadata.get("labels") or {}), **selector, LABEL_REVISION: revision}
     return {
@@ -107,3 +113,51 @@ def services(spec: RolloutSpec, rollout: str, namespace: str, uid: str) -> list[
     if spec.traffic_routing is None or spec.traffic_routing.gateway_api is None:
         tracks.append(None)
     return [service(spec, rollout, namespace, uid, t) for t in tracks]
+
+
+def controller_revision(
+    spec: RolloutSpec, rollout: str, namespace: str, uid: str, revision: str, number: int
+) -> Manifest:
+    """The pod template of one revision, kept as StatefulSets keep theirs."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ControllerRevision",
+        "metadata": {
+            "name": f"{rollout}-{revision}",
+            "namespace": namespace,
+            "labels": {LABEL_ROLLOUT: rollout, LABEL_REVISION: revision},
+            "ownerReferences": [owner_reference(rollout, uid)],
+        },
+        "data": {"template": spec.template.model_dump(by_alias=True)},
+        "revision": number,
+    }
+
+
+def contains(observed: Any, wanted: Any) -> bool:
+    """Every field of `wanted` is in `observed` with the same value; `observed` may have more
+    (the API server's defaults). Lists compare item by item. How drift of the fields kanary
+    sets is told from defaults the server added."""
+    if isinstance(wanted, dict):
+        return isinstance(observed, dict) and all(
+            k in observed and contains(observed[k], v) for k, v in wanted.items()
+        )
+    if isinstance(wanted, list):
+        return (
+            isinstance(observed, list)
+            and len(observed) == len(wanted)
+            and all(contains(o, w) for o, w in zip(observed, wanted, strict=True))
+        )
+    return bool(observed == wanted)
+
+
+def service_drifted(observed: Mapping[str, Any] | None, wanted: Manifest) -> bool:
+    """Missing, or its selector, ports or kanary's labels differ from what kanary applies."""
+    if observed is None:
+        return True
+    spec, want = observed.get("spec") or {}, wanted["spec"]
+    labels = (observed.get("metadata") or {}).get("labels") or {}
+    return (
+        spec.get("selector") != want["selector"]
+        or not contains(spec.get("ports"), want["ports"])
+        or not contains(labels, wanted["metadata"]["labels"])
+    )

@@ -29,6 +29,9 @@ class TrackState:
     ready: int = 0  # status.readyReplicas of the current revision
     settled: bool = False  # observedGeneration caught up and all replicas updated + ready
     images: str = ""  # the pod template's container images, comma-separated (for kubectl get)
+    # A field kanary sets in the template differs from what kanary would apply for `revision`
+    # (an edit by hand or by another tool); only known when `revision` is the spec's template.
+    drifted: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,4 +75,9 @@ class Observation:
     # given id once, so a request seen again after a restart is not applied twice. None: no id.
     manual_id: str | None = None
     route_problem: str | None = None  # the router could not write weights, and why
+    # The (stable, canary) weights the owned HTTPRoute rule holds now (watch cache); None: not
+    # known (no route, a route problem, or replica-ratio mode, where pods are the weight).
+    route_split: tuple[int, int] | None = None
+    # kanary's Services that are missing or whose selector/ports drifted (names).
+    services_drifted: tuple[str, ...] = ()
     invalid: str | None = None  # a run-time validation failure (e.g. unknown template variable)

@@ -18,7 +18,9 @@ PERMISSIONS: tuple[Permission, ...] = (
     ("kanary.dev", "rollouts", "list"),
     ("kanary.dev", "rollouts", "watch"),
     ("kanary.dev", "rollouts", "patch"),
-    # The status the handlers return goes out as a merge patch of the status subresource.
+    # Status: a merge patch of the status subresource carrying the resourceVersion read
+    # (optimistic concurrency). A manual action's annotation is consumed by a JSON patch of the
+    # Rollout that tests its exact value first.
     ("kanary.dev", "rollouts/status", "patch"),
     # kopf.index of the owned Deployments; Kube.apply is a server-side apply, which needs
     # create as well as patch when the object does not exist yet; Kube.scale is a merge patch.
@@ -26,13 +28,24 @@ PERMISSIONS: tuple[Permission, ...] = (
     ("apps", "deployments", "watch"),
     ("apps", "deployments", "create"),
     ("apps", "deployments", "patch"),
-    # Kube.apply of the Services (server-side apply, as above).
+    # kopf.index of the owned Services (drift and deletion are seen from the watch); Kube.apply.
+    ("", "services", "list"),
+    ("", "services", "watch"),
     ("", "services", "create"),
     ("", "services", "patch"),
+    # Each revision's pod template as a ControllerRevision (as StatefulSets keep theirs), so a
+    # stable Deployment deleted mid-rollout is recreated with its own template: indexed, applied.
+    ("apps", "controllerrevisions", "list"),
+    ("apps", "controllerrevisions", "watch"),
+    ("apps", "controllerrevisions", "create"),
+    ("apps", "controllerrevisions", "patch"),
     # The canary pods' readiness clock (kopf.on.event on pods).
     ("", "pods", "list"),
     ("", "pods", "watch"),
-    # The user's HTTPRoute: one fresh read, then a JSON patch of the two weights.
+    # The user's HTTPRoute: watched (kopf.index) so drifted weights are seen every tick; a
+    # write is one fresh read, then a JSON patch of the two weights.
+    ("gateway.networking.k8s.io", "httproutes", "list"),
+    ("gateway.networking.k8s.io", "httproutes", "watch"),
     ("gateway.networking.k8s.io", "httproutes", "get"),
     ("gateway.networking.k8s.io", "httproutes", "patch"),
     # kopf.event / kopf.warn post core v1 Events (Kopf never patches them).

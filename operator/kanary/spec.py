@@ -142,6 +142,13 @@ class ServiceSpec(ApiModel):
 
 class GatewayAPIRouting(ApiModel):
     http_route: str = Field(min_length=1, max_length=253, description="HTTPRoute name, same ns")
+    rule: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        description="name of the HTTPRoute rule whose two weights kanary owns; omitted: the one "
+        "rule that references both <name>-stable and <name>-canary",
+    )
 
 
 class TrafficRouting(ApiModel):
@@ -182,7 +189,12 @@ class PrometheusSpec(ApiModel):
     model_config = api_config(
         cel(POSITIVE_DURATION % "self.timeout", "timeout must be positive", ".timeout")
     )
-    url: str = Field(pattern=r"^https?://", description="Prometheus base URL")
+    url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="Prometheus base URL; omitted: the operator's default. Only URLs the "
+        "operator allows (--allow-prometheus-url) are used",
+    )
     timeout: str = Field(default="5s", pattern=DURATION_PATTERN, max_length=64)
 
     @field_validator("timeout")
@@ -310,6 +322,12 @@ class Strategy(ApiModel):
     readiness: ReadinessSpec = Field(default_factory=ReadinessSpec)
     progress_deadline_seconds: int = Field(default=600, ge=1)
     abort_scale_down_delay_seconds: int = Field(default=30, ge=0)
+    unavailable_grace_seconds: int = Field(
+        default=30,
+        ge=0,
+        description="a canary with traffic but no Ready pod gets weight 0 at once, and is rolled "
+        "back (CanaryUnavailable) when it has no Ready pod for this long",
+    )
     scale_down_delay_seconds: int = Field(
         default=30,
         ge=0,
@@ -352,6 +370,13 @@ class RolloutSpec(ApiModel):
             "spec.selector.matchLabels must match spec.template.metadata.labels",
             ".selector.matchLabels",
         ),
+        cel(
+            "has(self.selector) == has(oldSelf.selector)"
+            " && (!has(self.selector) || self.selector == oldSelf.selector)",
+            "spec.selector is immutable: its Deployments' selectors cannot change; "
+            "create a new Rollout instead",
+            ".selector",
+        ),
     )
     replicas: int = Field(default=1, ge=1, le=1000)
     selector: LabelSelector | None = None
@@ -361,12 +386,14 @@ class RolloutSpec(ApiModel):
     strategy: Strategy
 
     def selector_labels(self) -> dict[str, str]:
-        return dict(self.selector.match_labels) if self.selector else self.template.labels()
+        """The user's part of the track selectors: spec.selector only. Without it kanary selects
+        by its own labels alone, so a template label edit cannot re-point a Service."""
+        return dict(self.selector.match_labels) if self.selector else {}
 
     @model_validator(mode="after")
     def _selector_matches_template(self) -> RolloutSpec:
         labels = self.template.labels()
-        if not self.selector_labels():
+        if not self.selector and not labels:
             raise ValueError("spec.template.metadata.labels: needed when spec.selector is omitted")
         missing = {k: v for k, v in self.selector_labels().items() if labels.get(k) != v}
         if missing:

@@ -12,7 +12,10 @@ from kanary.spec import Phase
 
 Verdict = Literal["Pass", "Fail", "Inconclusive", "Error"]
 Outcome = Literal["Promoted", "RolledBack", "Superseded"]
-ConditionType = Literal["Available", "Progressing", "Paused", "Completed", "RolledBack"]
+ConditionType = Literal[
+    "Available", "Progressing", "Paused", "Completed", "RolledBack", "ReconcileError"
+]
+ActionResult = Literal["Accepted", "Refused"]
 
 Stage = Literal["Creating", "Steady", "Stepping", "Promoting", "Aborted"]
 """Where the engine is; phase is derived from it (plus pauseReason, and Invalid as an overlay).
@@ -82,12 +85,26 @@ class HistoryEntry(StatusModel):
     reason: str = ""
 
 
+class LastAction(StatusModel):
+    """The operator's answer to the latest manual action (`kanary ACTION --wait` reads it)."""
+
+    id: str = Field(description="the request's kanary.dev/action-id (or the action itself)")
+    action: str
+    result: ActionResult
+    reason: str = ""
+    at: datetime
+
+
 class RolloutStatus(StatusModel):
     phase: Phase | None = None
     message: str = ""
     observed_generation: int | None = None
     current_step_index: int | None = None
     canary_weight: int = 0
+    verified_weight: int | None = Field(
+        default=None,
+        description="the canary weight the HTTPRoute holds, as read back from the API server",
+    )
     stable_revision: str | None = None
     canary_revision: str | None = None
     step: str | None = Field(
@@ -111,6 +128,13 @@ class RolloutStatus(StatusModel):
     scale_down_at: datetime | None = Field(
         default=None, description="when the canary goes to 0 replicas after a rollback"
     )
+    weight_set_at: datetime | None = Field(
+        default=None, description="when canaryWeight took effect; checks count from then"
+    )
+    canary_unavailable_since: datetime | None = Field(
+        default=None, description="since when the canary has traffic but no Ready pod"
+    )
+    last_action: LastAction | None = None
     last_manual_id: str | None = Field(
         default=None, description="id of the last manual action applied, so none applies twice"
     )

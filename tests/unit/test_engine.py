@@ -68,6 +68,7 @@ def promoting(spec: RolloutSpec) -> Driver:
     new_template(driver, "v2")
     driver.world.stable_healthy = False
     driver.run_until(lambda s: s.stage == "Promoting")
+    driver.tick()  # the canary carried 100% since the last tick: now stable is re-templated
     return driver
 
 
@@ -155,9 +156,11 @@ def test_a_deleted_stable_deployment_is_recreated() -> None:
     driver.world.stable = TrackState()
     decision = driver.tick()
     assert ApplyStable(revision=driver.world.template_hash, replicas=4) in decision.actions
-    assert driver.status.phase == "Progressing"
+    assert "StableMissing" in driver.world.event_reasons()
+    assert condition(driver.status, "Available") == ("False", "NoReadyPods")
     driver.run(2)
     assert driver.status.phase == "Healthy"
+    assert condition(driver.status, "Available") == ("True", "PodsReady")
 
 
 def test_a_hand_edited_stable_deployment_gets_its_template_back() -> None:
@@ -361,8 +364,9 @@ TABLE: list[tuple[str, Any, ManualAction | None, str, int | None, list[str]]] = 
     ("timed pause running", _timed_pause_running, None, "Progressing", 1, []),
     ("timed pause elapsed", _timed_pause_elapsed, None, "Progressing", 2, []),
     ("timed pause, promote", _timed_pause_running, "promote", "Progressing", 2, []),
+    # promote --full: the canary takes 100% before stable is re-templated
     ("timed pause, promote-full", _timed_pause_running, "promote-full", "Progressing", 7,
-     ["ApplyStable(new,4)"]),
+     ["ApplyCanary(new,4)"]),
     ("timed pause, abort", _timed_pause_running, "abort", "RolledBack", 1, ["SetWeight(0)"]),
     ("timed pause, pause", _timed_pause_running, "pause", "Paused", 1, []),
     ("setWeight, abort", _weight_step_unready, "abort", "RolledBack", 0, ["SetWeight(0)"]),
@@ -380,7 +384,9 @@ TABLE: list[tuple[str, Any, ManualAction | None, str, int | None, list[str]]] = 
     ("promoting, stable unready", _promoting_stable_unready, None, "Progressing", 7, []),
     # the old canary keeps its pods for scaleDownDelaySeconds after the weight write
     ("promoting, stable ready", _promoting_stable_ready, None, "Healthy", None, ["SetWeight(0)"]),
-    ("promoting, abort", _promoting_stable_unready, "abort", "Progressing", 7, []),
+    # abort during promotion: weight 0 at once, stable gets its old template back
+    ("promoting, abort", _promoting_stable_unready, "abort", "RolledBack", 7,
+     ["SetWeight(0)", "ApplyStable(old,4)"]),
     ("rolled back, before delay", _rolled_back_before_delay, None, "RolledBack", 1, []),
     ("rolled back, after delay", _rolled_back_after_delay, None, "RolledBack", 1,
      ["ApplyCanary(new,0)"]),
@@ -399,7 +405,7 @@ def _named(action: Action, new: str) -> str:
         case ApplyCanary(revision=r, replicas=n):
             return f"ApplyCanary({'new' if r == new else r},{n})"
         case ApplyStable(revision=r, replicas=n):
-            return f"ApplyStable({'new' if r == new else r},{n})"
+            return f"ApplyStable({'new' if r == new else 'old'},{n})"
         case ScaleStable(replicas=n):
             return f"ScaleStable({n})"
         case _:
@@ -452,7 +458,6 @@ REFUSALS: list[tuple[str, Any, ManualAction]] = [
     ("pause {}", _pause_until_promote, "pause"),
     ("pause {}", _pause_until_promote, "resume"),
     ("paused by user", _paused_by_user, "pause"),
-    ("promoting", _promoting_stable_unready, "abort"),
     ("promoting", _promoting_stable_unready, "promote-full"),
     ("promoting", _promoting_stable_unready, "pause"),
     ("rolled back", _rolled_back_before_delay, "abort"),
@@ -474,7 +479,10 @@ def test_a_manual_action_that_makes_no_sense_is_refused_with_a_warning(
     assert len(refusals) == 1 and refusals[0].type == "Warning"
     assert refusals[0].message.startswith(f"{manual}: ")
     assert writes(asked.actions) == writes(plain.actions)
-    assert asked.status == plain.status
+    answer = asked.status.last_action
+    assert answer is not None and answer.result == "Refused" and answer.action == manual
+    assert answer.reason and refusals[0].message.endswith(answer.reason)
+    assert asked.status.model_copy(update={"last_action": plain.status.last_action}) == plain.status
 
 
 def test_a_manual_request_with_an_id_applies_once() -> None:
@@ -517,7 +525,8 @@ def test_promote_full_skips_the_remaining_steps() -> None:
     driver.tick(manual="promote-full")
     assert driver.status.stage == "Promoting"
     driver.run_until(lambda s: s.phase == "Healthy")
-    assert driver.world.weights == [0, 5, 0]
+    # the canary takes all traffic before stable is re-templated, then stable takes it back
+    assert driver.world.weights == [0, 5, 100, 0]
     assert driver.status.history[-1].outcome == "Promoted"
 
 
@@ -884,8 +893,9 @@ def test_a_failure_followed_by_a_pass_does_not_roll_back() -> None:
 
 
 def test_a_pause_ends_only_on_a_passing_check() -> None:
-    driver = at_step(analysed(interval="5s", inconclusiveLimit=100), 0,
-                     analyst=verdicts("Inconclusive"))
+    driver = at_step(analysed(interval="5s", inconclusiveLimit=100), 1,
+                     analyst=verdicts("Pass"))
+    driver.analyst = verdicts("Inconclusive")
     driver.run(120)
     assert driver.status.current_step_index == 1
     assert "waiting for a passing analysis check" in driver.status.message
@@ -894,7 +904,8 @@ def test_a_pause_ends_only_on_a_passing_check() -> None:
 
 
 def test_errors_block_advancing_and_roll_back_at_the_limit() -> None:
-    driver = at_step(analysed(interval="10s", errorLimit=5), 0, analyst=verdicts("Error"))
+    driver = at_step(analysed(interval="10s", errorLimit=5), 1, analyst=verdicts("Pass"))
+    driver.analyst = verdicts("Error")
     driver.run(35)
     assert driver.status.current_step_index == 1
     assert driver.status.phase == "Progressing"
@@ -926,7 +937,7 @@ def test_inconclusive_at_the_limit_rolls_back_when_configured() -> None:
 
 
 def test_the_same_check_seen_twice_counts_once() -> None:
-    driver = at_step(analysed(failureLimit=2), 1)
+    driver = at_step(analysed(failureLimit=2), 1, analyst=verdicts("Pass"))
     outcome = AnalysisOutcome(at=driver.world.now, verdict="Fail", summary="bad")
     obs = driver.world.observe(analysis=outcome)
     once = decide(driver.world.spec, driver.status, obs)
@@ -936,7 +947,7 @@ def test_the_same_check_seen_twice_counts_once() -> None:
 
 
 def test_a_check_about_a_superseded_canary_is_not_counted_for_the_new_one() -> None:
-    driver = at_step(analysed(failureLimit=1), 1)
+    driver = at_step(analysed(failureLimit=1), 1, analyst=verdicts("Pass"))
     new_template(driver, "v3")
     outcome = AnalysisOutcome(at=driver.world.now, verdict="Fail", summary="old canary")
     decision = decide(driver.world.spec, driver.status, driver.world.observe(analysis=outcome))
@@ -946,7 +957,7 @@ def test_a_check_about_a_superseded_canary_is_not_counted_for_the_new_one() -> N
 
 
 def test_the_message_carries_the_latest_analysis_summary() -> None:
-    driver = at_step(analysed(), 1)
+    driver = at_step(analysed(), 1, analyst=verdicts("Pass"))
     outcome = AnalysisOutcome(
         at=driver.world.now, verdict="Pass", summary="error-rate 0.21% <= 1%"
     )
@@ -1039,20 +1050,38 @@ def test_a_fixed_route_gets_the_weight_in_force_written_again() -> None:
     assert weights(driver.tick().actions) == [25]
 
 
-def test_an_invalid_spec_touches_nothing_and_resumes_where_it_was() -> None:
+def test_an_invalid_spec_mid_rollout_takes_the_weight_off_the_canary() -> None:
+    """Found: one PromQL typo at 50% froze the weight with no checks and no deadline."""
     driver = at_step(make_spec(), 3)
+    assert driver.status.canary_weight == 25
+    driver.world.invalid = "metric checkout: unknown template variable {{nope}}"
+    first = driver.tick()
+    assert writes(first.actions) == [SetWeight(0)]
+    for _ in range(50):
+        assert writes(driver.tick().actions) == []
+    assert driver.status.phase == "Invalid"
+    assert driver.status.stage == "Aborted" and driver.status.canary_weight == 0
+    assert condition(driver.status, "RolledBack")[1] == "InvalidSpec"
+    assert driver.world.event_reasons().count("Invalid") == 1
+    driver.world.invalid = None
+    driver.tick()
+    assert driver.status.phase == "RolledBack"
+
+
+def test_an_invalid_spec_without_canary_traffic_touches_nothing_and_resumes() -> None:
+    steps = [{"pause": {"duration": "30s"}}, {"setWeight": 50}, {"setWeight": 100}]
+    driver = at_step(make_spec(steps=steps), 0)
     driver.world.invalid = "metric checkout: unknown template variable {{nope}}"
     for _ in range(50):
         decision = driver.tick()
         assert writes(decision.actions) == []
     assert driver.status.phase == "Invalid"
     assert driver.status.message == driver.world.invalid
-    assert driver.world.event_reasons().count("Invalid") == 1
     assert condition(driver.status, "Progressing") == ("False", "Invalid")
     driver.world.invalid = None
     driver.tick()
     assert driver.status.phase == "Progressing"
-    assert driver.status.current_step_index == 4  # the pause ran out while invalid
+    assert driver.status.current_step_index == 1  # the pause ran out while invalid
 
 
 def test_an_invalid_spec_at_creation_creates_nothing() -> None:
@@ -1134,7 +1163,7 @@ def test_steps_shortened_past_the_current_one_promote_instead_of_crashing() -> N
     driver.tick()
     assert driver.status.stage == "Promoting"
     driver.run_until(lambda s: s.phase == "Healthy")
-    assert driver.world.weights == [0, 5, 25, 50, 0]
+    assert driver.world.weights == [0, 5, 25, 50, 100, 0]
 
 
 @pytest.mark.parametrize("routing", ["gateway", "ratio"])

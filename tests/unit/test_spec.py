@@ -65,7 +65,7 @@ def test_the_example_parses_with_snake_case_access() -> None:
     assert spec.traffic_routing.gateway_api.http_route == "demo"
     assert [s.set_weight for s in spec.strategy.steps] == [5, None, 50, None, 100]
     assert spec.strategy.readiness.max_pod_ready_seconds == 30
-    assert spec.selector_labels() == {"app": "demo"}
+    assert spec.selector_labels() == {}  # no spec.selector: kanary selects by its own labels
     assert spec.template.images() == ["demo:v1"]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kanary.handlers import _status_patch
+from kanary.reconcile import status_patch as _status_patch
 from kanary.status import MetricResult, RolloutStatus
 
 

@@ -10,6 +10,7 @@ class RouteProblem(Exception):
 
 
 class TrafficRouter(Protocol):
-    def set_weight(self, weight: int) -> None:
-        """Send `weight`% to canary, the rest to stable, in one write; RouteProblem if not."""
+    def set_weight(self, weight: int) -> tuple[int, int] | None:
+        """Send `weight`% to canary, the rest to stable, in one write; RouteProblem if not.
+        Returns the (stable, canary) split as stored, or None where pods are the split."""
         ...

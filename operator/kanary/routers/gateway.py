@@ -1,8 +1,16 @@
-"""Gateway API: kanary changes only the weights of the HTTPRoute backendRefs it owns."""
+"""Gateway API: kanary owns the two weights of exactly one rule of the user's HTTPRoute.
+
+The owned rule is the one named in spec.trafficRouting.gatewayAPI.rule, or else the one rule
+that references both <name>-stable and <name>-canary. Other rules (a header match pinned to the
+stable Service, say) are never written. Weights are set with a JSON patch that tests the
+resourceVersion read and the backendRef names at the paths it writes (set-and-verify: the
+patch's answer is the route as stored, and the weights read back from it are what status shows).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -12,32 +20,87 @@ from kanary.objects import track_name
 from kanary.routers.base import RouteProblem
 
 
-def _backend_refs(route: Mapping[str, Any]) -> list[tuple[int, int, str]]:
-    """(rule index, backendRef index, service name) for every Service backendRef in the route."""
-    refs = []
-    for ri, rule in enumerate(route.get("spec", {}).get("rules") or []):
-        for bi, ref in enumerate(rule.get("backendRefs") or []):
-            if ref.get("kind", "Service") == "Service" and ref.get("group", "") in ("", "core"):
-                refs.append((ri, bi, str(ref.get("name", ""))))
-    return refs
+@dataclass(frozen=True)
+class OwnedRule:
+    index: int
+    stable_ref: int  # backendRef index of <name>-stable in that rule
+    canary_ref: int
 
 
-def route_problem(route: Mapping[str, Any] | None, route_name: str, rollout: str) -> str | None:
-    """Why weights cannot be written to this route, or None when it references both tracks."""
+def _service_refs(rule: Mapping[str, Any]) -> dict[str, int]:
+    """Service name -> index of its first backendRef of kind Service in this rule."""
+    out: dict[str, int] = {}
+    for bi, ref in enumerate(rule.get("backendRefs") or []):
+        if ref.get("kind", "Service") == "Service" and ref.get("group", "") in ("", "core"):
+            out.setdefault(str(ref.get("name", "")), bi)
+    return out
+
+
+def find_rule(
+    route: Mapping[str, Any] | None, route_name: str, rollout: str, rule_name: str | None = None
+) -> OwnedRule | str:
+    """The rule whose two weights kanary owns, or why there is none (one line for on-call)."""
     if route is None:
         return f"HTTPRoute {route_name} not found"
-    names = {name for _, _, name in _backend_refs(route)}
-    missing = [
-        n for n in (track_name(rollout, "stable"), track_name(rollout, "canary")) if n not in names
-    ]
+    stable, canary = track_name(rollout, "stable"), track_name(rollout, "canary")
+    rules = route.get("spec", {}).get("rules") or []
+    if rule_name is not None:
+        named = [i for i, r in enumerate(rules) if r.get("name") == rule_name]
+        if not named:
+            return f"HTTPRoute {route_name} has no rule named {rule_name}"
+        candidates = named
+    else:
+        candidates = list(range(len(rules)))
+    both = []
+    for i in candidates:
+        refs = _service_refs(rules[i])
+        if stable in refs and canary in refs:
+            both.append(OwnedRule(i, refs[stable], refs[canary]))
+    if len(both) == 1:
+        return both[0]
+    if len(both) > 1:
+        return (
+            f"HTTPRoute {route_name} has {len(both)} rules referencing both {stable} and "
+            f"{canary}: name the one kanary owns in spec.trafficRouting.gatewayAPI.rule"
+        )
+    names: set[str] = set()
+    for i in candidates:
+        names.update(_service_refs(rules[i]))
+    missing = [n for n in (stable, canary) if n not in names]
+    where = f"HTTPRoute {route_name}" + (f" rule {rule_name}" if rule_name is not None else "")
     if missing:
-        return f"HTTPRoute {route_name} has no backendRef to Service {' or '.join(missing)}"
-    return None
+        return f"{where} has no backendRef to Service {' or '.join(missing)}"
+    return f"{where}: no rule references both {stable} and {canary}"
 
 
-def weight_patch(route: Mapping[str, Any], rollout: str, weight: int) -> list[dict[str, Any]]:
-    """A JSON patch setting only our two weights, guarded by the resourceVersion read."""
-    want = {track_name(rollout, "stable"): 100 - weight, track_name(rollout, "canary"): weight}
+def route_problem(
+    route: Mapping[str, Any] | None, route_name: str, rollout: str, rule_name: str | None = None
+) -> str | None:
+    """Why weights cannot be written to this route, or None."""
+    found = find_rule(route, route_name, rollout, rule_name)
+    return found if isinstance(found, str) else None
+
+
+def split_of(route: Mapping[str, Any], rule: OwnedRule) -> tuple[int, int]:
+    """(stable, canary) weights of the owned rule; a missing weight is 1, as Gateway API says."""
+    refs = route["spec"]["rules"][rule.index]["backendRefs"]
+    return int(refs[rule.stable_ref].get("weight", 1)), int(refs[rule.canary_ref].get("weight", 1))
+
+
+def observed_split(
+    route: Mapping[str, Any] | None, route_name: str, rollout: str, rule_name: str | None = None
+) -> tuple[int, int] | None:
+    found = find_rule(route, route_name, rollout, rule_name)
+    if isinstance(found, str) or route is None:
+        return None
+    return split_of(route, found)
+
+
+def weight_patch(route: Mapping[str, Any], rule: OwnedRule, weight: int) -> list[dict[str, Any]]:
+    """A JSON patch setting only the owned rule's two weights, guarded by the resourceVersion
+    read and by the names at the paths it writes."""
+    base = f"/spec/rules/{rule.index}/backendRefs"
+    refs = route["spec"]["rules"][rule.index]["backendRefs"]
     ops: list[dict[str, Any]] = [
         {
             "op": "test",
@@ -45,57 +108,42 @@ def weight_patch(route: Mapping[str, Any], rollout: str, weight: int) -> list[di
             "value": route["metadata"]["resourceVersion"],
         }
     ]
-    for ri, bi, name in _backend_refs(route):
-        if name in want:
-            ops.append(
-                {
-                    "op": "add",
-                    "path": f"/spec/rules/{ri}/backendRefs/{bi}/weight",
-                    "value": want[name],
-                }
-            )
+    for ref, value in ((rule.stable_ref, 100 - weight), (rule.canary_ref, weight)):
+        ops.append({"op": "test", "path": f"{base}/{ref}/name", "value": refs[ref]["name"]})
+        ops.append({"op": "add", "path": f"{base}/{ref}/weight", "value": value})
     return ops
-
-
-def route_weights(route: Mapping[str, Any], rollout: str) -> dict[str, int]:
-    """Current weight per track Service (a missing weight means 1, as Gateway API says)."""
-    out: dict[str, int] = {}
-    rules = route.get("spec", {}).get("rules") or []
-    for ri, bi, name in _backend_refs(route):
-        if name in (track_name(rollout, "stable"), track_name(rollout, "canary")):
-            out[name] = int(rules[ri]["backendRefs"][bi].get("weight", 1))
-    return out
 
 
 _ATTEMPTS = 3
 
 
 class GatewayRouter:
-    def __init__(self, kube: Kube, namespace: str, route_name: str, rollout: str) -> None:
+    def __init__(
+        self, kube: Kube, namespace: str, route_name: str, rollout: str, rule: str | None = None
+    ) -> None:
         self.kube = kube
         self.namespace = namespace
         self.route_name = route_name
         self.rollout = rollout
+        self.rule = rule
 
-    def set_weight(self, weight: int) -> None:
-        want = {
-            track_name(self.rollout, "stable"): 100 - weight,
-            track_name(self.rollout, "canary"): weight,
-        }
+    def set_weight(self, weight: int) -> tuple[int, int]:
+        """Write the split and return it as the API server stored it (stable, canary)."""
         for attempt in range(_ATTEMPTS):
             route = self.kube.get_httproute(self.namespace, self.route_name)
-            problem = route_problem(route, self.route_name, self.rollout)
-            if problem or route is None:
-                raise RouteProblem(problem)
-            if route_weights(route, self.rollout) == want:
-                return
+            found = find_rule(route, self.route_name, self.rollout, self.rule)
+            if isinstance(found, str) or route is None:
+                raise RouteProblem(found)
+            if split_of(route, found) == (100 - weight, weight):
+                return 100 - weight, weight
             try:
-                self.kube.json_patch_httproute(
-                    self.namespace, self.route_name, weight_patch(route, self.rollout, weight)
+                stored = self.kube.json_patch_httproute(
+                    self.namespace, self.route_name, weight_patch(route, found, weight)
                 )
-                return
+                return split_of(stored, found)
             except ApiException as e:
-                # 422: the resourceVersion test failed (someone, e.g. the gateway writing the
-                # route's status, changed it since the read): read again and retry.
+                # 422: a test failed (someone, e.g. the gateway writing the route's status,
+                # changed it since the read): read again and retry.
                 if e.status != 422 or attempt == _ATTEMPTS - 1:
                     raise
+        raise AssertionError("unreachable")

@@ -1,0 +1,506 @@
+"""One reconcile of one Rollout: what the watches show in, the engine's decision out, written.
+
+No Kopf here (handlers.py wires this to Kopf's timer and indexes), so unit tests drive it with
+a fake Kube. Every tick converges: the owned Deployments, Services and the two route weights are
+compared with what the watches show and written only on a difference; a converged Rollout makes
+zero API writes. The writes that could mix two decisions carry a precondition (the status patch
+the resourceVersion read; consuming a manual action a JSON patch `test` of its exact value).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from kanary import actions as act
+from kanary import metrics_export
+from kanary.analysis.check import run_check
+from kanary.analysis.source import MetricSource
+from kanary.analysis.templating import template_errors
+from kanary.engine import Decision, analysis_due, decide, template_hash
+from kanary.kube import Kube
+from kanary.objects import (
+    ANNOTATION_ACTION,
+    ANNOTATION_ACTION_ID,
+    LABEL_REVISION,
+    contains,
+    controller_revision,
+    deployment,
+    service_drifted,
+    services,
+    track_name,
+)
+from kanary.observation import MANUAL_ACTIONS, ManualAction, Observation, TrackState
+from kanary.podclock import PodClock
+from kanary.readiness import readiness_figures
+from kanary.routers import RouteProblem
+from kanary.routers.gateway import GatewayRouter, find_rule, split_of
+from kanary.routers.replica_ratio import ReplicaRatioRouter
+from kanary.spec import RolloutSpec
+from kanary.status import Condition, RolloutStatus
+
+log = logging.getLogger("kanary")
+
+EVENT_FOLD_SECONDS = 60.0  # the same Event (reason and message) for one Rollout, at most this often
+
+PostEvent = Callable[[str, str, str], None]  # (type, reason, message)
+SourceFor = Callable[[RolloutSpec], MetricSource]
+
+
+@dataclasses.dataclass(frozen=True)
+class SeenDeployment:
+    """An owned Deployment as the watch shows it."""
+
+    state: TrackState
+    template: Mapping[str, Any]
+    generation: int
+
+
+@dataclasses.dataclass(frozen=True)
+class View:
+    """What the watch caches show of one Rollout's world this tick."""
+
+    stable: SeenDeployment | None = None
+    canary: SeenDeployment | None = None
+    services: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    route: Mapping[str, Any] | None = None  # the HTTPRoute the spec names, if any
+    revisions: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class Runtime:
+    """Process-wide state: the client, the pod clock and a little memory of our own writes."""
+
+    kube: Kube
+    clock: PodClock = dataclasses.field(default_factory=PodClock)
+    # (namespace, Deployment) -> the generation our last apply produced: a template that still
+    # differs from ours at that generation is the API server's normalisation, not someone's edit.
+    applied_generation: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)
+    recent_events: dict[tuple[str, str, str, str], float] = dataclasses.field(
+        default_factory=dict
+    )
+    monotonic: Callable[[], float] = time.monotonic
+
+
+class Conflict(Exception):
+    """The Rollout changed since it was read: this tick's decision is dropped; the next one
+    decides again."""
+
+
+def track_state(body: Mapping[str, Any]) -> TrackState:
+    """TrackState of an owned Deployment body."""
+    spec, status = body.get("spec") or {}, body.get("status") or {}
+    meta = body.get("metadata") or {}
+    template_labels = (spec.get("template") or {}).get("metadata", {}).get("labels") or {}
+    replicas = int(spec.get("replicas", 1))
+    ready = int(status.get("readyReplicas", 0) or 0)
+    updated = int(status.get("updatedReplicas", 0) or 0)
+    settled = (
+        int(status.get("observedGeneration", 0) or 0) >= int(meta.get("generation", 0) or 0)
+        and updated == replicas
+        and ready == replicas
+        and int(status.get("replicas", 0) or 0) == replicas
+    )
+    containers = (spec.get("template") or {}).get("spec", {}).get("containers") or []
+    return TrackState(
+        exists=True,
+        images=",".join(str(c.get("image", "")) for c in containers),
+        revision=template_labels.get(LABEL_REVISION),
+        replicas=replicas,
+        ready=ready if updated >= ready else updated,
+        settled=settled,
+    )
+
+
+def seen_deployment(body: Mapping[str, Any]) -> SeenDeployment:
+    spec = body.get("spec") or {}
+    return SeenDeployment(
+        state=track_state(body),
+        template=spec.get("template") or {},
+        generation=int((body.get("metadata") or {}).get("generation") or 0),
+    )
+
+
+# ---- the tick --------------------------------------------------------------------------------
+
+
+def reconcile(
+    rt: Runtime,
+    body: Mapping[str, Any],
+    view: View,
+    now: datetime,
+    post_event: PostEvent,
+    source_for: SourceFor,
+    resolve_prometheus: Callable[[str | None], str] | None = None,
+) -> None:
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    if meta.get("deletionTimestamp"):
+        return  # being deleted: the garbage collector removes what we own; leave it alone
+    old_status = dict(body.get("status") or {})
+    generation = int(meta.get("generation") or 0)
+    events = _EventPoster(rt, meta, post_event, now)
+    try:
+        spec = RolloutSpec.model_validate(dict(body.get("spec") or {}))
+    except ValidationError as e:
+        reason = "; ".join(
+            f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
+        )
+        events("Warning", "Invalid", reason)
+        _write_status(rt, meta, old_status, _invalid(old_status, reason, generation))
+        return
+
+    annotations = meta.get("annotations") or {}
+    manual, bad_action = manual_action(annotations)
+    if bad_action:
+        events("Warning", "UnknownAction", bad_action)
+    current = RolloutStatus.model_validate(old_status)
+    invalid = "; ".join(template_errors(spec)) or None
+    prometheus_url: str | None = None
+    if invalid is None and spec.strategy.analysis is not None and resolve_prometheus is not None:
+        try:
+            prometheus_url = resolve_prometheus(spec.strategy.analysis.prometheus.url)
+        except ValueError as e:
+            invalid = str(e)
+    obs = observe(rt, spec, current, view, namespace, name, now, generation)
+    obs = dataclasses.replace(
+        obs,
+        invalid=invalid,
+        manual=manual,
+        manual_id=annotations.get(ANNOTATION_ACTION_ID),
+    )
+    if invalid is None and spec.strategy.analysis and analysis_due(spec, current, now):
+        if prometheus_url is not None:
+            spec = _with_prometheus(spec, prometheus_url)
+        outcome = run_check(
+            spec,
+            source_for(spec),
+            namespace,
+            name,
+            current.canary_revision or "",
+            current.stable_revision or "",
+            now,
+        )
+        obs = dataclasses.replace(obs, analysis=outcome)
+        metrics_export.record_analysis(namespace, name, outcome)
+
+    decision = decide(spec, current, obs)
+    try:
+        split = execute(rt, spec, meta, view, obs, decision, events)
+    except RouteProblem as problem:
+        obs = dataclasses.replace(obs, route_problem=str(problem), route_split=None)
+        decision = decide(spec, current, obs)
+        split = execute(rt, spec, meta, view, obs, _without_weights(decision), events)
+    status = for_kubectl(decision.status, spec, obs)
+    if split is not None or obs.route_split is not None:
+        seen = split if split is not None else obs.route_split
+        status = status.model_copy(update={"verified_weight": seen[1] if seen else None})
+    _write_status(rt, meta, old_status, status)
+    if bad_action or manual:  # consumed only once the decision it caused is written
+        consume_action(rt.kube, namespace, name, annotations)
+    metrics_export.record_status(namespace, name, current, decision.status)
+
+
+def observe(
+    rt: Runtime,
+    spec: RolloutSpec,
+    current: RolloutStatus,
+    view: View,
+    namespace: str,
+    name: str,
+    now: datetime,
+    generation: int,
+) -> Observation:
+    revision = template_hash(spec.template)
+    since = current.rollout_started_at if current.stage == "Stepping" else None
+    timings = rt.clock.timings(namespace, name, current.canary_revision or "")
+    problem, split = None, None
+    gw = spec.traffic_routing.gateway_api if spec.traffic_routing else None
+    if gw is not None:
+        found = find_rule(view.route, gw.http_route, name, gw.rule)
+        if isinstance(found, str):
+            problem = found
+        elif view.route is not None:
+            split = split_of(view.route, found)
+    uid = ""
+    wanted_services = services(spec, name, namespace, uid)
+    drifted = tuple(
+        s["metadata"]["name"]
+        for s in wanted_services
+        if service_drifted(view.services.get(s["metadata"]["name"]), s)
+    )
+    return Observation(
+        now=now,
+        generation=generation,
+        template_hash=revision,
+        stable=_track(rt, spec, view, view.stable, namespace, track_name(name, "stable")),
+        canary=_track(rt, spec, view, view.canary, namespace, track_name(name, "canary")),
+        readiness=readiness_figures(
+            [t for t in timings if since is None or t.created >= since], now
+        ),
+        route_problem=problem,
+        route_split=split,
+        services_drifted=drifted,
+    )
+
+
+def _track(
+    rt: Runtime,
+    spec: RolloutSpec,
+    view: View,
+    seen: SeenDeployment | None,
+    namespace: str,
+    deployment_name: str,
+) -> TrackState:
+    if seen is None:
+        return TrackState()
+    wanted = _template_of(spec, view, seen.state.revision)
+    ours = rt.applied_generation.get((namespace, deployment_name))
+    drifted = (
+        wanted is not None
+        and ours != seen.generation
+        and not contains(seen.template.get("spec"), wanted.get("spec"))
+    )
+    return dataclasses.replace(seen.state, drifted=drifted)
+
+
+def _template_of(spec: RolloutSpec, view: View, revision: str | None) -> Mapping[str, Any] | None:
+    """The pod template kanary applies for `revision`: the spec's, or the one recorded."""
+    if revision is None:
+        return None
+    if revision == template_hash(spec.template):
+        return spec.template.model_dump(by_alias=True)
+    return view.revisions.get(revision)
+
+
+def manual_action(annotations: Mapping[str, str]) -> tuple[ManualAction | None, str | None]:
+    raw = annotations.get(ANNOTATION_ACTION)
+    if raw is None:
+        return None, None
+    for action in MANUAL_ACTIONS:
+        if raw == action:
+            return action, None
+    return None, f"unknown {ANNOTATION_ACTION} {raw!r}: use one of {', '.join(MANUAL_ACTIONS)}"
+
+
+def consume_action(kube: Kube, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+    """Remove exactly the request this tick saw: a newer one written meanwhile stays (422)."""
+    ops: list[dict[str, Any]] = []
+    for key in (ANNOTATION_ACTION, ANNOTATION_ACTION_ID):
+        if key in annotations:
+            path = "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+            ops.append({"op": "test", "path": path, "value": annotations[key]})
+            ops.append({"op": "remove", "path": path})
+    if not ops:
+        return
+    try:
+        kube.json_patch_rollout(namespace, name, ops)
+    except ApiException as e:
+        if e.status != 422:
+            raise
+        log.info("rollout %s/%s: a new action arrived during the tick; it is next", namespace, name)
+
+
+# ---- writes ----------------------------------------------------------------------------------
+
+
+class _EventPoster:
+    """Posts an Event unless the same one was posted for this Rollout in the last minute."""
+
+    def __init__(self, rt: Runtime, meta: Mapping[str, Any], post: PostEvent, now: datetime):
+        self.rt, self.uid, self.post = rt, str(meta.get("uid", "")), post
+
+    def __call__(self, kind: str, reason: str, message: str) -> None:
+        key = (self.uid, kind, reason, message)
+        at = self.rt.monotonic()
+        last = self.rt.recent_events.get(key)
+        if last is not None and at - last < EVENT_FOLD_SECONDS:
+            return
+        self.rt.recent_events[key] = at
+        if len(self.rt.recent_events) > 10000:
+            cutoff = at - EVENT_FOLD_SECONDS
+            for k in [k for k, t in self.rt.recent_events.items() if t < cutoff]:
+                del self.rt.recent_events[k]
+        self.post(kind, reason, message)
+
+
+def execute(
+    rt: Runtime,
+    spec: RolloutSpec,
+    meta: Mapping[str, Any],
+    view: View,
+    obs: Observation,
+    decision: Decision,
+    events: Callable[[str, str, str], None],
+) -> tuple[int, int] | None:
+    """Apply the engine's actions in order; the (stable, canary) split written, if any."""
+    name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
+    written: tuple[int, int] | None = None
+    for action in decision.actions:
+        match action:
+            case act.EnsureServices(names=names):
+                for svc in services(spec, name, namespace, uid):
+                    if not names or svc["metadata"]["name"] in names:
+                        rt.kube.apply(svc)
+            case act.ApplyCanary(revision=rev, replicas=n):
+                _apply_deployment(rt, spec, meta, view, "canary", rev, n)
+            case act.ApplyStable(revision=rev, replicas=n):
+                _apply_deployment(rt, spec, meta, view, "stable", rev, n)
+            case act.ScaleStable(replicas=n):
+                rt.kube.scale(namespace, track_name(name, "stable"), n)
+            case act.SetWeight(weight=w):
+                written = _router(rt, spec, namespace, name).set_weight(w)
+            case act.EmitEvent(type=kind, reason=reason, message=message):
+                events(kind, reason, message)
+    return written
+
+
+class UnknownTemplate(Exception):
+    """A Deployment must be recreated with a revision whose template was not recorded."""
+
+
+def _apply_deployment(
+    rt: Runtime,
+    spec: RolloutSpec,
+    meta: Mapping[str, Any],
+    view: View,
+    track: str,
+    revision: str,
+    replicas: int,
+) -> None:
+    name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
+    template = _template_of(spec, view, revision)
+    if template is None:
+        raise UnknownTemplate(
+            f"the {track} track's revision {revision} has no recorded template "
+            f"(ControllerRevision {name}-{revision} is missing): change spec.template to roll out"
+        )
+    if revision == template_hash(spec.template) and revision not in view.revisions:
+        number = int(meta.get("generation") or 1)
+        rt.kube.apply(controller_revision(spec, name, namespace, uid, revision, number))
+    manifest = deployment(
+        spec, name, namespace, uid, "stable" if track == "stable" else "canary", revision,
+        replicas, template=dict(template),
+    )
+    stored = rt.kube.apply(manifest)
+    generation = int(((stored or {}).get("metadata") or {}).get("generation") or 0)
+    if generation:
+        rt.applied_generation[(namespace, manifest["metadata"]["name"])] = generation
+
+
+def _router(
+    rt: Runtime, spec: RolloutSpec, namespace: str, name: str
+) -> GatewayRouter | ReplicaRatioRouter:
+    gw = spec.traffic_routing.gateway_api if spec.traffic_routing else None
+    if gw is None:
+        return ReplicaRatioRouter()
+    return GatewayRouter(rt.kube, namespace, gw.http_route, name, gw.rule)
+
+
+def _without_weights(decision: Decision) -> Decision:
+    kept = [a for a in decision.actions if not isinstance(a, act.SetWeight)]
+    return dataclasses.replace(decision, actions=kept)
+
+
+# ---- status ----------------------------------------------------------------------------------
+
+
+def for_kubectl(status: RolloutStatus, spec: RolloutSpec, obs: Observation) -> RolloutStatus:
+    """The printer columns' fields: step "i/N" and the images each track runs."""
+    index = status.current_step_index
+    steps = len(spec.strategy.steps)
+    canary = ",".join(spec.template.images()) if status.stage == "Stepping" else None
+    return status.model_copy(
+        update={
+            "step": None if index is None else f"{min(index + 1, steps)}/{steps}",
+            "stable_image": obs.stable.images or None,
+            "canary_image": canary,
+        }
+    )
+
+
+def _stored(value: Any) -> Any:
+    """A value as the API server keeps it: a merge patch's nulls delete keys, so none remain."""
+    if isinstance(value, dict):
+        return {k: _stored(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_stored(v) for v in value]
+    return value
+
+
+_KNOWN = {field.alias or key for key, field in RolloutStatus.model_fields.items()}
+
+
+def status_patch(old: Mapping[str, Any], new: RolloutStatus) -> dict[str, Any]:
+    """Merge-patch body: changed keys, and None for keys of ours that went away. Keys the model
+    does not know (a newer operator's) are never mentioned, so never dropped. Compared as
+    stored, so a status that did not change is not written again."""
+    fresh = new.to_patch()
+    patch = {k: v for k, v in fresh.items() if _stored(old.get(k)) != _stored(v)}
+    patch.update({k: None for k in old if k in _KNOWN and fresh.get(k) is None and k not in patch})
+    return {k: v for k, v in patch.items() if not (v is None and old.get(k) is None)}
+
+
+def _invalid(old: Mapping[str, Any], reason: str, generation: int) -> RolloutStatus:
+    status = RolloutStatus.model_validate(dict(old))
+    return status.model_copy(
+        update={"phase": "Invalid", "message": reason, "observed_generation": generation}
+    )
+
+
+def _write_status(
+    rt: Runtime, meta: Mapping[str, Any], old: Mapping[str, Any], new: RolloutStatus
+) -> None:
+    patch = status_patch(old, new)
+    if not patch:
+        return
+    try:
+        rt.kube.patch_rollout_status(
+            meta["namespace"], meta["name"], str(meta.get("resourceVersion", "")), patch
+        )
+    except ApiException as e:
+        if e.status == 409:
+            raise Conflict(f"rollout {meta['namespace']}/{meta['name']} changed meanwhile") from e
+        raise
+
+
+def with_reconcile_error(old: Mapping[str, Any], message: str, now: datetime) -> dict[str, Any]:
+    """The status patch that records a failed tick as condition ReconcileError (the one line
+    on-call needs); the next successful tick removes it."""
+    status = RolloutStatus.model_validate(dict(old))
+    previous = next((c for c in status.conditions if c.type == "ReconcileError"), None)
+    since = previous.last_transition_time if previous is not None else now
+    if previous is not None and previous.message == message:
+        return {}
+    others = [c for c in status.conditions if c.type != "ReconcileError"]
+    error = Condition(
+        type="ReconcileError",
+        status="True",
+        reason="ReconcileError",
+        message=message,
+        last_transition_time=since,
+    )
+    return status_patch(old, status.model_copy(update={"conditions": [*others, error]}))
+
+
+def _with_prometheus(spec: RolloutSpec, url: str) -> RolloutSpec:
+    analysis = spec.strategy.analysis
+    assert analysis is not None
+    prometheus = analysis.prometheus.model_copy(update={"url": url})
+    strategy = spec.strategy.model_copy(
+        update={"analysis": analysis.model_copy(update={"prometheus": prometheus})}
+    )
+    return spec.model_copy(update={"strategy": strategy})
+
+
+def is_terminating(error: ApiException) -> bool:
+    """The namespace is being deleted (403 on create) or the object is already gone."""
+    body = str(getattr(error, "body", "") or "")
+    return (error.status == 403 and "being terminated" in body) or error.status == 404
