@@ -26,6 +26,7 @@ from typing import Any, cast
 import yaml
 from kubernetes import client, config
 
+from kanary.analysis.judgement import format_value
 from kanary.engine import template_hash
 from kanary.spec import PodTemplate
 
@@ -220,6 +221,18 @@ def load(duration: int, rate: int) -> subprocess.Popen[bytes]:
     )
 
 
+def _text(value: object) -> str:
+    """For the summary: "-" for nothing (steps were recorded as str(None))."""
+    return "-" if value is None or value in ("", "None") else str(value)
+
+
+def _counts(counts: object) -> str:
+    """{"200": 812, "500": 30} -> "200: 812, 500: 30"."""
+    if not isinstance(counts, dict) or not counts:
+        return "-"
+    return ", ".join(f"{k}: {v}" for k, v in counts.items())
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kubeconfig", required=True)
@@ -254,20 +267,21 @@ def main() -> int:
     loader.wait(timeout=10)
 
     say("summary")
-    print(f"  v2: {after_v2.get('phase')} in {healthy.t():.1f}s")
+    print(f"  v2: {_text(after_v2.get('phase'))} in {healthy.t():.1f}s")
     for t, step, weight in healthy.steps:
-        print(f"      {t:6.1f}s  step {step:5} weight {weight}%")
+        print(f"      {t:6.1f}s  step {_text(step):5} weight {weight}%")
     ready = after_v2.get("readiness") or {}
     if ready.get("count"):
         print(
             f"      readiness: {ready['count']} pods,"
-            f" p50 {ready['p50Seconds']:.2f}s, max {ready['maxSeconds']:.2f}s"
+            f" p50 {ready['p50Seconds']:.1f}s, max {ready['maxSeconds']:.1f}s"
         )
-    print(f"  v3: {final.get('phase')}: {final.get('message')}")
+    print(f"  v3: {_text(final.get('phase'))}: {_text(final.get('message'))}")
     for m in (final.get("analysis") or {}).get("metrics") or []:
+        value, requests = m.get("value"), m.get("requests")
         print(
-            f"      {m['name']}: {m.get('value')}"
-            f" (verdict {m['verdict']}, requests {m.get('requests')})"
+            f"      {m['name']}: {'-' if value is None else format_value(m['name'], value)}"
+            f" (verdict {m['verdict']}, requests {'-' if requests is None else f'{requests:.0f}'})"
         )
     if failing.first_canary_traffic is not None and failing.back_to_zero is not None:
         print(
@@ -278,8 +292,8 @@ def main() -> int:
     if load_path.exists() and load_path.stat().st_size:
         report = json.loads(load_path.read_text())
         print(
-            f"  load: {report.get('sent')} requests, status {report.get('status')},"
-            f" versions {report.get('version')}"
+            f"  load: {_text(report.get('sent'))} requests,"
+            f" status {_counts(report.get('status'))}, versions {_counts(report.get('version'))}"
         )
     ok = after_v2.get("phase") == "Healthy" and final.get("phase") == "RolledBack"
     print("\n" + ("demo passed" if ok else "demo FAILED"))

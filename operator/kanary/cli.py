@@ -7,11 +7,13 @@ Every action is an annotation the operator consumes once, so plain kubectl can d
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from kanary import __version__
@@ -36,6 +38,52 @@ class CliError(Exception):
     pass
 
 
+def error_message(e: Exception) -> str | None:
+    """The one line `kanary: error: ...` for what the user can act on; None for a bug (let the
+    traceback show)."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError, MaxRetryError
+
+    if isinstance(e, CliError):
+        return str(e)
+    if isinstance(e, MaxRetryError):  # refused, timed out, TLS: the client retried, then gave up
+        why = e.reason if e.reason is not None else e
+        return f"cannot reach the Kubernetes API server {_server(e.pool)}: {_why(why)}"
+    if isinstance(e, HTTPError):
+        return f"lost the Kubernetes API server {_server(getattr(e, 'pool', None))}: {_why(e)}"
+    if isinstance(e, ApiException):
+        detail = _server_says(e)
+        if e.status == 403:
+            return detail if " is forbidden" in detail else f"forbidden: {detail}"
+        if e.status == 401:
+            return f"the API server rejected the kubeconfig's credentials: {detail}"
+        return f"the API server answered {e.status}: {detail}"
+    return None
+
+
+def _server(pool: Any) -> str:
+    """The API server's URL: from the connection pool, else the loaded kubeconfig."""
+    if pool is not None and getattr(pool, "host", None):
+        return f"{pool.scheme}://{pool.host}:{pool.port}"
+    from kubernetes import client
+
+    return str(client.Configuration.get_default_copy().host)
+
+
+def _why(e: BaseException) -> str:
+    """urllib3's text without the connection object it starts with."""
+    text = str(e.args[-1]) if e.args else type(e).__name__
+    return text.split("): ", 1)[-1].removeprefix("None: ")
+
+
+def _server_says(e: Any) -> str:
+    """The `message` of the API server's Status body, else the HTTP status."""
+    try:
+        return str(json.loads(e.body)["message"])
+    except (TypeError, ValueError, KeyError):
+        return f"{e.status} {e.reason or ''}".strip()
+
+
 def action_error(action: ManualAction, name: str, phase: str | None) -> str | None:
     allowed = ALLOWED[action]
     if phase in allowed:
@@ -55,6 +103,27 @@ def _api() -> Any:
         where = os.environ.get("KUBECONFIG", "~/.kube/config")
         raise CliError(f"cannot load kubeconfig {where}: {e}") from e
     return client.CustomObjectsApi()
+
+
+def _core() -> Any:
+    from kubernetes import client
+
+    return client.CoreV1Api()
+
+
+def _namespace_exists(namespace: str) -> bool:
+    """False only when the API server says the namespace is not there (403: cannot tell)."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        _core().read_namespace(namespace)
+    except ApiException as e:
+        if e.status == 404:
+            return False
+        if e.status == 403:
+            return True
+        raise
+    return True
 
 
 def _load_config_for_operator() -> None:
@@ -89,31 +158,33 @@ def _get(api: Any, namespace: str, name: str) -> dict[str, Any]:
             api.get_namespaced_custom_object(API_GROUP, API_VERSION, namespace, PLURAL, name)
         )
     except ApiException as e:
-        if e.status == 404:
-            raise CliError(f"rollout {name} not found in namespace {namespace}") from e
-        raise CliError(f"reading rollout {name}: {e.status} {e.reason}") from e
+        if e.status != 404:
+            raise
+        if not _namespace_exists(namespace):
+            raise CliError(f"namespace {namespace} not found") from e
+        raise CliError(f"rollout {name} not found in namespace {namespace}") from e
+
+
+def _event_time(e: Any) -> datetime:
+    t = e.event_time or e.last_timestamp or e.first_timestamp or e.metadata.creation_timestamp
+    if not isinstance(t, datetime):
+        return datetime.min.replace(tzinfo=UTC)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _events(namespace: str, name: str) -> list[Mapping[str, Any]]:
-    from kubernetes import client
-
+    """The Rollout's Events, oldest first."""
     items = (
-        client.CoreV1Api()
+        _core()
         .list_namespaced_event(
             namespace, field_selector=f"involvedObject.kind=Rollout,involvedObject.name={name}"
         )
         .items
     )
-    out = [
-        {
-            "type": e.type,
-            "reason": e.reason,
-            "message": e.message,
-            "time": e.last_timestamp or e.event_time or e.metadata.creation_timestamp,
-        }
-        for e in items
+    return [
+        {"type": e.type, "reason": e.reason, "message": e.message, "time": _event_time(e)}
+        for e in sorted(items, key=_event_time)
     ]
-    return sorted(out, key=lambda e: str(e["time"]))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -144,8 +215,44 @@ def cmd_list(args: argparse.Namespace) -> int:
         items = api.list_namespaced_custom_object(API_GROUP, API_VERSION, args.namespace, PLURAL)[
             "items"
         ]
-    print(render_list(items, with_namespace=args.all_namespaces))
+    if items or args.all_namespaces:
+        print(render_list(items, with_namespace=args.all_namespaces))
+        return 0
+    if not _namespace_exists(args.namespace):
+        raise CliError(f"namespace {args.namespace} not found")
+    print(f"No rollouts found in namespace {args.namespace}.{_elsewhere_hint(api)}")
     return 0
+
+
+def _elsewhere_hint(api: Any) -> str:
+    """The hint after an empty listing, e.g. " (3 in other namespaces: kanary list -A)"."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        count = len(api.list_cluster_custom_object(API_GROUP, API_VERSION, PLURAL)["items"])
+    except ApiException:
+        return ""
+    return f" ({count} in other namespaces: kanary list -A)" if count else ""
+
+
+def wait_for_ack(
+    get: Callable[[], Mapping[str, Any]],
+    request_id: str,
+    timeout: float,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    interval: float = 0.5,
+) -> Mapping[str, Any] | None:
+    """The Rollout's status.lastAction once it answers `request_id`; None after `timeout`."""
+    deadline = clock() + timeout
+    while True:
+        last = (get().get("status") or {}).get("lastAction") or {}
+        if last.get("id") == request_id:
+            return dict(last)
+        remaining = deadline - clock()
+        if remaining <= 0:
+            return None
+        sleep(min(interval, remaining))
 
 
 def cmd_action(args: argparse.Namespace) -> int:
@@ -166,11 +273,36 @@ def cmd_action(args: argparse.Namespace) -> int:
         args.name,
         {"metadata": {"annotations": {ANNOTATION_ACTION: action, ANNOTATION_ACTION_ID: request}}},
     )
-    print(f"rollout {args.namespace}/{args.name}: {action} requested")
-    return 0
+    where = f"rollout {args.namespace}/{args.name}"
+    if not args.wait:
+        print(f"{where}: {action} requested")
+        return 0
+    ack = wait_for_ack(lambda: _get(api, args.namespace, args.name), request, args.timeout)
+    if ack is None:
+        raise CliError(
+            f"{where}: the operator did not acknowledge {action} within {args.timeout:g}s"
+            " (is it running?)"
+        )
+    if ack.get("result") == "Accepted":
+        print(f"{where}: {action} accepted")
+        return 0
+    print(f"{where}: {action} refused: {ack.get('reason') or 'no reason given'}", file=sys.stderr)
+    return 1
+
+
+def prometheus_env(default_url: str | None, allowed: Sequence[str] | None) -> dict[str, str]:
+    """`kanary run`'s Prometheus flags as the environment the analysis reads."""
+    env = {}
+    if default_url:
+        env["KANARY_PROMETHEUS_DEFAULT_URL"] = default_url
+    if allowed:
+        env["KANARY_PROMETHEUS_ALLOWED_URLS"] = ",".join(allowed)
+    return env
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # before the imports: the analysis may read them when it loads
+    os.environ.update(prometheus_env(args.prometheus_url, args.allow_prometheus_url))
     import logging
 
     import kopf
@@ -200,6 +332,18 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("-n", "--namespace", action="append", help="watch only these namespaces")
     run.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness URL")
     run.add_argument("--metrics-port", type=int, default=8081, help="/metrics port (0: off)")
+    run.add_argument(
+        "--prometheus-url",
+        metavar="URL",
+        help="Prometheus for Rollouts that name none (sets KANARY_PROMETHEUS_DEFAULT_URL)",
+    )
+    run.add_argument(
+        "--allow-prometheus-url",
+        metavar="URL",
+        action="append",
+        help="a Prometheus base URL a Rollout may name; repeat for several"
+        " (sets KANARY_PROMETHEUS_ALLOWED_URLS, comma-separated)",
+    )
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=cmd_run)
 
@@ -233,21 +377,33 @@ def parser() -> argparse.ArgumentParser:
         ap = named(action, help_text)
         if action == "promote":
             ap.add_argument("--full", action="store_true", help="skip the remaining steps")
+        ap.add_argument(
+            "--wait", action="store_true", help="wait for the operator to accept or refuse it"
+        )
+        ap.add_argument(
+            "--timeout", type=float, default=60.0, help="seconds --wait waits (default 60)"
+        )
         ap.set_defaults(func=cmd_action, action=action)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as e:  # --help and --version: 0; a bad flag: 1 (argparse exits 2)
+        return 0 if e.code in (0, None) else 1
     if getattr(args, "namespace", None) is None and args.command not in ("run",):
         args.namespace = _default_namespace()
     try:
         return int(args.func(args))
-    except CliError as e:
-        print(f"kanary: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as e:
+        message = error_message(e)
+        if message is None:
+            raise
+        print(f"kanary: error: {message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

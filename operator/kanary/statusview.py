@@ -20,18 +20,50 @@ def _step_text(body: Mapping[str, Any]) -> str:
     return f"{min(int(index) + 1, len(steps))}/{len(steps)}"
 
 
-def _metric_line(m: Mapping[str, Any]) -> str:
-    value = m.get("value")
-    bound = []
-    if m.get("min") is not None:
-        bound.append(f">= {m['min']:g}")
+def _bounds(m: Mapping[str, Any]) -> list[tuple[bool, str]]:
+    """Each bound with whether the value keeps it, as the analysis judges it (judgement.py)."""
+    value, base = m.get("value"), m.get("baseline")
+    out: list[tuple[bool, str]] = []
+    if value is None:
+        return out
     if m.get("max") is not None:
-        bound.append(f"<= {m['max']:g}")
-    shown = "no data" if value is None else f"{value:.4g}"
+        ok = value <= m["max"]
+        out.append((ok, f"{'<=' if ok else '>'} max {m['max']:g}"))
+    if m.get("min") is not None:
+        ok = value >= m["min"]
+        out.append((ok, f"{'>=' if ok else '<'} min {m['min']:g}"))
+    if base is None:
+        return out
+    if m.get("maxIncrease") is not None:
+        delta = value - base
+        ok = delta <= m["maxIncrease"]
+        op = "<=" if ok else ">"
+        out.append(
+            (ok, f"vs stable {base:.4g}: {delta:+.4g} {op} maxIncrease {m['maxIncrease']:g}")
+        )
+    if m.get("maxRatio") is not None and base >= 0:
+        if base > 0:
+            ok, ratio = value / base <= m["maxRatio"], f"{value / base:.2f}x"
+        else:  # stable 0: any canary value above 0 breaks the ratio
+            ok, ratio = value <= 0, "unbounded ratio" if value > 0 else "no ratio"
+        op = "<=" if ok else ">"
+        out.append((ok, f"vs stable {base:.4g}: {ratio} {op} maxRatio {m['maxRatio']:g}x"))
+    return out
+
+
+def _metric_line(m: Mapping[str, Any]) -> str:
+    """Pass: every bound kept; Fail: the bounds broken; otherwise (or if the figures do not
+    show it) the analysis's reason."""
+    name, verdict, value = m.get("name"), m.get("verdict"), m.get("value")
+    head = f"    {name}" + ("" if value is None else f" {value:.4g}")
     requests = m.get("requests")
     reqs = "" if requests is None else f", {requests:.0f} requests"
-    reason = f" ({m['reason']})" if m.get("reason") else ""
-    return f"    {m.get('name')}: {shown} {' '.join(bound)}{reqs} -> {m.get('verdict')}{reason}"
+    bounds = _bounds(m)
+    shown = [text for ok, text in bounds if ok == (verdict == "Pass")]
+    if shown and (verdict == "Fail" or (verdict == "Pass" and len(shown) == len(bounds))):
+        return f"{head} {', '.join(shown)}{reqs} -> {verdict}"
+    reason = str(m.get("reason") or "").removeprefix(f"{name}: ")
+    return f"{head}{reqs} -> {verdict}" + (f": {reason}" if reason else "")
 
 
 def render_status(body: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = ()) -> str:
