@@ -53,6 +53,7 @@ mkdir -p "${LOG_DIR}" "${PID_DIR}"
 KUBECONFIG="${OP_KUBECONFIG}" nohup ip netns exec "${KANARY_NETNS}" \
   "${OP_BIN}" run \
   --liveness "http://127.0.0.1:${LIVENESS_PORT}/healthz" --metrics-port "${METRICS_PORT}" \
+  --prometheus-url "${KANARY_PROMETHEUS_URL:-http://127.0.0.1:9090}" \
   >>"${OP_LOG}" 2>&1 &
 echo $! > "${OP_PID}"
 echo "${OP_BIN}" > "${PID_DIR}/kanary-operator.bin"  # down.sh checks the pid still runs this

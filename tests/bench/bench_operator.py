@@ -334,6 +334,8 @@ class OperatorRun:
             f"http://127.0.0.1:{LIVENESS_PORT}/healthz",
             "--metrics-port",
             str(METRICS_PORT),
+            "--prometheus-url",
+            "http://127.0.0.1:9090",  # the local cluster's Prometheus (hack/dataplane)
         ]
         if self.wrapped:
             cmd = [

@@ -25,6 +25,10 @@ OPERATOR_NAMESPACE = "kanary-system"
 SERVICE_ACCOUNT = "kanary"
 LIVENESS_PORT = 18080
 METRICS_PORT = 18081
+# The local cluster's Prometheus (hack/dataplane) is the operator's default; tests that need a
+# Prometheus that misbehaves serve one on these loopback ports, allowed on purpose.
+PROMETHEUS_URL = "http://127.0.0.1:9090"
+ALLOWED_PROMETHEUS_URLS = ("http://127.0.0.1:19090", "http://127.0.0.1:19091")
 
 
 def kubectl(cluster: Cluster, *args: str, stdin: str | None = None) -> str:
@@ -99,6 +103,9 @@ class OperatorProcess:
                 f"http://127.0.0.1:{LIVENESS_PORT}/healthz",
                 "--metrics-port",
                 str(METRICS_PORT),
+                "--prometheus-url",
+                PROMETHEUS_URL,
+                *[f"--allow-prometheus-url={url}" for url in ALLOWED_PROMETHEUS_URLS],
             ],
             env=env,
             stdout=log,

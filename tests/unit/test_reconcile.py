@@ -1,0 +1,465 @@
+"""The I/O glue (reconcile.py: observe, execute, status and action writes) against a fake Kube
+that models Deployments, Services, ControllerRevisions, route rules and weights, and the
+Rollout's resourceVersion. Each test is one finding of issue 10 (or a contract it asked for)."""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from tests.unit.fake_kube import FakeKube, Harness
+
+from kanary.analysis.endpoints import PrometheusPolicy
+from kanary.analysis.source import QueryResult, Value
+from kanary.observation import PodTiming
+from kanary.reconcile import Conflict, reconcile, status_patch
+from kanary.status import RolloutStatus
+
+NS, NAME = "ns", "demo"
+
+
+def template(tag: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "metadata": {"labels": labels or {"app": "demo"}},
+        "spec": {"containers": [{"name": "app", "image": f"demo:{tag}"}]},
+    }
+
+
+def rollout(steps: list[dict[str, Any]] | None = None, **strategy: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "kanary.dev/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"name": NAME, "namespace": NS, "uid": "uid-1", "generation": 1},
+        "spec": {
+            "replicas": 4,
+            "template": template("v1"),
+            "trafficRouting": {"gatewayAPI": {"httpRoute": "demo"}},
+            "strategy": {
+                "steps": steps
+                or [
+                    {"setWeight": 5},
+                    {"pause": {"duration": "30s"}},
+                    {"setWeight": 50},
+                    {"pause": {}},
+                    {"setWeight": 100},
+                ],
+                "scaleDownDelaySeconds": 5,
+                "abortScaleDownDelaySeconds": 5,
+                **strategy,
+            },
+        },
+    }
+
+
+def backends(stable: int | None, canary: int | None) -> list[dict[str, Any]]:
+    refs: list[dict[str, Any]] = [
+        {"name": "demo-stable", "port": 80},
+        {"name": "demo-canary", "port": 80},
+    ]
+    for ref, weight in zip(refs, (stable, canary), strict=True):
+        if weight is not None:
+            ref["weight"] = weight
+    return refs
+
+
+def httproute(pinned_rule: bool = False) -> dict[str, Any]:
+    rules: list[dict[str, Any]] = [{"backendRefs": backends(100, 0)}]
+    if pinned_rule:
+        rules.insert(
+            0,
+            {
+                "matches": [{"headers": [{"name": "x-pin", "value": "stable"}]}],
+                "backendRefs": [{"name": "demo-stable", "port": 80}],
+            },
+        )
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "demo", "namespace": NS},
+        "spec": {"parentRefs": [{"name": "gw"}], "rules": rules},
+    }
+
+
+def healthy(body: dict[str, Any] | None = None, pinned_rule: bool = False) -> Harness:
+    kube = FakeKube()
+    kube.put(body or rollout())
+    kube.put(httproute(pinned_rule))
+    h = Harness(kube)
+    h.run_until(lambda s: s.phase == "Healthy")
+    return h
+
+
+def new_version(h: Harness, tag: str = "v2") -> None:
+    body = h.body
+    body["spec"]["template"] = template(tag)
+    body["metadata"]["generation"] += 1
+    h.kube.put(body)
+
+
+def split(h: Harness) -> tuple[int, int]:
+    route = h.kube.get("HTTPRoute", NS, "demo")
+    assert route is not None
+    refs = route["spec"]["rules"][-1]["backendRefs"]
+    return int(refs[0].get("weight", 1)), int(refs[1].get("weight", 1))
+
+
+def deployment_image(h: Harness, track: str) -> str:
+    dep = h.kube.get("Deployment", NS, f"demo-{track}")
+    assert dep is not None
+    return str(dep["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def at_pause(h: Harness) -> None:
+    new_version(h)
+    h.run_until(lambda s: s.current_step_index == 1)
+
+
+# ---- converged means zero writes ---------------------------------------------------------------
+
+
+def test_a_converged_rollout_makes_no_writes() -> None:
+    h = healthy()
+    before = h.kube.writes
+    for _ in range(30):
+        h.tick()
+    assert h.kube.writes == before
+
+
+def test_a_paused_rollout_makes_no_writes() -> None:
+    h = healthy()
+    new_version(h)
+    h.run_until(lambda s: s.phase == "Paused")
+    before = h.kube.writes
+    for _ in range(30):
+        h.tick()
+    assert h.kube.writes == before
+
+
+# ---- route weights: set and verify every tick --------------------------------------------------
+
+
+def reapply_route(h: Harness, stable: int, canary: int) -> None:
+    route = httproute()
+    route["spec"]["rules"][0]["backendRefs"] = backends(stable, canary)
+    h.kube.put(route)
+
+
+def test_a_route_reapplied_after_a_rollback_is_corrected_in_one_tick() -> None:
+    """Found: weights were written once and never read back (GitOps re-apply left 50/50)."""
+    h = healthy()
+    at_pause(h)
+    h.kube.annotate(NS, NAME, **{"kanary.dev/action": "abort"})
+    h.tick()
+    assert h.status.phase == "RolledBack" and split(h) == (100, 0)
+    reapply_route(h, 50, 50)
+    h.tick()
+    assert split(h) == (100, 0)
+    assert "WeightRestored" in h.reasons()
+
+
+def test_a_route_reapplied_mid_rollout_gets_the_weight_in_force_back() -> None:
+    h = healthy()
+    at_pause(h)
+    assert split(h) == (95, 5)
+    reapply_route(h, 100, 0)
+    h.tick()
+    assert split(h) == (95, 5)
+    assert h.status.verified_weight == 5
+
+
+def test_a_second_rule_pinned_to_stable_is_never_rewritten() -> None:
+    """Found: every backendRef naming <name>-stable in every rule got the weight."""
+    h = healthy(pinned_rule=True)
+    route = h.kube.get("HTTPRoute", NS, "demo")
+    assert route is not None
+    pinned = copy.deepcopy(route["spec"]["rules"][0])
+    new_version(h)
+    h.run_until(lambda s: s.phase == "Paused")
+    h.kube.annotate(NS, NAME, **{"kanary.dev/action": "promote"})
+    h.run_until(lambda s: s.phase == "Healthy")
+    assert h.kube.get("HTTPRoute", NS, "demo")["spec"]["rules"][0] == pinned  # type: ignore[index]
+    new_version(h, "v3")
+    h.run_until(lambda s: s.current_step_index == 1)
+    h.kube.annotate(NS, NAME, **{"kanary.dev/action": "abort"})
+    h.tick()
+    assert h.kube.get("HTTPRoute", NS, "demo")["spec"]["rules"][0] == pinned  # type: ignore[index]
+
+
+def test_a_missing_route_is_named_as_the_blocker_after_the_deadline() -> None:
+    """Found: "stable track not Ready" although all pods were Ready and the route was missing."""
+    kube = FakeKube()
+    kube.put(rollout(progressDeadlineSeconds=5))
+    h = Harness(kube)
+    for _ in range(10):
+        h.tick()
+    progressing = next(c for c in h.status.conditions if c.type == "Progressing")
+    assert progressing.reason == "ProgressDeadlineExceeded"
+    assert "HTTPRoute demo not found" in progressing.message
+    assert "not Ready" not in progressing.message
+
+
+# ---- canary availability -----------------------------------------------------------------------
+
+
+def test_a_canary_that_stops_being_ready_loses_its_traffic_and_rolls_back() -> None:
+    """Found: a canary whose pods went un-Ready kept its 5% and sat Paused for 600 s."""
+    h = healthy(rollout(unavailableGraceSeconds=10))
+    at_pause(h)
+    assert split(h) == (95, 5)
+    h.kube.unready.add("demo-canary")
+    h.kube.settle()
+    h.tick()
+    assert split(h) == (100, 0)
+    assert h.status.phase == "Progressing" and "no Ready canary pod" in h.status.message
+    h.run_until(lambda s: s.phase == "RolledBack", limit=15)
+    rolled = next(c for c in h.status.conditions if c.type == "RolledBack")
+    assert rolled.reason == "CanaryUnavailable"
+
+
+def test_a_canary_back_to_ready_within_the_grace_gets_its_weight_back() -> None:
+    h = healthy(rollout(unavailableGraceSeconds=30))
+    at_pause(h)
+    h.kube.unready.add("demo-canary")
+    h.kube.settle()
+    h.tick()
+    assert split(h) == (100, 0)
+    h.kube.unready.clear()
+    h.kube.settle()
+    h.tick()
+    assert split(h) == (95, 5)
+    assert h.status.phase == "Progressing"
+
+
+# ---- owned objects: recreate, repair --------------------------------------------------------------
+
+
+def test_a_stable_deleted_mid_rollout_comes_back_with_the_stable_template() -> None:
+    """Found: not recreated at all; recreating it from spec would run the canary as stable."""
+    h = healthy()
+    at_pause(h)
+    h.kube.delete("Deployment", NS, "demo-stable")
+    h.tick()
+    assert deployment_image(h, "stable") == "demo:v1"
+    assert deployment_image(h, "canary") == "demo:v2"
+    assert "StableMissing" in h.reasons()
+    assert h.status.current_step_index == 1
+
+
+@pytest.mark.parametrize("phase", ["Healthy", "RolledBack", "Paused"])
+def test_a_stable_deleted_in_any_phase_comes_back(phase: str) -> None:
+    h = healthy()
+    if phase != "Healthy":
+        new_version(h)
+        h.run_until(lambda s: s.phase == "Paused")
+    if phase == "RolledBack":
+        h.kube.annotate(NS, NAME, **{"kanary.dev/action": "abort"})
+        h.tick()
+    assert h.status.phase == phase
+    h.kube.delete("Deployment", NS, "demo-stable")
+    h.tick()
+    assert deployment_image(h, "stable") == "demo:v1"
+    assert h.status.phase == phase
+
+
+def test_a_stable_template_edited_by_hand_is_restored() -> None:
+    h = healthy()
+    dep = h.kube.get("Deployment", NS, "demo-stable")
+    assert dep is not None
+    dep["spec"]["template"]["spec"]["containers"][0]["image"] = "demo:handmade"
+    dep["metadata"]["generation"] += 1
+    h.tick()
+    assert deployment_image(h, "stable") == "demo:v1"
+    assert "StableDrifted" in h.reasons()
+
+
+def test_server_defaults_in_the_template_are_not_drift() -> None:
+    h = healthy()
+    dep = h.kube.get("Deployment", NS, "demo-stable")
+    assert dep is not None
+    dep["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = "IfNotPresent"
+    dep["spec"]["template"]["spec"]["dnsPolicy"] = "ClusterFirst"
+    before = h.kube.writes
+    for _ in range(5):
+        h.tick()
+    assert h.kube.writes == before
+
+
+def test_a_deleted_or_edited_service_comes_back() -> None:
+    """Found: a deleted Service came back only at the next rollout."""
+    h = healthy()
+    h.kube.delete("Service", NS, "demo-canary")
+    svc = h.kube.get("Service", NS, "demo-stable")
+    assert svc is not None
+    svc["spec"]["selector"] = {"app": "nothing"}
+    h.tick()
+    assert h.kube.get("Service", NS, "demo-canary") is not None
+    restored = h.kube.get("Service", NS, "demo-stable")
+    assert restored is not None and restored["spec"]["selector"]["kanary.dev/track"] == "stable"
+    assert "ServiceRestored" in h.reasons()
+
+
+def test_a_rollout_being_deleted_is_left_alone() -> None:
+    """Found: a terminating namespace got recreate attempts (403) and a traceback every 2 s."""
+    h = healthy()
+    h.kube.delete("Deployment", NS, "demo-stable")
+    h.body["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    before = h.kube.writes
+    events = len(h.events)
+    h.tick()
+    assert h.kube.writes == before and len(h.events) == events
+
+
+# ---- manual actions ---------------------------------------------------------------------------
+
+
+def test_an_action_written_during_a_tick_is_not_lost() -> None:
+    """Found: an action annotated while a tick ran was deleted unseen."""
+    h = healthy()
+    new_version(h)
+    h.run_until(lambda s: s.phase == "Paused")
+    h.kube.annotate(NS, NAME, **{"kanary.dev/action": "promote", "kanary.dev/action-id": "a1"})
+    snapshot = copy.deepcopy(h.body)
+    # while the tick runs, on-call writes an abort (the Rollout's resourceVersion moves on)
+    h.kube.annotate(NS, NAME, **{"kanary.dev/action": "abort", "kanary.dev/action-id": "a2"})
+    with pytest.raises(Conflict):
+        reconcile(h.rt, snapshot, h.kube.view(NS, NAME), h.now, lambda *a: None, lambda s: None)
+    assert h.body["metadata"]["annotations"]["kanary.dev/action"] == "abort"
+    h.tick()
+    assert h.status.phase == "RolledBack"
+    assert h.status.last_action is not None and h.status.last_action.id == "a2"
+    assert "kanary.dev/action" not in (h.body["metadata"].get("annotations") or {})
+
+
+def test_a_newer_request_survives_the_consumption_of_the_older_one() -> None:
+    h = healthy()
+    new_version(h)
+    h.run_until(lambda s: s.phase == "Paused")
+    h.kube.annotate(NS, NAME, **{"kanary.dev/action": "promote", "kanary.dev/action-id": "a1"})
+    snapshot = copy.deepcopy(h.body)
+    from kanary.reconcile import consume_action
+
+    h.kube.annotate(NS, NAME, **{"kanary.dev/action": "abort", "kanary.dev/action-id": "a2"})
+    consume_action(h.kube, NS, NAME, snapshot["metadata"]["annotations"])  # type: ignore[arg-type]
+    assert h.body["metadata"]["annotations"]["kanary.dev/action-id"] == "a2"
+
+
+def test_every_request_is_acknowledged_in_status() -> None:
+    h = healthy()
+    h.kube.annotate(NS, NAME, **{"kanary.dev/action": "abort", "kanary.dev/action-id": "r1"})
+    h.tick()
+    answer = h.status.last_action
+    assert answer is not None and (answer.id, answer.result) == ("r1", "Refused")
+    assert "nothing to abort" in answer.reason
+    new_version(h)
+    h.run_until(lambda s: s.phase == "Paused")
+    h.kube.annotate(NS, NAME, **{"kanary.dev/action": "abort", "kanary.dev/action-id": "r2"})
+    h.tick()
+    answer = h.status.last_action
+    assert answer is not None and (answer.id, answer.result) == ("r2", "Accepted")
+
+
+def test_promote_full_at_5_percent_never_retemplates_stable_while_it_carries_traffic() -> None:
+    """Found: promote --full at 5% re-templated stable while it carried 95%."""
+    h = healthy()
+    at_pause(h)
+    h.kube.annotate(NS, NAME, **{"kanary.dev/action": "promote-full"})
+    seen: list[tuple[str, tuple[int, int]]] = []
+    for _ in range(20):
+        h.tick()
+        seen.append((deployment_image(h, "stable"), split(h)))
+        if h.status.phase == "Healthy":
+            break
+    for image, (stable_weight, _) in seen:
+        if image == "demo:v2":
+            assert stable_weight == 0 or seen[-1] == (image, (stable_weight, 0))
+    assert [s for _, s in seen].count((0, 100)) >= 1
+    assert seen[-1] == ("demo:v2", (100, 0))
+
+
+def test_abort_during_promotion_puts_the_stable_template_back() -> None:
+    h = healthy()
+    at_pause(h)
+    h.kube.annotate(NS, NAME, **{"kanary.dev/action": "promote-full"})
+    h.kube.unready.add("demo-stable")  # the re-templated stable track is slow
+    h.run_until(lambda s: deployment_image(h, "stable") == "demo:v2", limit=10)
+    h.kube.annotate(NS, NAME, **{"kanary.dev/action": "abort"})
+    h.tick()
+    h.tick()
+    assert h.status.phase == "RolledBack"
+    assert deployment_image(h, "stable") == "demo:v1"
+
+
+# ---- spec, status ------------------------------------------------------------------------------
+
+
+def test_a_prometheus_url_not_allowed_is_invalid_and_never_fetched() -> None:
+    body = rollout(
+        analysis={
+            "prometheus": {"url": "http://169.254.169.254/latest"},
+            "metrics": [{"name": "error-rate", "max": 0.01}],
+        }
+    )
+    kube = FakeKube()
+    kube.put(body)
+    kube.put(httproute())
+    h = Harness(kube)
+    h.resolve = PrometheusPolicy("http://prometheus:9090", ()).resolve
+    asked: list[str] = []
+
+    class Recorder:
+        def query(self, promql: str, at: datetime) -> QueryResult:
+            asked.append(promql)
+            return Value(0.0)
+
+    h.prometheus = Recorder()
+    h.run_until(lambda s: s.phase == "Invalid", limit=5)
+    assert "spec.strategy.analysis.prometheus.url" in h.status.message
+    assert asked == []
+
+
+def test_a_status_write_carries_the_resource_version_read() -> None:
+    h = healthy()
+    new_version(h)
+    snapshot = copy.deepcopy(h.body)  # this tick decides to start the rollout ...
+    h.kube.annotate(NS, NAME, note="someone else wrote meanwhile")
+    with pytest.raises(Conflict):
+        reconcile(h.rt, snapshot, h.kube.view(NS, NAME), h.now, lambda *a: None, lambda s: None)
+
+
+def test_status_fields_the_model_does_not_know_are_kept() -> None:
+    """Found: merge patches nulled status fields the model did not know."""
+    old = {**RolloutStatus(phase="Healthy").to_patch(), "newerOperatorField": {"x": 1}}
+    patch = status_patch(old, RolloutStatus(phase="Progressing"))
+    assert "newerOperatorField" not in patch
+    assert patch["phase"] == "Progressing"
+
+
+def test_retry_measures_only_pods_created_after_it() -> None:
+    """Found: retry after PodReadyTooSlow rolled back again at once (old pods' times)."""
+    h = healthy(rollout(readiness={"maxPodReadySeconds": 5}))
+    new_version(h)
+    h.tick()
+    revision = h.status.canary_revision or ""
+    started = h.status.rollout_started_at
+    assert started is not None
+    slow = PodTiming("demo-canary-old", started, started + timedelta(seconds=10))
+    h.rt.clock.timings = lambda ns, name, rev: [slow] if rev == revision else []  # type: ignore[method-assign]
+    h.tick()
+    assert h.status.phase == "RolledBack"
+    h.kube.annotate(NS, NAME, **{"kanary.dev/action": "retry"})
+    h.tick()
+    h.tick()
+    assert h.status.phase != "RolledBack", h.status.message
+
+
+def test_spec_without_selector_keeps_services_on_kanary_labels() -> None:
+    h = healthy()
+    body = h.body
+    body["spec"]["template"] = template("v1", labels={"app": "renamed"})
+    h.kube.put(body)
+    h.tick()
+    svc = h.kube.get("Service", NS, "demo-stable")
+    assert svc is not None and "app" not in svc["spec"]["selector"]
+
