@@ -28,6 +28,10 @@ type Config struct {
 	Jitter  time.Duration
 	// StartupDelay is the time after start before /readyz answers 200.
 	StartupDelay time.Duration
+	// UnreadyAfter, when > 0, is the time after start from which /readyz
+	// answers 503 for good (a release that goes bad after it was ready);
+	// / and /healthz keep answering. 0 means never.
+	UnreadyAfter time.Duration
 	// ListenAddr is the TCP address to listen on (LISTEN_ADDR, or ":"+PORT).
 	ListenAddr string
 	// ShutdownDelay is how long /readyz answers 503 after SIGTERM before the
@@ -47,6 +51,7 @@ type Config struct {
 const (
 	maxLatency       = time.Minute
 	maxStartupDelay  = time.Hour
+	maxUnreadyAfter  = 24 * time.Hour
 	maxShutdownTime  = 10 * time.Minute
 	maxVersionLength = 128
 )
@@ -135,6 +140,10 @@ func loadConfig(getenv func(string) (string, bool), buildVersion, hostname strin
 		}
 	}
 	durationKnob("STARTUP_DELAY", maxStartupDelay, false, &cfg.StartupDelay)
+	durationKnob("UNREADY_AFTER", maxUnreadyAfter, false, &cfg.UnreadyAfter)
+	if v, ok := getenv("UNREADY_AFTER"); ok && cfg.UnreadyAfter > 0 && cfg.UnreadyAfter <= cfg.StartupDelay {
+		bad("UNREADY_AFTER", v, "not after STARTUP_DELAY=%s: the service would never be ready", cfg.StartupDelay)
+	}
 	durationKnob("SHUTDOWN_DELAY", maxShutdownTime, false, &cfg.ShutdownDelay)
 	durationKnob("SHUTDOWN_TIMEOUT", maxShutdownTime, true, &cfg.ShutdownTimeout)
 

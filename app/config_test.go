@@ -32,6 +32,7 @@ func TestConfigValid(t *testing.T) {
 		"ERROR_RATE", "0.25",
 		"LATENCY", "200ms+-50ms",
 		"STARTUP_DELAY", "3s",
+		"UNREADY_AFTER", "1m30s",
 		"SHUTDOWN_DELAY", "2s",
 		"SHUTDOWN_TIMEOUT", "20s",
 		"PORT", "9090",
@@ -44,7 +45,7 @@ func TestConfigValid(t *testing.T) {
 	want := Config{
 		Version: "v2.0.1-rc1", Pod: "gin-demo-canary-abc12", ErrorRate: 0.25,
 		Latency: 200 * time.Millisecond, Jitter: 50 * time.Millisecond,
-		StartupDelay: 3 * time.Second, ShutdownDelay: 2 * time.Second, ShutdownTimeout: 20 * time.Second,
+		StartupDelay: 3 * time.Second, UnreadyAfter: 90 * time.Second, ShutdownDelay: 2 * time.Second, ShutdownTimeout: 20 * time.Second,
 		ListenAddr: ":9090", Seed: 42, HasSeed: true, AccessLog: true,
 	}
 	if cfg != want {
@@ -101,6 +102,11 @@ func TestConfigInvalid(t *testing.T) {
 		{"STARTUP_DELAY", "5"},
 		{"STARTUP_DELAY", "-1s"},
 		{"STARTUP_DELAY", "2h"},
+		{"UNREADY_AFTER", "30"},
+		{"UNREADY_AFTER", "-3s"},
+		{"UNREADY_AFTER", "soon"},
+		{"UNREADY_AFTER", "25h"},
+		{"UNREADY_AFTER", ""},
 		{"SHUTDOWN_TIMEOUT", "0"},
 		{"SHUTDOWN_TIMEOUT", "soon"},
 		{"SHUTDOWN_DELAY", "x"},
@@ -125,6 +131,26 @@ func TestConfigInvalid(t *testing.T) {
 		if !strings.Contains(err.Error(), tc.name+"=") {
 			t.Errorf("%s=%q: error does not name the variable: %v", tc.name, tc.value, err)
 		}
+	}
+}
+
+func TestConfigUnreadyAfter(t *testing.T) {
+	for in, want := range map[string]time.Duration{"0": 0, "0s": 0, "3s": 3 * time.Second, "1h30m": 90 * time.Minute} {
+		cfg, err := loadConfig(env("UNREADY_AFTER", in), "dev", "h")
+		if err != nil || cfg.UnreadyAfter != want {
+			t.Errorf("UNREADY_AFTER=%q: got %v, %v; want %v", in, cfg.UnreadyAfter, err, want)
+		}
+	}
+	// Unready no later than ready would never be ready: refused, naming both.
+	for _, v := range []string{"2s", "1s"} {
+		_, err := loadConfig(env("STARTUP_DELAY", "2s", "UNREADY_AFTER", v), "dev", "h")
+		if err == nil || !strings.Contains(err.Error(), "UNREADY_AFTER=") || !strings.Contains(err.Error(), "STARTUP_DELAY") {
+			t.Errorf("STARTUP_DELAY=2s UNREADY_AFTER=%s: want an error naming both, got %v", v, err)
+		}
+	}
+	// 0 is "never", whatever STARTUP_DELAY is.
+	if cfg, err := loadConfig(env("STARTUP_DELAY", "2s", "UNREADY_AFTER", "0"), "dev", "h"); err != nil || cfg.UnreadyAfter != 0 {
+		t.Errorf("STARTUP_DELAY=2s UNREADY_AFTER=0: %+v, %v", cfg, err)
 	}
 }
 

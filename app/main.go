@@ -1,6 +1,6 @@
 // Command gin-demo is the service kanary rolls out: a Gin server with
-// Prometheus metrics and fault knobs (ERROR_RATE, LATENCY, STARTUP_DELAY)
-// read from the environment. See README.md.
+// Prometheus metrics and fault knobs (ERROR_RATE, LATENCY, STARTUP_DELAY,
+// UNREADY_AFTER) read from the environment. See README.md.
 package main
 
 import (
@@ -64,7 +64,8 @@ func run(ctx context.Context, getenv func(string) (string, bool), stderr io.Writ
 	log.Info("listening",
 		"addr", ln.Addr().String(), "version", cfg.Version, "pod", cfg.Pod,
 		"error_rate", cfg.ErrorRate, "latency", cfg.Latency, "jitter", cfg.Jitter,
-		"startup_delay", cfg.StartupDelay, "shutdown_delay", cfg.ShutdownDelay,
+		"startup_delay", cfg.StartupDelay, "unready_after", cfg.UnreadyAfter,
+		"shutdown_delay", cfg.ShutdownDelay,
 		"shutdown_timeout", cfg.ShutdownTimeout)
 
 	errc := make(chan error, 1)

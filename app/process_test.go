@@ -139,7 +139,7 @@ func get(t *testing.T, c *http.Client, url string) (int, string) {
 }
 
 func TestProcessBadKnobsExit(t *testing.T) {
-	for _, kv := range []string{"ERROR_RATE=lots", "LATENCY=5", "STARTUP_DELAY=-1s", "PORT=http", "SHUTDOWN_TIMEOUT=0s"} {
+	for _, kv := range []string{"ERROR_RATE=lots", "LATENCY=5", "STARTUP_DELAY=-1s", "UNREADY_AFTER=3", "PORT=http", "SHUTDOWN_TIMEOUT=0s"} {
 		name := strings.SplitN(kv, "=", 2)[0]
 		cmd := exec.Command(binary(t))
 		cmd.Env = []string{kv}
@@ -282,6 +282,40 @@ func TestProcessShutdownTimeoutBound(t *testing.T) {
 	}
 	if err := <-errc; err == nil {
 		t.Error("the cut request got an answer")
+	}
+}
+
+// UNREADY_AFTER on the real binary: /readyz 200, then 503 for good, while
+// GET / and /healthz keep answering.
+func TestProcessUnreadyAfter(t *testing.T) {
+	p := start(t, "UNREADY_AFTER=500ms")
+	c := &http.Client{Timeout: 5 * time.Second}
+	if code, _ := get(t, c, p.url("/readyz")); code != 200 {
+		t.Logf("readyz %d right after start (slow machine?)", code)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body := get(t, c, p.url("/readyz"))
+		if code == 503 && strings.Contains(body, "unready") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz still %d %s after 10s", code, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, path := range []string{"/", "/healthz"} {
+		if code, body := get(t, c, p.url(path)); code != 200 {
+			t.Errorf("GET %s while unready: %d %s", path, code, body)
+		}
+	}
+	if !strings.Contains(p.log(), "unready_after=500ms") {
+		t.Errorf("start line does not show unready_after:\n%s", p.log())
+	}
+	c.CloseIdleConnections()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t, 15*time.Second); code != 0 {
+		t.Fatalf("exit %d\n%s", code, p.log())
 	}
 }
 

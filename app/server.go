@@ -38,13 +38,14 @@ type server struct {
 	// concurrent use. Tests and RAND_SEED make it deterministic.
 	float64 func() float64
 
-	readyAt  time.Time   // /readyz turns 200 at this instant
-	draining atomic.Bool // set on SIGTERM: /readyz answers 503 again
-	now      func() time.Time
+	readyAt   time.Time   // /readyz turns 200 at this instant
+	unreadyAt time.Time   // /readyz turns 503 for good at this instant (zero: never)
+	draining  atomic.Bool // set on SIGTERM: /readyz answers 503 again
+	now       func() time.Time
 }
 
 // newServer wires the Gin engine. start is the instant the process started
-// (STARTUP_DELAY counts from it).
+// (STARTUP_DELAY and UNREADY_AFTER count from it).
 func newServer(cfg Config, start time.Time) *server {
 	s := &server{
 		cfg:     cfg,
@@ -52,6 +53,9 @@ func newServer(cfg Config, start time.Time) *server {
 		float64: rand.Float64,
 		readyAt: start.Add(cfg.StartupDelay),
 		now:     time.Now,
+	}
+	if cfg.UnreadyAfter > 0 {
+		s.unreadyAt = start.Add(cfg.UnreadyAfter)
 	}
 	if cfg.HasSeed {
 		s.float64 = lockedRand(cfg.Seed)
@@ -122,11 +126,14 @@ func (s *server) handleHealthz(c *gin.Context) {
 }
 
 func (s *server) handleReadyz(c *gin.Context) {
+	now := s.now()
 	switch {
 	case s.draining.Load():
 		c.JSON(http.StatusServiceUnavailable, statusResponse{Status: "shutting down"})
-	case s.now().Before(s.readyAt):
+	case now.Before(s.readyAt):
 		c.JSON(http.StatusServiceUnavailable, statusResponse{Status: "starting"})
+	case !s.unreadyAt.IsZero() && !now.Before(s.unreadyAt):
+		c.JSON(http.StatusServiceUnavailable, statusResponse{Status: "unready"})
 	default:
 		c.JSON(http.StatusOK, statusResponse{Status: "ready"})
 	}

@@ -99,6 +99,51 @@ func TestReadyzStartupDelay(t *testing.T) {
 	}
 }
 
+// UNREADY_AFTER: ready after STARTUP_DELAY, then 503 for good from
+// UNREADY_AFTER on, while / and /healthz keep answering 200.
+func TestReadyzUnreadyAfter(t *testing.T) {
+	start := time.Now()
+	s := newServer(Config{Version: "v", Pod: "p", StartupDelay: time.Second, UnreadyAfter: 3 * time.Second}, start)
+	now := start
+	s.now = func() time.Time { return now }
+
+	for _, tc := range []struct {
+		at     time.Duration
+		code   int
+		status string
+	}{
+		{0, 503, "starting"},
+		{time.Second, 200, "ready"},
+		{2999 * time.Millisecond, 200, "ready"},
+		{3 * time.Second, 503, "unready"},
+		{time.Hour, 503, "unready"},
+	} {
+		now = start.Add(tc.at)
+		w := do(s, "GET", "/readyz")
+		if w.Code != tc.code || decode[statusResponse](t, w).Status != tc.status {
+			t.Errorf("at +%v: %d %s, want %d %s", tc.at, w.Code, w.Body, tc.code, tc.status)
+		}
+	}
+	// Unready only gates traffic: the service still serves and is alive.
+	if w := do(s, "GET", "/"); w.Code != 200 {
+		t.Errorf("GET / while unready: %d", w.Code)
+	}
+	if w := do(s, "GET", "/healthz"); w.Code != 200 {
+		t.Errorf("GET /healthz while unready: %d", w.Code)
+	}
+	// SIGTERM still reads as shutting down.
+	s.draining.Store(true)
+	if w := do(s, "GET", "/readyz"); w.Code != 503 || decode[statusResponse](t, w).Status != "shutting down" {
+		t.Errorf("draining: %d %s", w.Code, w.Body)
+	}
+	// 0 (the default) means never.
+	s0 := newServer(Config{Version: "v", Pod: "p"}, start)
+	s0.now = func() time.Time { return start.Add(24 * time.Hour) }
+	if w := do(s0, "GET", "/readyz"); w.Code != 200 {
+		t.Errorf("UNREADY_AFTER unset, a day later: %d %s", w.Code, w.Body)
+	}
+}
+
 // A real clock: with STARTUP_DELAY=150ms, /readyz flips between 150ms and a
 // generous bound.
 func TestReadyzStartupDelayRealClock(t *testing.T) {

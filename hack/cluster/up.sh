@@ -216,6 +216,8 @@ start kube-scheduler "${BIN_K8S}/kube-scheduler" \
 # patch. With a 40s lease (renewed every 10s) nodes stay Ready.
 # kwok's Stages, straight from the kwok module: node fast + heartbeat with
 # lease, pod general + chaos. Per-pod annotations drive them (see README).
+# Then kanary's own Stages from hack/cluster/stages/ (readiness from the pod
+# runner's probes: pod-readiness-probe.yaml).
 KWOK_MOD="$(go_module_dir "sigs.k8s.io/kwok@${KWOK_VERSION}" 2>/dev/null || true)"
 [[ -n "${KWOK_MOD}" && -d "${KWOK_MOD}/kustomize/stage" ]] \
   || die "kwok ${KWOK_VERSION} module not in the Go module cache (run hack/cluster/build.sh)"
@@ -236,7 +238,18 @@ stage_files() { # the resources of the folder's kustomization.yaml, else its *.y
       cat "${KWOK_MOD}/kustomize/stage/${s}/${f}"
     done < <(stage_files "${KWOK_MOD}/kustomize/stage/${s}")
   done
+  for f in "${HACK_CLUSTER_DIR}"/stages/*.yaml; do
+    echo "---"
+    echo "# from hack/cluster/stages/${f##*/}"
+    cat "${f}"
+  done
 } > "${STAGES}.tmp"
+# kwok reads its Stages only at start: a running kwok whose Stages changed is
+# restarted (its command line is the same, so start() alone would keep it).
+if [[ -f "${STAGES}" ]] && ! cmp -s "${STAGES}.tmp" "${STAGES}" && pid="$(component_pid kwok)"; then
+  log "kwok Stages changed: restarting kwok (pid ${pid})"
+  stop_pid kwok "${pid}"
+fi
 mv "${STAGES}.tmp" "${STAGES}"
 
 start kwok "${BIN_KWOK}/kwok" \

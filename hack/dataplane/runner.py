@@ -11,7 +11,17 @@ env (plus ``APP_VERSION`` from the image tag unless the env sets it). It stops
 the process (SIGTERM, then SIGKILL after the pod's grace period, at most 30 s)
 when the pod is deleted, gets a deletionTimestamp or ends (Succeeded/Failed), and
 restarts a process that exits while its pod still runs (with a backoff,
-like the kubelet). It never writes to the API: kwok owns pod status.
+like the kubelet).
+
+Readiness: once kwok has turned a pod Running (its pod-ready timer), the runner
+probes the readinessProbe (httpGet or tcpSocket) of each container it runs, with
+the kubelet's rules (periodSeconds, timeoutSeconds, initialDelaySeconds,
+failureThreshold consecutive failures -> not ready, successThreshold
+consecutive successes -> ready). When the result settles to a new value it
+sets the pod annotation ``kanary.dev/readiness-probe`` to ``failure`` or
+``success``; two kwok Stages (hack/cluster/stages/pod-readiness-probe.yaml)
+turn that into the Ready/ContainersReady conditions and containerStatuses.
+That annotation is the runner's only write to the API: kwok owns pod status.
 
 It must run inside the cluster's network namespace (pod IPs are local there).
 Per-pod logs: ``LOG_DIR/pods/<namespace>_<pod>_<container>.log``; the pid of
@@ -28,6 +38,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import http.client
 import json
 import logging
 import os
@@ -35,10 +46,13 @@ import queue
 import re
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +70,10 @@ MAX_GRACE_S = 30.0
 RESTART_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 10.0)
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+# Pod annotation the runner sets to the settled result of the readiness probe;
+# kwok Stages (hack/cluster/stages/pod-readiness-probe.yaml) match it.
+PROBE_ANNOTATION = "kanary.dev/readiness-probe"
+PROBE_SUCCESS, PROBE_FAILURE = "success", "failure"
 
 
 # ----------------------------------------------------------------- images ---
@@ -193,6 +211,217 @@ def container_port(container: Obj, env: dict[str, str]) -> int:
     return 8080
 
 
+# ------------------------------------------------------------ readiness ---
+@dataclass(frozen=True)
+class Probe:
+    """A container's readinessProbe as the kubelet would run it (its defaults)."""
+
+    kind: str  # "http" or "tcp"
+    host: str
+    port: int
+    path: str = "/"
+    scheme: str = "HTTP"
+    headers: tuple[tuple[str, str], ...] = ()
+    initial_delay_s: float = 0.0
+    period_s: float = 10.0
+    timeout_s: float = 1.0
+    success_threshold: int = 1
+    failure_threshold: int = 3
+
+    def target(self) -> str:
+        host = self.host if ":" not in self.host else f"[{self.host}]"
+        if self.kind == "tcp":
+            return f"tcp://{host}:{self.port}"
+        return f"{self.scheme.lower()}://{host}:{self.port}{self.path}"
+
+
+def _probe_port(port: Any, container: Obj) -> int | None:
+    """A probe's port: a number, or the name of one of the container's ports."""
+    if isinstance(port, int):
+        return port
+    if isinstance(port, str):
+        if port.isdigit():
+            return int(port)
+        for p in container.get("ports") or []:
+            if p.get("name") == port and p.get("containerPort"):
+                return int(p["containerPort"])
+    return None
+
+
+def readiness_probe(container: Obj, pod_ip: str) -> Probe | None:
+    """The container's readinessProbe (httpGet or tcpSocket), with Kubernetes'
+    defaults for what is not set; None without one, for exec/grpc probes (not
+    run here) and for a named port the container does not declare."""
+    rp: Obj = container.get("readinessProbe") or {}
+
+    def num(key: str, default: int, least: int) -> int:
+        v = rp.get(key)
+        return int(v) if isinstance(v, int) and v >= least else default
+
+    timing: dict[str, Any] = {
+        "initial_delay_s": float(num("initialDelaySeconds", 0, 0)),
+        "period_s": float(num("periodSeconds", 10, 1)),
+        "timeout_s": float(num("timeoutSeconds", 1, 1)),
+        "success_threshold": num("successThreshold", 1, 1),
+        "failure_threshold": num("failureThreshold", 3, 1),
+    }
+    if "httpGet" in rp:
+        hg: Obj = rp["httpGet"] or {}
+        port = _probe_port(hg.get("port"), container)
+        if port is None:
+            return None
+        path = str(hg.get("path") or "/")
+        return Probe(
+            kind="http",
+            host=str(hg.get("host") or pod_ip),
+            port=port,
+            path=path if path.startswith("/") else f"/{path}",
+            scheme=str(hg.get("scheme") or "HTTP").upper(),
+            headers=tuple(
+                (str(h["name"]), str(h.get("value", ""))) for h in hg.get("httpHeaders") or []
+            ),
+            **timing,
+        )
+    if "tcpSocket" in rp:
+        ts: Obj = rp["tcpSocket"] or {}
+        port = _probe_port(ts.get("port"), container)
+        if port is None:
+            return None
+        return Probe(kind="tcp", host=str(ts.get("host") or pod_ip), port=port, **timing)
+    return None
+
+
+@dataclass
+class ProbeState:
+    """The kubelet's result rule for one probe: the state flips to ready after
+    success_threshold consecutive successes and to not ready after
+    failure_threshold consecutive failures; anything shorter changes nothing.
+    It starts ready: the runner begins probing once kwok made the pod Ready."""
+
+    success_threshold: int = 1
+    failure_threshold: int = 3
+    ready: bool = True
+    last: bool | None = None  # the previous result
+    run: int = 0  # how many results in a row equal `last`
+
+    def observe(self, ok: bool) -> bool:
+        """Record one probe result; True if the state changed."""
+        if ok == self.last:
+            self.run += 1
+        else:
+            self.last, self.run = ok, 1
+        need = self.success_threshold if ok else self.failure_threshold
+        if self.run < need or ok == self.ready:
+            return False
+        self.ready = ok
+        return True
+
+
+def run_probe(probe: Probe) -> bool:
+    """One probe: TCP connect, or an HTTP GET answered with 200-399 (no
+    redirect following, TLS not verified, as the kubelet), within timeout_s."""
+    try:
+        if probe.kind == "tcp":
+            with socket.create_connection((probe.host, probe.port), timeout=probe.timeout_s):
+                return True
+        conn: http.client.HTTPConnection
+        if probe.scheme == "HTTPS":
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            conn = http.client.HTTPSConnection(
+                probe.host, probe.port, timeout=probe.timeout_s, context=ctx
+            )
+        else:
+            conn = http.client.HTTPConnection(probe.host, probe.port, timeout=probe.timeout_s)
+        try:
+            headers = {"User-Agent": "kube-probe/kanary-pod-runner", "Accept": "*/*"}
+            headers.update(probe.headers)
+            conn.request("GET", probe.path, headers=headers)
+            resp = conn.getresponse()
+            resp.read(64 * 1024)
+            return 200 <= resp.status < 400
+        finally:
+            conn.close()
+    except (OSError, http.client.HTTPException):
+        return False
+
+
+Publish = Callable[[str, str, str, str], None]  # (namespace, pod, uid, value)
+
+
+class Prober:
+    """Probes the readinessProbes of one pod's run containers in a thread
+    (each on its own period) and publishes the pod's readiness (all of them
+    ready) as the PROBE_ANNOTATION when it differs from what is published. A
+    publish that fails is retried on the next probe."""
+
+    def __init__(
+        self,
+        namespace: str,
+        pod: str,
+        uid: str,
+        probes: dict[str, Probe],  # by container
+        published: str | None,  # the pod's annotation now
+        publish: Publish | None,
+    ) -> None:
+        self.namespace, self.pod, self.uid = namespace, pod, uid
+        self.probes = probes
+        ready = published != PROBE_FAILURE
+        self.states = {
+            c: ProbeState(p.success_threshold, p.failure_threshold, ready=ready)
+            for c, p in probes.items()
+        }
+        self.published = published
+        self.publish = publish
+        self.stop = threading.Event()
+        self.thread = threading.Thread(
+            target=self.run, name=f"probe-{namespace}/{pod}", daemon=True
+        )
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def ready(self) -> bool:
+        return all(st.ready for st in self.states.values())
+
+    def run(self) -> None:
+        now = time.monotonic()
+        due = {c: now + p.initial_delay_s for c, p in self.probes.items()}
+        while not self.stop.wait(max(0.0, min(due.values()) - time.monotonic())):
+            for c, probe in self.probes.items():
+                if due[c] > time.monotonic():
+                    continue
+                due[c] = time.monotonic() + probe.period_s
+                st = self.states[c]
+                if st.observe(run_probe(probe)):
+                    log.info(
+                        "%s/%s: container %s: readiness probe %s %d times in a row (%s): %s",
+                        self.namespace,
+                        self.pod,
+                        c,
+                        "succeeded" if st.ready else "failed",
+                        st.run,
+                        probe.target(),
+                        "ready" if st.ready else "not ready",
+                    )
+            self._publish()
+
+    def _publish(self) -> None:
+        want = PROBE_SUCCESS if self.ready() else PROBE_FAILURE
+        if want == (self.published or PROBE_SUCCESS) or self.publish is None or self.stop.is_set():
+            return  # nothing to say (no annotation reads as ready)
+        try:
+            self.publish(self.namespace, self.pod, self.uid, want)
+        except Exception as e:
+            log.warning(
+                "%s/%s: cannot set %s=%s: %s", self.namespace, self.pod, PROBE_ANNOTATION, want, e
+            )
+            return
+        self.published = want
+        log.info("%s/%s: %s=%s", self.namespace, self.pod, PROBE_ANNOTATION, want)
+
+
 # ---------------------------------------------------------------- desired ---
 @dataclass(frozen=True)
 class Want:
@@ -205,6 +434,8 @@ class Want:
     env: tuple[tuple[str, str], ...]
     listen: str
     grace_s: float
+    container: str = ""
+    probe: Probe | None = None  # the container's readinessProbe, if the runner can run it
 
 
 def should_run(pod: Obj, start_on: str = "created") -> bool:
@@ -226,6 +457,19 @@ def should_run(pod: Obj, start_on: str = "created") -> bool:
         return False
     init = [c for c in st.get("conditions") or [] if c.get("type") == "Initialized"]
     return phase == "Running" or (bool(init) and init[0].get("status") == "True")
+
+
+def probes_for(pod: Obj, wants: list[Want]) -> dict[str, Probe]:
+    """The readinessProbes to run for a pod, by container: those of its run
+    containers, once kwok made the pod Running (its pod-ready timer decides
+    when a pod first turns Ready; the probes decide from then on). Nothing is
+    written while a pod is Pending: any change to a pod restarts kwok's
+    pending Stage timer (pod-ready delays would drift)."""
+    meta: Obj = pod.get("metadata") or {}
+    st: Obj = pod.get("status") or {}
+    if meta.get("deletionTimestamp") is not None or st.get("phase") != "Running":
+        return {}
+    return {w.container: w.probe for w in wants if w.probe is not None}
 
 
 def wants_for(
@@ -262,6 +506,8 @@ def wants_for(
                 env=tuple(sorted(full.items())),
                 listen=env["LISTEN_ADDR"],
                 grace_s=grace_s,
+                container=str(c["name"]),
+                probe=readiness_probe(c, ip),
             )
         )
     return out
@@ -361,6 +607,8 @@ class Runner:
     stopping: list[Proc] = field(default_factory=list)
     backoff: dict[str, tuple[float, int]] = field(default_factory=dict)  # key -> (not before, n)
     pdeathsig: list[str] = field(default_factory=list)
+    publish: Publish | None = None  # sets PROBE_ANNOTATION; None: probe, publish nothing
+    probers: dict[str, Prober] = field(default_factory=dict)  # by pod uid
 
     def __post_init__(self) -> None:
         (self.log_dir).mkdir(parents=True, exist_ok=True)
@@ -411,12 +659,18 @@ class Runner:
     # -- one reconcile pass
     def reconcile(self, pods: list[Obj]) -> None:
         desired: dict[str, Want] = {}
+        probed: dict[str, tuple[Obj, dict[str, Probe]]] = {}  # pod uid -> (pod, probes)
         for pod in pods:
             try:
-                for w in wants_for(pod, self.binaries, self.source, self.start_on):
+                wants = wants_for(pod, self.binaries, self.source, self.start_on)
+                for w in wants:
                     desired[w.key] = w
+                probes = probes_for(pod, wants)
+                if probes:
+                    probed[str(pod["metadata"]["uid"])] = (pod, probes)
             except Exception as e:
                 log.warning("pod %s: %s: %s", _name(pod), type(e).__name__, e)
+        self._sync_probers(probed)
         now = time.monotonic()
         # stop what is no longer wanted (or changed: a new pod with the same name)
         for key, proc in list(self.procs.items()):
@@ -471,6 +725,28 @@ class Runner:
         self.backoff = {k: v for k, v in self.backoff.items() if k in desired}
         self._reap_stopping()
 
+    def _sync_probers(self, probed: dict[str, tuple[Obj, dict[str, Probe]]]) -> None:
+        """One prober per Running pod with probes to run; stopped with the pod."""
+        for uid, prober in list(self.probers.items()):
+            if uid not in probed:
+                prober.stop.set()
+                del self.probers[uid]
+        for uid, (pod, probes) in probed.items():
+            if uid in self.probers:
+                continue
+            meta: Obj = pod["metadata"]
+            value = (meta.get("annotations") or {}).get(PROBE_ANNOTATION)
+            prober = Prober(
+                str(meta["namespace"]),
+                str(meta["name"]),
+                uid,
+                probes,
+                value if value in (PROBE_SUCCESS, PROBE_FAILURE) else None,
+                self.publish,
+            )
+            prober.start()
+            self.probers[uid] = prober
+
     def _reap_stopping(self) -> None:
         now = time.monotonic()
         left: list[Proc] = []
@@ -489,6 +765,7 @@ class Runner:
 
     def shutdown(self, timeout_s: float = 8.0) -> None:
         """Stop every process: SIGTERM, then SIGKILL after timeout_s."""
+        self._sync_probers({})
         for key, proc in list(self.procs.items()):
             del self.procs[key]
             self._stop(proc, "runner shutting down")
@@ -560,8 +837,19 @@ def main(argv: list[str] | None = None) -> int:
     cache = PodCache(core)
     t = threading.Thread(target=cache.run, name="pod-watch", daemon=True)
     t.start()
-    runner = Runner(binaries, args.log_dir, args.pid_dir, EnvSource(core), args.start_on)
-    log.info("watching pods; binaries: %s", binaries)
+
+    def publish(namespace: str, pod: str, uid: str, value: str) -> None:
+        # metadata.uid guards against a new pod of the same name (immutable: a
+        # mismatch is refused)
+        body = {"metadata": {"uid": uid, "annotations": {PROBE_ANNOTATION: value}}}
+        core.patch_namespaced_pod(
+            pod, namespace, body, _content_type="application/merge-patch+json"
+        )
+
+    runner = Runner(
+        binaries, args.log_dir, args.pid_dir, EnvSource(core), args.start_on, publish=publish
+    )
+    log.info("watching pods; binaries: %s; readiness probes -> %s", binaries, PROBE_ANNOTATION)
     try:
         while not stop.is_set():
             with contextlib.suppress(queue.Empty):

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from kanary.analysis.endpoints import PrometheusNotAllowed, PrometheusPolicy
 from kanary.analysis.source import (
     ManySeries,
     NoData,
@@ -44,6 +45,8 @@ def error(kind: str, message: str) -> dict[str, Any]:
     return {"status": "error", "errorType": kind, "error": message}
 
 
+SECRET = "s3cr3t-internal-token"  # what the server sends that must never reach a status
+
 # query text -> (HTTP status, body); a dict body is sent as JSON, "data" wrapped in success
 ANSWERS: dict[str, tuple[int, Any]] = {
     "ok": (200, vector("0.125")),
@@ -59,8 +62,16 @@ ANSWERS: dict[str, tuple[int, Any]] = {
     "bad": (400, error("bad_data", '1:5: parse error: unexpected "}"')),
     "exec": (422, error("execution", "many-to-many matching not allowed")),
     "boom": (500, error("internal", "storage is on fire")),
-    "gateway": (502, "<html>Bad Gateway</html>"),
-    "garbage": (200, "this is not json"),
+    "gateway": (502, f"<html><h1>Bad Gateway</h1><p>upstream {SECRET} failed</p></html>"),
+    "garbage": (200, f"this is not json {SECRET}"),
+    "long": (422, error("execution", "x" * 5000)),
+    "lines": (400, error("bad_data", "parse error:\nunexpected\r\n  end")),
+    "teapot-json": (500, {"error": SECRET, "status": "oops"}),  # JSON, not Prometheus' shape
+    "proxy-400": (400, f"<html>denied {SECRET}</html>"),
+    "odd-status": (599, SECRET),
+    "deep": (500, "[" * 100_000),
+    "deep-200": (200, "[" * 100_000),
+    "wrong-data": (200, {"status": "success", "data": {"result": SECRET}}),
 }
 
 
@@ -74,6 +85,8 @@ class Handler(BaseHTTPRequestHandler):
         query = params.get("query", [""])[0]
         if url.path != "/api/v1/query":
             self._send(404, "not found")
+        elif query == "close":  # read the request, then hang up without an answer
+            self.close_connection = True
         elif query == "slow":
             time.sleep(1.5)
             self._send(200, vector("1"))
@@ -97,6 +110,7 @@ class Handler(BaseHTTPRequestHandler):
 
 class FakePrometheus(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 64  # listen() backlog: the default 5 drops some of 8 threads' connects
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
@@ -150,7 +164,7 @@ def test_nan_and_inf_are_not_finite(source: PrometheusSource) -> None:
         ("bad", "bad-query", 'HTTP 400: bad_data: 1:5: parse error: unexpected "}"'),
         ("exec", "bad-query", "HTTP 422: execution: many-to-many matching not allowed"),
         ("boom", "http", "HTTP 500: internal: storage is on fire"),
-        ("gateway", "http", "HTTP 502: <html>Bad Gateway</html>"),
+        ("gateway", "http", "HTTP 502 Bad Gateway"),
         ("garbage", "http", "malformed answer from http://127.0.0.1:"),
     ],
 )
@@ -159,6 +173,65 @@ def test_errors_are_typed(source: PrometheusSource, query: str, kind: str, detai
     assert isinstance(got, QueryError)
     assert got.kind == kind
     assert got.detail.startswith(detail), got.detail
+
+
+# What goes into status: Prometheus' own error string, else the status line, never the body.
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("gateway", QueryError("http", "HTTP 502 Bad Gateway")),
+        ("proxy-400", QueryError("http", "HTTP 400 Bad Request")),
+        ("teapot-json", QueryError("http", "HTTP 500 Internal Server Error")),
+        ("odd-status", QueryError("http", "HTTP 599")),
+        ("deep", QueryError("http", "HTTP 500 Internal Server Error")),
+        ("lines", QueryError("bad-query", "HTTP 400: bad_data: parse error: unexpected end")),
+    ],
+)
+def test_only_the_status_line_or_prometheus_error_reaches_the_detail(
+    source: PrometheusSource, query: str, expected: QueryError
+) -> None:
+    assert source.query(query, AT) == expected
+
+
+@pytest.mark.parametrize(
+    "query", ["gateway", "garbage", "teapot-json", "proxy-400", "odd-status", "wrong-data"]
+)
+def test_the_body_never_reaches_the_detail(source: PrometheusSource, query: str) -> None:
+    got = source.query(query, AT)
+    assert isinstance(got, QueryError), got
+    assert SECRET not in got.detail and "<html>" not in got.detail, got.detail
+
+
+def test_a_long_prometheus_error_is_bounded(source: PrometheusSource) -> None:
+    got = source.query("long", AT)
+    assert isinstance(got, QueryError) and got.kind == "bad-query"
+    assert got.detail.startswith("HTTP 422: execution: xxx"), got.detail
+    assert got.detail.endswith("...") and len(got.detail) <= len("HTTP 422: ") + 200
+
+
+def test_a_deeply_nested_200_is_malformed_not_a_crash(source: PrometheusSource) -> None:
+    got = source.query("deep-200", AT)
+    assert isinstance(got, QueryError) and got.detail.startswith("malformed answer"), got
+
+
+def test_a_connection_closed_without_an_answer_is_one_short_line(
+    server: FakePrometheus, source: PrometheusSource
+) -> None:
+    got = source.query("close", AT)
+    assert got == QueryError(
+        "unreachable", f"cannot reach {server.url}: connection closed without an answer"
+    )
+
+
+def test_credentials_in_the_url_are_not_shown() -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with PrometheusSource(f"http://admin:hunter2@127.0.0.1:{port}", timeout_seconds=1) as src:
+        got = src.query("ok", AT)
+    assert got == QueryError(
+        "unreachable", f"cannot reach http://127.0.0.1:{port}: Connection refused"
+    )
 
 
 def test_query_is_evaluated_at_the_given_instant_with_a_server_timeout(
@@ -203,15 +276,26 @@ def test_connection_refused_is_unreachable() -> None:
     )
 
 
-def test_from_spec_takes_url_and_timeout() -> None:
-    src = PrometheusSource.from_spec(PrometheusSpec(url="http://127.0.0.1:9090", timeout="1500ms"))
+def test_from_spec_takes_the_allowed_url_and_timeout() -> None:
+    policy = PrometheusPolicy("http://prometheus:9090", ("http://127.0.0.1:9090",))
+    src = PrometheusSource.from_spec(
+        PrometheusSpec(url="http://127.0.0.1:9090/", timeout="1500ms"), policy
+    )
     assert (src.url, src.timeout_seconds) == ("http://127.0.0.1:9090", 1.5)
+    assert PrometheusSource.from_spec(PrometheusSpec(), policy).url == "http://prometheus:9090"
+
+
+def test_from_spec_refuses_a_url_the_policy_does_not_allow() -> None:
+    policy = PrometheusPolicy("http://prometheus:9090", ())
+    with pytest.raises(PrometheusNotAllowed, match="http://evil:80 is not allowed"):
+        PrometheusSource.from_spec(PrometheusSpec(url="http://evil:80"), policy)
 
 
 def test_one_source_serves_many_threads(source: PrometheusSource) -> None:
     results: list[Any] = []
-    threads = [threading.Thread(target=lambda: results.append(source.query("ok", AT)))
-               for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: results.append(source.query("ok", AT))) for _ in range(8)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -225,7 +309,11 @@ def test_one_source_serves_many_threads(source: PrometheusSource) -> None:
         ([], NoData()),
         ([1.0, "NaN"], None),
         ([1.0, "x"], QueryError("http", "value 'x' is not a number")),
-        ({"not": "a list"}, QueryError("http", "unexpected answer: {'not': 'a list'}")),
+        ({"not": SECRET}, QueryError("http", "unexpected answer: data.result is a dict")),
+        (
+            [1.0, SECRET * 10],
+            QueryError("http", f"value '{SECRET}s3cr3t-internal-to is not a number"),
+        ),
         (
             [{"metric": {}, "values": []}, {"metric": {}, "values": []}],
             QueryError(

@@ -3,8 +3,10 @@ load generator's target check and the Prometheus config rewrite."""
 
 from __future__ import annotations
 
+import http.server
 import importlib.util
 import sys
+import threading
 import time
 from pathlib import Path
 from types import ModuleType
@@ -227,3 +229,206 @@ def test_runner_lifecycle_with_real_processes(tmp_path: Path) -> None:
         r.shutdown(timeout_s=2)
     assert not r.procs and not r.stopping
     assert not list((tmp_path / "pids").glob("*.pid"))
+
+
+# ------------------------------------------------------------ readiness ---
+def test_probe_state_needs_failure_threshold_failures_in_a_row() -> None:
+    st = runner.ProbeState(success_threshold=1, failure_threshold=3)
+    assert st.ready  # kwok made the pod Ready before probing starts
+    assert [st.observe(ok) for ok in (False, False, True, False, False)] == [False] * 5
+    assert st.ready  # a success in between starts the count again
+    assert st.observe(False) and not st.ready  # third failure in a row
+    assert not st.observe(False) and not st.ready  # no change, no new transition
+    assert st.observe(True) and st.ready  # successThreshold 1: back at once
+
+
+def test_probe_state_needs_success_threshold_successes_in_a_row() -> None:
+    st = runner.ProbeState(success_threshold=2, failure_threshold=1, ready=False)
+    assert not st.observe(True)
+    assert not st.observe(False) and not st.ready  # failure resets the run
+    assert not st.observe(True)
+    assert st.observe(True) and st.ready
+    assert st.observe(False) and not st.ready  # failureThreshold 1
+
+
+def _probe_pod(probe: dict[str, Any] | None, phase: str = "Running") -> dict[str, Any]:
+    p = pod(phase=phase)
+    p["spec"]["containers"][0]["ports"] = [{"name": "http", "containerPort": 8080}]
+    if probe is not None:
+        p["spec"]["containers"][0]["readinessProbe"] = probe
+    return p
+
+
+def test_readiness_probe_defaults_and_named_port() -> None:
+    (w,) = runner.wants_for(
+        _probe_pod({"httpGet": {"path": "/readyz", "port": "http"}}), BINS, None
+    )
+    assert w.container == "app"
+    assert w.probe == runner.Probe(
+        kind="http",
+        host="10.244.0.7",
+        port=8080,
+        path="/readyz",
+        period_s=10.0,
+        timeout_s=1.0,
+        success_threshold=1,
+        failure_threshold=3,
+    )
+    assert w.probe.target() == "http://10.244.0.7:8080/readyz"
+
+
+def test_readiness_probe_fields() -> None:
+    spec = {
+        "httpGet": {
+            "path": "ready",
+            "port": 9000,
+            "scheme": "HTTPS",
+            "httpHeaders": [{"name": "X-A", "value": "1"}],
+        },
+        "initialDelaySeconds": 2,
+        "periodSeconds": 1,
+        "timeoutSeconds": 3,
+        "successThreshold": 2,
+        "failureThreshold": 5,
+    }
+    probe = runner.readiness_probe(_probe_pod(spec)["spec"]["containers"][0], "10.244.0.9")
+    assert probe == runner.Probe(
+        kind="http",
+        host="10.244.0.9",
+        port=9000,
+        path="/ready",
+        scheme="HTTPS",
+        headers=(("X-A", "1"),),
+        initial_delay_s=2.0,
+        period_s=1.0,
+        timeout_s=3.0,
+        success_threshold=2,
+        failure_threshold=5,
+    )
+    tcp = runner.readiness_probe({"readinessProbe": {"tcpSocket": {"port": 81}}}, "10.244.0.9")
+    assert tcp is not None and (tcp.kind, tcp.port, tcp.target()) == (
+        "tcp",
+        81,
+        "tcp://10.244.0.9:81",
+    )
+
+
+@pytest.mark.parametrize(
+    "probe",
+    [
+        None,
+        {"exec": {"command": ["true"]}},  # not run here
+        {"grpc": {"port": 8080}},
+        {"httpGet": {"path": "/readyz", "port": "metrics"}},  # no such named port
+    ],
+)
+def test_no_readiness_probe_to_run(probe: dict[str, Any] | None) -> None:
+    (w,) = runner.wants_for(_probe_pod(probe), BINS, None)
+    assert w.probe is None
+
+
+@pytest.mark.parametrize(("phase", "probed"), [("Running", True), ("Pending", False)])
+def test_probes_only_once_running(phase: str, probed: bool) -> None:
+    # Pending: kwok's pod-ready timer runs, and any write to the pod restarts it
+    p = _probe_pod({"httpGet": {"path": "/readyz", "port": 8080}}, phase=phase)
+    wants = runner.wants_for(p, BINS, None)
+    assert bool(runner.probes_for(p, wants)) is probed
+
+
+class _ReadyzServer:
+    """/readyz on 127.0.0.1 answering 200 or 503 as told."""
+
+    def __init__(self) -> None:
+        self.ok = True
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200 if outer.ok and self.path == "/readyz" else 503)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.httpd.server_address[1])
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_prober_publishes_settled_results() -> None:
+    srv = _ReadyzServer()
+    calls: list[tuple[str, str, str, str]] = []
+    probe = runner.Probe(
+        kind="http", host="127.0.0.1", port=srv.port, path="/readyz", period_s=0.05
+    )
+    pr = runner.Prober("demo", "web-1", "u-1", {"app": probe}, None, lambda *a: calls.append(a))
+    pr.start()
+    try:
+        time.sleep(0.3)
+        assert calls == []  # ready, no annotation: nothing to say
+        srv.ok = False
+        assert _wait(lambda: calls == [("demo", "web-1", "u-1", "failure")], timeout=3)
+        srv.ok = True
+        assert _wait(lambda: calls[-1:] == [("demo", "web-1", "u-1", "success")], timeout=3)
+        srv.close()  # nothing listens: connection refused is a failure too
+        assert _wait(lambda: len(calls) == 3 and calls[-1][3] == "failure", timeout=3)
+    finally:
+        pr.stop.set()
+        srv.close()
+
+
+def test_prober_retries_a_failed_publish_and_resumes_from_the_annotation() -> None:
+    attempts: list[str] = []
+
+    def flaky(_ns: str, _pod: str, _uid: str, value: str) -> None:
+        attempts.append(value)
+        if len(attempts) == 1:
+            raise OSError("API server restarting")
+
+    srv = _ReadyzServer()  # answers 200
+    probe = runner.Probe(
+        kind="http", host="127.0.0.1", port=srv.port, path="/readyz", period_s=0.05
+    )
+    # the annotation says failure (e.g. the runner restarted): starts not ready
+    pr = runner.Prober("demo", "web-1", "u-1", {"app": probe}, "failure", flaky)
+    pr.start()
+    try:
+        assert _wait(lambda: attempts == ["success", "success"], timeout=3)
+        time.sleep(0.2)
+        assert attempts == ["success", "success"] and pr.published == "success"
+    finally:
+        pr.stop.set()
+        srv.close()
+
+
+def test_runner_probes_running_pods_and_stops_with_them(tmp_path: Path) -> None:
+    srv = _ReadyzServer()
+    calls: list[tuple[str, str, str, str]] = []
+    r = runner.Runner(
+        {"kanary/gin-demo": "/bin/bash"},
+        tmp_path / "logs",
+        tmp_path / "pids",
+        None,
+        publish=lambda *a: calls.append(a),
+    )
+    probe = {"httpGet": {"host": "127.0.0.1", "path": "/readyz", "port": srv.port}}
+    p = _named(_probe_pod(probe, phase="Pending"), "a", "uid-a", ["-c", "sleep 30"])
+    try:
+        r.reconcile([p])
+        assert len(r.procs) == 1 and not r.probers  # Pending: runs, not probed
+        p["status"]["phase"] = "Running"
+        r.reconcile([p])
+        (prober,) = r.probers.values()
+        assert prober.probes["app"].port == srv.port
+        r.reconcile([p])
+        assert next(iter(r.probers.values())) is prober  # one prober per pod
+        r.reconcile([])
+        assert not r.probers and prober.stop.is_set()
+    finally:
+        r.shutdown(timeout_s=2)
+        srv.close()
+    assert calls == []

@@ -232,7 +232,7 @@ def test_a_canary_back_to_ready_within_the_grace_gets_its_weight_back() -> None:
     assert h.status.phase == "Progressing"
 
 
-# ---- owned objects: recreate, repair --------------------------------------------------------------
+# ---- owned objects: recreate, repair ---------------------------------------------------------
 
 
 def test_a_stable_deleted_mid_rollout_comes_back_with_the_stable_template() -> None:

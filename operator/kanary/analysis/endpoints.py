@@ -39,7 +39,7 @@ def normalise(url: str) -> str:
         parts.port  # noqa: B018  (raises ValueError on a bad port)
     except ValueError as exc:
         raise ValueError(f"{url!r} is not a URL: {exc}") from None
-    scheme = parts.scheme.lower()
+    scheme = parts.scheme  # urlsplit lower-cases it
     if scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{url!r} is not an http:// or https:// URL with a host")
     userinfo, at, hostport = parts.netloc.rpartition("@")

@@ -3,6 +3,11 @@
 Every answer becomes one typed result, so the judgement cannot mistake a missing answer for a
 good one: ``Value``, ``NoData``, ``NotFinite`` (NaN/Inf), ``ManySeries`` (one was expected) or
 ``QueryError`` (unreachable, an HTTP error, or a query Prometheus refused).
+
+A ``QueryError``'s detail goes into the Rollout's status, which the Rollout's author reads, so
+it never carries what the server answered beyond Prometheus' own error string: the API's
+``errorType: error`` (bounded), else only the HTTP status line ("HTTP 502 Bad Gateway"), and
+for a connection failure one short cause ("Connection refused").
 """
 
 from __future__ import annotations
@@ -11,9 +16,12 @@ import ast
 import json
 import math
 import re
+import ssl
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http import HTTPStatus
+from http.client import RemoteDisconnected
 from typing import Any, Literal, Protocol
 
 import requests
@@ -21,6 +29,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from prometheus_api_client.prometheus_connect import PrometheusConnect
 from urllib3.util.retry import Retry
 
+from kanary.analysis.endpoints import PrometheusPolicy, shown
 from kanary.durations import parse_duration
 from kanary.spec import PrometheusSpec
 
@@ -64,7 +73,7 @@ class MetricSource(Protocol):
     def query(self, promql: str, at: datetime) -> QueryResult: ...
 
 
-_DETAIL_MAX = 300
+_API_ERROR_MAX = 200  # of Prometheus' "errorType: error"
 
 
 class PrometheusSource:
@@ -102,8 +111,10 @@ class PrometheusSource:
         return client
 
     @classmethod
-    def from_spec(cls, spec: PrometheusSpec) -> PrometheusSource:
-        return cls(spec.url, parse_duration(spec.timeout))
+    def from_spec(cls, spec: PrometheusSpec, policy: PrometheusPolicy) -> PrometheusSource:
+        """The source for ``spec``: its URL as ``policy`` resolves it (PrometheusNotAllowed
+        when the operator may not query it) and its timeout."""
+        return cls(policy.resolve(spec.url), parse_duration(spec.timeout))
 
     def close(self) -> None:
         with self._lock:
@@ -131,23 +142,29 @@ class PrometheusSource:
             )
         except PrometheusApiClientException as exc:
             return _http_error(str(exc))
-        except requests.exceptions.JSONDecodeError as exc:  # a 200 that is not the API's JSON
-            return QueryError("http", f"malformed answer from {self.url}: {exc}"[:_DETAIL_MAX])
+        except requests.exceptions.JSONDecodeError:  # a 200 that is not the API's JSON
+            return self._malformed()
         except requests.Timeout:
             return QueryError(
-                "unreachable", f"no answer from {self.url} within {self.timeout_seconds:g}s"
+                "unreachable", f"no answer from {shown(self.url)} within {self.timeout_seconds:g}s"
             )
         except requests.RequestException as exc:
-            return QueryError("unreachable", f"cannot reach {self.url}: {_root_cause(exc)}")
-        except (ValueError, KeyError, TypeError) as exc:  # JSON, but not the API's shape
-            return QueryError("http", f"malformed answer from {self.url}: {exc}"[:_DETAIL_MAX])
+            return QueryError("unreachable", f"cannot reach {shown(self.url)}: {_root_cause(exc)}")
+        except (ValueError, KeyError, TypeError, RecursionError):  # not the API's JSON shape
+            return self._malformed()
         return classify(answer)
+
+    def _malformed(self) -> QueryError:
+        return QueryError(
+            "http",
+            f"malformed answer from {shown(self.url)}: HTTP 200 but not the query API's JSON",
+        )
 
 
 def classify(result: Any) -> QueryResult:
     """The typed result of the ``data.result`` of a successful /api/v1/query."""
     if not isinstance(result, list):
-        return QueryError("http", f"unexpected answer: {result!r}"[:_DETAIL_MAX])
+        return QueryError("http", f"unexpected answer: data.result is a {type(result).__name__}")
     if len(result) == 2 and not isinstance(result[0], dict):  # resultType scalar or string
         return _number(result[1])
     if not result:
@@ -165,7 +182,7 @@ def _number(text: Any) -> QueryResult:
     try:
         value = float(text)
     except (TypeError, ValueError):
-        return QueryError("http", f"value {text!r} is not a number"[:_DETAIL_MAX])
+        return QueryError("http", f"value {repr(text)[:40]} is not a number")
     return Value(value) if math.isfinite(value) else NotFinite(value)
 
 
@@ -181,36 +198,66 @@ _STATUS = re.compile(r"HTTP Status Code (\d+) \((.*)\)\Z", re.DOTALL)
 
 def _http_error(message: str) -> QueryError:
     match = _STATUS.match(message)
-    if match is None:
-        return QueryError("http", message[:_DETAIL_MAX])
+    if match is None:  # not the library's format: show nothing of it
+        return QueryError("http", "HTTP error (no status code in the client's error)")
     status = int(match.group(1))
     detail = _api_error(match.group(2))
     # Prometheus answers 400 (bad_data) for a query it cannot parse and 422 (execution) for
     # one it cannot evaluate: the query's fault, not the server's.
+    if detail is None:  # not Prometheus' error JSON (a proxy's page, anything): no body
+        return QueryError("http", _status_line(status))
     kind: ErrorKind = "bad-query" if status in (400, 422) else "http"
-    return QueryError(kind, f"HTTP {status}: {detail}"[:_DETAIL_MAX])
+    return QueryError(kind, f"HTTP {status}: {detail}")
 
 
-def _api_error(body_repr: str) -> str:
-    """The API's "errorType: error" from the body's repr, else the body as text."""
+def _status_line(status: int) -> str:
+    try:
+        return f"HTTP {status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"HTTP {status}"
+
+
+def _api_error(body_repr: str) -> str | None:
+    """The API's "errorType: error" (bounded) from the body's repr; None for any other body."""
     try:
         body = ast.literal_eval(body_repr)
-        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
-    except (ValueError, SyntaxError):
-        text = body_repr
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        return text.strip() or "(empty body)"
-    if isinstance(doc, dict) and "error" in doc:
-        return f"{doc.get('errorType', 'error')}: {doc['error']}"
-    return text.strip()
+        doc = json.loads(body)
+    except (ValueError, TypeError, SyntaxError, RecursionError):
+        return None
+    if not (
+        isinstance(doc, dict)
+        and doc.get("status") == "error"
+        and isinstance(doc.get("errorType"), str)
+        and isinstance(doc.get("error"), str)
+    ):
+        return None
+    text = " ".join(f"{doc['errorType'][:40]}: {doc['error']}".split())  # one line
+    return text if len(text) <= _API_ERROR_MAX else text[: _API_ERROR_MAX - 3] + "..."
 
 
-_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\"\])]+)")
-
-
-def _root_cause(exc: Exception) -> str:
-    """ "Connection refused" rather than urllib3's page-long chain with the query in it."""
-    found = _ERRNO.search(str(exc))
-    return found.group(1).strip() if found else type(exc).__name__
+def _root_cause(exc: BaseException) -> str:
+    """ "Connection refused" rather than urllib3's page-long chain with the query in it: the
+    first OS-level cause in the chain, never text the server sent."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        cause = todo.pop(0)
+        if cause is None or id(cause) in seen:
+            continue
+        seen.add(id(cause))
+        if isinstance(cause, RemoteDisconnected):
+            return "connection closed without an answer"
+        if isinstance(cause, ssl.SSLError):
+            return "TLS handshake failed"
+        if isinstance(cause, ConnectionResetError):
+            return "connection reset"
+        if isinstance(cause, OSError) and isinstance(cause.strerror, str) and cause.strerror:
+            return cause.strerror[:80]
+        reason = getattr(cause, "reason", None)
+        todo += [
+            reason if isinstance(reason, BaseException) else None,
+            cause.__cause__,
+            cause.__context__,
+        ]
+        todo += [a for a in cause.args if isinstance(a, BaseException)]
+    return "connection failed"
