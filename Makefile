@@ -60,7 +60,7 @@ kind-up: ## with Docker + kind: cluster from kind-config.yaml, Traefik, Promethe
 	KIND_KUBECONFIG=$(KIND_KUBECONFIG) hack/kind-up.sh
 
 kind-demo: install ## the demo on kind (after kind-up); load through the Gateway at 127.0.0.1:8000
-	$(PY) hack/demo.py --kubeconfig $(KIND_KUBECONFIG) --prometheus http://prometheus.monitoring.svc:9090
+	$(PY) hack/demo.py --kubeconfig $(KIND_KUBECONFIG)
 
 integration: install cluster-build dataplane-build app ## integration + e2e tests on the local cluster
 	hack/cluster/exec.sh $(PY) -m pytest -q -rs tests/integration tests/e2e

@@ -2,12 +2,14 @@
 """The kanary demo, inside the local cluster's netns (hack/demo.sh sets everything up first).
 
 1. gin-demo v1 behind the Gateway, with steady load through it;
-2. v2 (healthy): 5% -> 25% -> 50% -> 100%, with live error rate, p99 and readiness;
+2. v2 (healthy): 5% -> 25% -> 50%, `kanary promote` at the `pause: {}` step, 100%, with live
+   error rate, p99 and readiness;
 3. v3 with ERROR_RATE=0.2: kanary rolls it back and says why;
 4. a summary: each step's time and weight, the measured numbers, readiness, seconds from the
    first failing canary request to weight 0.
-The Rollout is manifests/examples/rollout-gin-demo.yaml with shorter pauses and Prometheus at
-its local address; the HTTPRoute is manifests/examples/httproute-gin-demo.yaml.
+The Rollout is manifests/examples/rollout-gin-demo.yaml and the HTTPRoute
+manifests/examples/httproute-gin-demo.yaml, both as shipped (only the namespace is set); the
+versions are what a user changes: the image, APP_VERSION and, for v3, ERROR_RATE.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -35,15 +38,6 @@ EXAMPLES = REPO / "manifests" / "examples"
 NS, NAME = "demo", "gin-demo"
 GROUP, VERSION, PLURAL = "kanary.dev", "v1alpha1", "rollouts"
 GW = ("gateway.networking.k8s.io", "v1", "httproutes")
-DEMO_STEPS = [
-    {"setWeight": 5},
-    {"pause": {"duration": "15s"}},
-    {"setWeight": 25},
-    {"pause": {"duration": "15s"}},
-    {"setWeight": 50},
-    {"pause": {"duration": "15s"}},
-    {"setWeight": 100},
-]
 
 
 def _obj(value: object) -> dict[str, Any]:
@@ -55,24 +49,9 @@ def say(text: str) -> None:
     print(f"\n\033[1m==> {text}\033[0m", flush=True)
 
 
-def demo_rollout(prometheus_url: str) -> dict[str, Any]:
+def demo_rollout() -> dict[str, Any]:
+    """The example as shipped; only the namespace is the demo's."""
     body = yaml.safe_load((EXAMPLES / "rollout-gin-demo.yaml").read_text())
-    strategy = body["spec"]["strategy"]
-    strategy["steps"] = DEMO_STEPS
-    strategy["analysis"].update(
-        interval="5s",
-        window="15s",
-        minRequests=20,
-        failureLimit=2,
-        prometheus={"url": prometheus_url, "timeout": "3s"},
-    )
-    # The example's custom metric watches a /checkout route the demo does not serve.
-    strategy["analysis"]["metrics"] = [
-        m for m in strategy["analysis"]["metrics"] if m["name"] in ("error-rate", "latency-p99")
-    ]
-    strategy["readiness"] = {"maxPodReadySeconds": 30}
-    strategy["progressDeadlineSeconds"] = 120
-    strategy["abortScaleDownDelaySeconds"] = 10
     body["metadata"]["namespace"] = NS
     return dict(body)
 
@@ -157,6 +136,15 @@ class Demo:
         body = _obj(self.custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, NAME))
         return dict(body.get("status") or {})
 
+    def promote(self) -> None:
+        """What `kanary promote` does: one request, with an id, that the operator consumes."""
+        annotations = {"kanary.dev/action": "promote", "kanary.dev/action-id": uuid.uuid4().hex}
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, NAME, {"metadata": {"annotations": annotations}}
+        )
+        while self.status().get("pauseReason") == "Step":
+            time.sleep(0.5)
+
     def weights(self) -> tuple[int, int]:
         route = _obj(self.custom.get_namespaced_custom_object(*GW[:2], NS, GW[2], NAME))
         refs = {
@@ -194,6 +182,9 @@ class Demo:
                 print(f"  [{tl.t():6.1f}s] {line}", flush=True)
                 last = line
                 tl.steps.append((tl.t(), str(st.get("step")), canary_w))
+            if st.get("pauseReason") == "Step" and st.get("canaryRevision") == revision:
+                print(f"  [{tl.t():6.1f}s] on-call: kanary promote {NAME} -n {NS}", flush=True)
+                self.promote()
             promoted = st.get("phase") == "Healthy" and st.get("stableRevision") == revision
             rolled_back = st.get("phase") == "RolledBack" and st.get("canaryRevision") == revision
             if promoted or rolled_back:
@@ -236,11 +227,10 @@ def _counts(counts: object) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kubeconfig", required=True)
-    ap.add_argument("--prometheus", default="http://127.0.0.1:9090")
     ap.add_argument("--rate", type=int, default=40, help="load, requests/s through the Gateway")
     args = ap.parse_args()
     demo = Demo(args.kubeconfig)
-    base = demo_rollout(args.prometheus)
+    base = demo_rollout()
 
     say("gin-demo v1 behind the Gateway (HTTPRoute gin-demo, stable 100 / canary 0)")
     demo.ensure_namespace()
@@ -250,18 +240,19 @@ def main() -> int:
     demo.follow(v1, timeout=120)
 
     say(f"steady load: {args.rate} requests/s through the Gateway for the rest of the demo")
-    loader = load(duration=400, rate=args.rate)
+    loader = load(duration=900, rate=args.rate)
 
-    say("rolling out v2 (healthy): watch the weights move 5% -> 25% -> 50% -> 100%")
+    say("rolling out v2 (healthy): 5% -> 25% -> 50%, promote at the pause, 100%; each weight"
+        " is held until a 30s analysis window has passed on it")
     v2 = with_version(base, "v2", None)
     demo.apply_rollout(v2)
-    healthy = demo.follow(v2, timeout=240)
+    healthy = demo.follow(v2, timeout=600)
     after_v2 = demo.status()
 
     say("rolling out v3 with ERROR_RATE=0.2: kanary must roll it back")
     v3 = with_version(base, "v3", "0.2")
     demo.apply_rollout(v3)
-    failing = demo.follow(v3, timeout=240)
+    failing = demo.follow(v3, timeout=300)
     final = demo.status()
     loader.terminate()
     loader.wait(timeout=10)

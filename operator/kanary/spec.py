@@ -257,7 +257,9 @@ class AnalysisSpec(ApiModel):
     )
     interval: str = Field(default="10s", pattern=DURATION_PATTERN, max_length=64)
     window: str = Field(default="30s", pattern=DURATION_PATTERN, max_length=64)
-    prometheus: PrometheusSpec
+    prometheus: PrometheusSpec = Field(
+        default_factory=PrometheusSpec, description="omitted: the operator's default Prometheus"
+    )
     min_requests: int = Field(default=50, ge=0)
     failure_limit: int = Field(default=2, ge=1)
     inconclusive_limit: int = Field(default=6, ge=1)
