@@ -9,6 +9,8 @@ $KANARY_STATE/dataplane/measurements.json."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 import urllib.parse
 import urllib.request
@@ -18,12 +20,14 @@ from typing import Any, cast
 import pytest
 from kubernetes import client
 
-from .conftest import wait_until
+from .conftest import lib_path, wait_until
 from .dataplane_fixtures import (
+    APP_PORT,
     NEVER_READY,
     PROMETHEUS,
     DataPlane,
     dataplane,  # noqa: F401  (pytest fixture)
+    get_json,
     gin_deployment,
     http_route,
     kwok_timing,
@@ -252,6 +256,135 @@ def test_not_ready_pod_gets_no_traffic(
     assert "unready" not in rep["pod"], rep
     assert set(rep["pod"]) == _names(ready_list), rep
     assert process_request_count(ip) == before_unready, "the unready pod answered via the Gateway"
+
+
+PROBE_ANNOTATION = "kanary.dev/readiness-probe"
+
+
+def _ready_condition(pod: Any) -> str | None:
+    for c in (pod.status.conditions if pod.status else None) or []:
+        if c.type == "Ready":
+            return str(c.status)
+    return None
+
+
+def _readyz(ip: str) -> int | None:
+    """The status code of the process's own /readyz, None if nothing answers."""
+    try:
+        return get_json(f"http://{ip}:{APP_PORT}/readyz", timeout=1.0)[0]
+    except OSError:
+        return None
+
+
+def test_pod_turns_not_ready_when_its_readiness_probe_fails(
+    dataplane: DataPlane,  # noqa: F811
+    namespace: str,
+    apps: client.AppsV1Api,
+    core: client.CoreV1Api,
+) -> None:
+    """UNREADY_AFTER=3s: kwok makes the pod Ready (1s), its process's /readyz
+    turns 503 at 3s, the runner's probe (periodSeconds 1, failureThreshold 3
+    by default) fails 3 times in a row: the pod turns NotReady in the API,
+    its EndpointSlice endpoint not ready, the Deployment's readyReplicas 0,
+    the Gateway sends everything to the other pod. A restarted process
+    (ready again for 3s) makes the pod Ready again."""
+    dp = dataplane
+    runner_log = lib_path("LOG_DIR") / "pod-runner.log"
+    if "readiness probes" not in runner_log.read_text(errors="replace"):
+        pytest.fail(
+            "the running pod runner predates readiness probes: restart it"
+            " (hack/dataplane/down.sh && hack/dataplane/up.sh)",
+            pytrace=False,
+        )
+    stages = lib_path("CONF_DIR") / "kwok-stages.yaml"
+    assert "kanary-pod-readiness-probe-failed" in stages.read_text(), "run hack/cluster/up.sh"
+
+    host = f"{namespace}.kanary.test"
+    period_s, failure_threshold = 1, 3  # failureThreshold: Kubernetes' default
+    good_sel, bad_sel = {"app": "gin", "track": "good"}, {"app": "gin", "track": "bad"}
+    good = gin_deployment("good", "v1", 1, good_sel)
+    bad = gin_deployment("bad", "v2", 1, bad_sel, env={"UNREADY_AFTER": "3s"})
+    for dep in (good, bad):
+        dep["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] = {
+            "httpGet": {"path": "/readyz", "port": "http"},
+            "periodSeconds": period_s,
+        }
+    _create(apps, core, namespace, good, bad, service("gin", {"app": "gin"}))
+
+    def bad_pod() -> Any:
+        ps = [p for p in pods_of(core, namespace, bad_sel) if not p.metadata.deletion_timestamp]
+        return ps[0] if len(ps) == 1 and ps[0].status and ps[0].status.pod_ip else None
+
+    def bad_ready() -> Any:
+        p = bad_pod()
+        return p if p is not None and _ready_condition(p) == "True" else None
+
+    pod: Any = wait_until("the UNREADY_AFTER pod Ready (kwok)", bad_ready, timeout=60, interval=0.1)
+    name, ip = pod.metadata.name, pod.status.pod_ip
+    (good_pod,) = wait_ready_with_processes(core, namespace, good_sel, 1)
+
+    # the process turns unready on its own clock; then the API follows
+    wait_until(
+        "the process's /readyz at 503", lambda: _readyz(ip) == 503, timeout=30, interval=0.05
+    )
+    t_unready = time.monotonic()
+
+    def not_ready() -> Any:
+        p = core.read_namespaced_pod(name, namespace)
+        return p if _ready_condition(p) == "False" else None
+
+    bound = period_s * failure_threshold + 3
+    pod = wait_until("the pod NotReady in the API", not_ready, timeout=bound + 30, interval=0.1)
+    took = time.monotonic() - t_unready
+    record(dp, "readiness_probe_failure_to_not_ready_s", round(took, 2))
+    assert took <= bound, f"NotReady {took:.1f}s after /readyz turned 503 (bound {bound}s)"
+    assert pod.status.phase == "Running"
+    assert [cs.ready for cs in pod.status.container_statuses] == [False]
+    assert (pod.metadata.annotations or {}).get(PROBE_ANNOTATION) == "failure"
+    assert process_answers(ip) is not None  # the process still serves: only its traffic goes
+
+    discovery = client.DiscoveryV1Api(dp.cluster.api)
+
+    def endpoint_states() -> dict[str, bool] | None:
+        slices = discovery.list_namespaced_endpoint_slice(
+            namespace, label_selector="kubernetes.io/service-name=gin"
+        ).items
+        states = {
+            ep.addresses[0]: bool(ep.conditions and ep.conditions.ready)
+            for s in slices
+            for ep in s.endpoints or []
+        }
+        return states if states.get(ip) is False else None
+
+    states = wait_until("the pod's endpoint not ready", endpoint_states, timeout=10)
+    assert states[good_pod.status.pod_ip] is True, states
+
+    def no_ready_replicas() -> bool:
+        st = apps.read_namespaced_deployment_status("bad", namespace).status
+        return st is not None and not st.ready_replicas
+
+    wait_until("Deployment bad: readyReplicas 0", no_ready_replicas, timeout=10)
+    _route(dp, namespace, http_route("gin", dp.gateway, host, [("gin", 100)]))
+    wait_gateway_serves(host, {"v1"}, {good_pod.metadata.name})
+
+    # Recovery: a new process (the old one killed; the runner restarts it) is
+    # ready for 3s again: the probe succeeds, the pod turns Ready again.
+    pid_file = dp.pid_dir / "pods" / f"{namespace}_{name}_app.pid"
+    old_pid = int(pid_file.read_text())
+    os.kill(old_pid, signal.SIGKILL)  # this test's own pod process
+    t_kill = time.monotonic()
+
+    def ready_again() -> bool:
+        p: Any = core.read_namespaced_pod(name, namespace)
+        return _ready_condition(p) == "True" and bool(p.status.container_statuses[0].ready)
+
+    wait_until("the pod Ready again after the restart", ready_again, timeout=15, interval=0.1)
+    record(dp, "readiness_probe_restart_to_ready_s", round(time.monotonic() - t_kill, 2))
+    assert int(pid_file.read_text()) != old_pid
+    pod = core.read_namespaced_pod(name, namespace)
+    assert (pod.metadata.annotations or {}).get(PROBE_ANNOTATION) == "success"
+    # ... and NotReady again once the new process's 3s are over
+    wait_until("the pod NotReady again", lambda: not_ready() is not None, timeout=bound + 10)
 
 
 def _prom(path: str, **params: str) -> Any:
