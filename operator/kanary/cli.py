@@ -303,6 +303,12 @@ def prometheus_env(default_url: str | None, allowed: Sequence[str] | None) -> di
 def cmd_run(args: argparse.Namespace) -> int:
     # before the imports: the analysis may read them when it loads
     os.environ.update(prometheus_env(args.prometheus_url, args.allow_prometheus_url))
+    from kanary.analysis.endpoints import PrometheusPolicy
+
+    try:
+        PrometheusPolicy.from_env(os.environ)
+    except ValueError as e:
+        raise CliError(str(e)) from e
     import logging
 
     import kopf
