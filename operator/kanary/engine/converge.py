@@ -1,0 +1,205 @@
+"""The level-triggered part: canary availability, route weights, Services and the two
+Deployments are compared with what was observed every tick and written back when they differ."""
+
+from __future__ import annotations
+
+from kanary import canary_math
+from kanary.actions import ApplyCanary, ApplyStable, EnsureServices, ScaleStable, SetWeight
+from kanary.engine.steps import _canary_takes_all_first, _roll_back, _scale_down_time
+from kanary.engine.tick import _canary_pods_for, _Tick, _written_pods
+from kanary.observation import TrackState
+
+# ---- canary availability, route weights and Services, level-triggered -------------------------
+
+
+def _watch_canary(tick: _Tick) -> None:
+    """A canary with traffic and no Ready pod (never Ready, or Ready once and not any more)
+    loses its traffic at once, gets it back when a pod is Ready again, and is rolled back
+    (CanaryUnavailable) when none is Ready for unavailableGraceSeconds."""
+    status = tick.status
+    if status.stage not in ("Stepping", "Promoting") or status.canary_weight <= 0:
+        if status.canary_unavailable_since is not None:
+            tick.update(canary_unavailable_since=None)
+        return
+    canary = tick.obs.canary
+    ready = canary.ready if canary.exists and canary.revision == status.canary_revision else 0
+    since = status.canary_unavailable_since
+    grace = tick.spec.strategy.unavailable_grace_seconds
+    if ready > 0:
+        if since is not None:
+            tick.update(canary_unavailable_since=None, weight_set_at=tick.now)
+            tick.act(SetWeight(status.canary_weight))
+            tick.event("CanaryAvailable", f"{tick.label()}: canary pods Ready again: weight "
+                       f"{status.canary_weight}% restored")
+        return
+    if since is None:
+        tick.update(canary_unavailable_since=tick.now)
+        tick.act(SetWeight(0))
+        tick.event(
+            "CanaryUnavailable",
+            f"{tick.label()}: no Ready canary pod: weight 0% until one is Ready "
+            f"(rollback after {grace}s)",
+            warning=True,
+        )
+        since = tick.now
+    if (tick.now - since).total_seconds() >= grace:
+        _roll_back(tick, "CanaryUnavailable", f"no Ready canary pod for {grace}s")
+
+
+def _wanted_weight(tick: _Tick) -> int:
+    """The canary weight the route must hold now: the one in force, or 0 while no canary pod
+    is Ready."""
+    if tick.status.canary_unavailable_since is not None:
+        return 0
+    return tick.status.canary_weight
+
+
+def _converge_weight(tick: _Tick) -> None:
+    """Set and verify, every tick: a route whose weights differ from kanary's (re-applied by
+    GitOps, edited by hand) is written back, unless this tick already writes a weight."""
+    if tick.ratio_mode or tick.obs.route_problem or tick.status.stage in (None, "Creating"):
+        return
+    if any(isinstance(a, SetWeight) for a in tick.actions):
+        return
+    seen, wanted = tick.obs.route_split, _wanted_weight(tick)
+    if seen is None or seen == (100 - wanted, wanted):
+        return
+    tick.act(SetWeight(wanted))
+    tick.event(
+        "WeightRestored",
+        f"the route held stable {seen[0]} / canary {seen[1]}, kanary's split is "
+        f"{100 - wanted} / {wanted}: written back",
+        warning=True,
+    )
+
+
+def _converge_services(tick: _Tick) -> None:
+    names = tick.obs.services_drifted
+    if not names or tick.status.stage is None or (tick.moved and tick.incoming.stage is None):
+        return
+    tick.act(EnsureServices(names=tuple(names)))
+    tick.event(
+        "ServiceRestored",
+        f"Service {', '.join(names)} missing or changed outside kanary: restored",
+        warning=True,
+    )
+
+
+def _note_route_problem(tick: _Tick) -> None:
+    problem = tick.obs.route_problem
+    if problem == tick.status.route_problem:
+        return
+    tick.update(route_problem=problem)
+    if problem is not None:
+        tick.event("RouteProblem", f"{problem}: traffic weights cannot be written", warning=True)
+        return
+    tick.event("RouteFixed", "route references both tracks again")
+    _rewrite_weight(tick)
+
+
+def _rewrite_weight(tick: _Tick) -> None:
+    """A weight due while the route was broken (a rollback's 0) may be unwritten: write the one
+    in force again, and give the canary its drain time from now before it is scaled down."""
+    if tick.status.stage in (None, "Creating"):
+        return  # no weight written yet; the stable track may not be Ready to take it all
+    tick.act(SetWeight(tick.status.canary_weight))
+    due = tick.status.scale_down_at
+    if due is not None:
+        tick.update(scale_down_at=max(due, _scale_down_time(tick)))
+
+
+# ---- Deployments, level-triggered --------------------------------------------------------------
+
+
+def _converge_tracks(tick: _Tick) -> None:
+    match tick.status.stage:
+        case "Creating":
+            _ensure_stable(tick, tick.obs.template_hash)
+        case "Steady":
+            _keep_stable(tick)
+            _scale_canary_down(tick)
+        case "Stepping":
+            _ensure_step_canary(tick)
+            _scale_stable(tick, _stable_replicas_in_step(tick))
+        case "Promoting":
+            revision = tick.status.canary_revision or tick.obs.template_hash
+            if _canary_takes_all_first(tick):
+                _ensure_canary(tick, revision, tick.replicas)
+                _scale_stable(tick, tick.replicas)
+            else:
+                _ensure_stable(tick, revision)
+        case "Aborted":
+            _scale_stable(tick, tick.replicas)
+            _scale_canary_down(tick)
+        case None:
+            pass
+
+
+def _ensure_stable(tick: _Tick, revision: str) -> None:
+    stable = tick.obs.stable
+    wanted = (True, revision, tick.replicas)
+    if (stable.exists, stable.revision, stable.replicas) != wanted or stable.drifted:
+        _note_missing(tick, "stable", stable)
+        tick.act(ApplyStable(revision=revision, replicas=tick.replicas))
+
+
+def _ensure_canary(tick: _Tick, revision: str, replicas: int) -> None:
+    canary = tick.obs.canary
+    wanted = (True, revision, replicas)
+    if (canary.exists, canary.revision, canary.replicas) != wanted or canary.drifted:
+        _note_missing(tick, "canary", canary)
+        tick.act(ApplyCanary(revision=revision, replicas=replicas))
+
+
+def _note_missing(tick: _Tick, track: str, state: TrackState) -> None:
+    """A Deployment kanary made is gone or was edited: say so (the write repairs it). A canary
+    about to be created for a rollout that starts this tick is not missing."""
+    if not state.exists:
+        if not tick.moved and tick.incoming.stage not in (None, "Creating"):
+            tick.event(
+                f"{track.capitalize()}Missing",
+                f"{track} Deployment is gone: recreating it",
+                warning=True,
+            )
+    elif state.drifted:
+        tick.event(
+            f"{track.capitalize()}Drifted",
+            f"{track} Deployment was changed outside kanary: restoring its template",
+            warning=True,
+        )
+
+
+def _keep_stable(tick: _Tick) -> None:
+    """Healthy: a stable Deployment deleted or edited by hand gets its template back; a
+    replicas change in the spec is only a scale."""
+    _scale_stable(tick, tick.replicas)
+
+
+def _scale_stable(tick: _Tick, replicas: int) -> None:
+    """The stable track at `replicas`, on its own revision: recreated if it was deleted,
+    re-templated if it was edited, else only scaled."""
+    stable = tick.obs.stable
+    revision = tick.status.stable_revision
+    if revision and (not stable.exists or stable.revision != revision or stable.drifted):
+        _note_missing(tick, "stable", stable)
+        tick.act(ApplyStable(revision=revision, replicas=replicas))
+    elif stable.exists and stable.replicas != replicas:
+        tick.act(ScaleStable(replicas=replicas))
+
+
+def _ensure_step_canary(tick: _Tick) -> None:
+    revision = tick.status.canary_revision or tick.obs.template_hash
+    weight = canary_math.weight_through(tick.steps, tick.step_index)
+    _ensure_canary(tick, revision, _canary_pods_for(tick, weight))
+
+
+def _stable_replicas_in_step(tick: _Tick) -> int:
+    if not tick.ratio_mode:
+        return tick.replicas  # full capacity until promotion, so a rollback is one weight write
+    return tick.replicas - _written_pods(tick)
+
+
+def _scale_canary_down(tick: _Tick) -> None:
+    canary = tick.obs.canary
+    if tick.status.scale_down_at is None and canary.exists and canary.replicas > 0:
+        tick.act(ApplyCanary(revision=tick.obs.template_hash, replicas=0))

@@ -1,0 +1,430 @@
+"""The stages and their steps: creating, steady, stepping (setWeight and pause steps),
+advancing, promotion, rollback; plus what moves them: template changes (supersede), counted
+analysis checks and canary pod readiness."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from kanary import canary_math
+from kanary.actions import EnsureServices, SetWeight
+from kanary.analysis import judgement
+from kanary.engine.tick import (
+    _canary_pods_for,
+    _pause_reason_of,
+    _put_condition,
+    _Tick,
+    _track_ready,
+)
+from kanary.spec import AnalysisSpec
+from kanary.status import AnalysisStatus, ReadinessStatus
+
+# ---- analysis ----------------------------------------------------------------------------------
+
+
+def _take_analysis(tick: _Tick) -> None:
+    """Count a check that finished this tick; its verdict may roll back or pause the rollout."""
+    outcome = tick.obs.analysis
+    analysis = tick.spec.strategy.analysis
+    if outcome is None or analysis is None or tick.status.stage != "Stepping":
+        return
+    last = tick.status.analysis.last_check_at
+    if last is not None and outcome.at <= last:
+        return  # already counted (the same check seen again after a restart)
+    counts = judgement.next_counters(tick.status.analysis, outcome)
+    tick.update(analysis=counts.model_copy(update={"summary": outcome.summary}))
+    _judge_analysis(tick, analysis)
+
+
+def _judge_analysis(tick: _Tick, analysis: AnalysisSpec) -> None:
+    counts = tick.status.analysis
+    limit = judgement.limit_reached(analysis, counts)
+    if limit is None:
+        return
+    reason = judgement.limit_reason(analysis, counts, counts.summary)
+    if limit == "rollback":
+        _roll_back(tick, _analysis_cause(analysis, counts), reason)
+    elif tick.status.pause_reason != "Inconclusive":
+        tick.update(pause_reason="Inconclusive")
+        tick.event(
+            "AnalysisInconclusive",
+            f"{tick.label()}: paused, {reason}; `kanary resume` or `kanary abort`",
+            warning=True,
+        )
+
+
+def _analysis_cause(analysis: AnalysisSpec, counts: AnalysisStatus) -> str:
+    """The RolledBack condition's reason (and the rollbacks metric's label)."""
+    if counts.consecutive_failures >= analysis.failure_limit:
+        return "AnalysisFailed"
+    if counts.consecutive_errors >= analysis.error_limit:
+        return "AnalysisError"
+    return "AnalysisInconclusive"
+
+
+def _analysis_allows_advance(tick: _Tick) -> bool:
+    """With traffic on the canary, a step ends only on a passing check whose whole window
+    came after the weight in force was written (so not before one window of dwell), and taken
+    during the current step."""
+    analysis = tick.spec.strategy.analysis
+    if analysis is None or tick.status.canary_weight <= 0:
+        return True
+    window = timedelta(seconds=analysis.window_seconds())
+    starts = [t for t in (tick.status.step_started_at,) if t is not None]
+    if tick.status.weight_set_at is not None:
+        starts.append(tick.status.weight_set_at + window)
+    return judgement.may_advance(tick.status.analysis, max(starts, default=None))
+
+
+# ---- template changes --------------------------------------------------------------------------
+
+
+def _follow_template(tick: _Tick) -> None:
+    wanted = tick.obs.template_hash
+    status = tick.status
+    match status.stage:
+        case "Steady" if wanted != status.stable_revision:
+            _start_rollout(tick)
+        case "Stepping" if wanted != status.canary_revision:
+            _supersede(tick)
+        case "Promoting" if wanted != status.canary_revision:
+            _supersede_promotion(tick)
+        case "Aborted" if wanted != status.canary_revision:
+            if wanted == status.stable_revision:
+                _back_to_stable(tick)
+            else:
+                _start_rollout(tick)
+        case _:
+            pass
+
+
+def _supersede(tick: _Tick) -> None:
+    """A new template mid-rollout: traffic off the old canary, then the new one from step 0."""
+    old = tick.status.canary_revision
+    wanted = tick.obs.template_hash
+    reverted = wanted == tick.status.stable_revision
+    why = "template reverted to the stable revision" if reverted else f"new template {wanted}"
+    tick.record("Superseded", why)
+    if tick.status.canary_weight > 0:
+        tick.act(SetWeight(0))
+    tick.event("Superseded", f"rollout of {old} stopped at {tick.label()}: {why}")
+    if reverted:
+        tick.update(scale_down_at=_scale_down_time(tick))
+        _enter_steady(tick)
+        _scale_down_if_due(tick)
+    else:
+        _start_rollout(tick)
+
+
+def _supersede_promotion(tick: _Tick) -> None:
+    """The stable Deployment already has the promoted template: it is the new stable revision."""
+    promoted = tick.status.canary_revision
+    tick.record("Superseded", f"new template {tick.obs.template_hash} during promotion")
+    tick.act(SetWeight(0))
+    tick.event("Superseded", f"promotion of {promoted} superseded by a new template")
+    tick.update(stable_revision=promoted)
+    _start_rollout(tick)
+
+
+def _back_to_stable(tick: _Tick) -> None:
+    tick.event("Reverted", f"template is back to the stable revision {tick.status.stable_revision}")
+    _enter_steady(tick)
+
+
+# ---- stages ------------------------------------------------------------------------------------
+
+
+def _run_stage(tick: _Tick) -> None:
+    if tick.moved:
+        return
+    match tick.status.stage:
+        case None | "Creating":
+            _creating(tick)
+        case "Steady":
+            _steady(tick)
+        case "Stepping":
+            _stepping(tick)
+        case "Promoting":
+            _promoting(tick)
+        case "Aborted":
+            _take_readiness(tick)  # a pod rolled back for being late still shows when it made it
+            _scale_down_if_due(tick)
+
+
+def _creating(tick: _Tick) -> None:
+    if tick.status.stage is None and tick.obs.stable.exists and tick.obs.stable.revision:
+        _adopt(tick, tick.obs.stable.revision)
+        return
+    wanted = tick.obs.template_hash
+    if tick.status.stage is None:
+        _enter_creating(tick)
+    tick.update(stable_revision=wanted)  # follows template edits until the first one is Ready
+    if _track_ready(tick.obs.stable, wanted, tick.replicas) and not tick.obs.route_problem:
+        tick.act(SetWeight(0))
+        tick.event("Available", f"stable track {wanted} Ready with {tick.replicas} pods")
+        _enter_steady(tick)
+
+
+def _enter_creating(tick: _Tick) -> None:
+    tick.update(
+        stage="Creating",
+        stable_revision=tick.obs.template_hash,
+        step_started_at=tick.now,
+        rollout_started_at=tick.now,
+    )
+    tick.act(EnsureServices())
+    tick.event("Creating", f"creating stable track {tick.obs.template_hash}, {tick.replicas} pods")
+
+
+def _adopt(tick: _Tick, running: str) -> None:
+    """No progress recorded but a stable track exists: trust what runs, start over from there."""
+    tick.update(stable_revision=running)
+    tick.act(EnsureServices())
+    if not tick.obs.route_problem:
+        tick.act(SetWeight(0))
+    tick.event("Adopted", f"stable track runs revision {running}")
+    _enter_steady(tick)
+    if tick.obs.template_hash != running:
+        _start_rollout(tick)
+
+
+def _steady(tick: _Tick) -> None:
+    _scale_down_if_due(tick)
+
+
+def _enter_steady(tick: _Tick) -> None:
+    tick.moved = True
+    tick.update(
+        stage="Steady",
+        canary_revision=None,
+        canary_weight=0,
+        current_step_index=None,
+        step_started_at=None,
+        pause_reason=None,
+    )
+
+
+def _stepping(tick: _Tick) -> None:
+    if tick.continuing_rollout():
+        _take_readiness(tick)
+        violation = _readiness_violation(tick)
+        if violation is not None:
+            _roll_back(tick, "PodReadyTooSlow", violation)
+            return
+    if tick.status.pause_reason in ("User", "Inconclusive"):
+        return
+    if tick.step_index >= len(tick.steps):
+        _start_promotion(tick, "the steps were shortened past the current one")
+        return
+    step = tick.step()
+    if step.set_weight is not None:
+        _weight_step(tick, step.set_weight)
+    elif step.pause is not None and step.pause.seconds() is not None:
+        _timed_pause_step(tick, step.pause.seconds() or 0.0)
+
+
+def _weight_step(tick: _Tick, weight: int) -> None:
+    wanted = _canary_pods_for(tick, weight)
+    if not _track_ready(tick.obs.canary, tick.status.canary_revision, wanted):
+        deadline = tick.spec.strategy.progress_deadline_seconds
+        if tick.seconds_in_step() > deadline:
+            ready = min(tick.obs.canary.ready, wanted)
+            why = (
+                f"progress deadline: canary not Ready after {deadline}s "
+                f"({ready}/{wanted} pods Ready)"
+            )
+            _roll_back(tick, "ProgressDeadlineExceeded", why)
+        return
+    if tick.obs.route_problem:
+        return
+    written = _weight_to_write(tick, weight, wanted)
+    if written != tick.status.canary_weight:
+        tick.act(SetWeight(written))
+        tick.update(canary_weight=written, weight_set_at=tick.now)
+        tick.event("WeightSet", f"{tick.label()}: canary weight {written}%")
+        if tick.spec.strategy.analysis is not None:
+            return  # judged on checks whose window began after this write
+    if _analysis_allows_advance(tick):
+        _advance(tick)
+
+
+def _weight_to_write(tick: _Tick, weight: int, pods: int) -> int:
+    """Gateway: the step's weight (never below the one written); replica-ratio: the pod share."""
+    if tick.ratio_mode:
+        return canary_math.ratio_percent(pods, tick.replicas - pods)
+    return max(weight, tick.status.canary_weight)
+
+
+def _timed_pause_step(tick: _Tick, seconds: float) -> None:
+    if tick.seconds_in_step() >= seconds and _analysis_allows_advance(tick):
+        _advance(tick)
+
+
+def _advance(tick: _Tick) -> None:
+    following = tick.step_index + 1
+    if following >= len(tick.steps):
+        _start_promotion(tick, "all steps done")
+        return
+    step = tick.steps[following]
+    tick.moved = True
+    tick.update(
+        current_step_index=following,
+        step_started_at=tick.now,
+        pause_reason=_pause_reason_of(step),
+    )
+    _announce_step(tick)
+
+
+def _announce_step(tick: _Tick) -> None:
+    step = tick.step()
+    text = f"{tick.label()}: {canary_math.describe_step(step)}"
+    if step.set_weight is not None:
+        pods = _canary_pods_for(tick, step.set_weight)
+        text += f" ({pods} canary pod{'' if pods == 1 else 's'})"
+    if step.pause is not None and step.pause.duration is None:
+        tick.event("Paused", f"{text}: `kanary promote` to continue")
+    else:
+        tick.event("Step", text)
+
+
+def _start_rollout(tick: _Tick) -> None:
+    revision = tick.obs.template_hash
+    first = tick.steps[0]
+    tick.moved = True
+    tick.update(
+        stage="Stepping",
+        canary_revision=revision,
+        current_step_index=0,
+        canary_weight=0,
+        step_started_at=tick.now,
+        rollout_started_at=tick.now,
+        pause_reason=_pause_reason_of(first),
+        scale_down_at=None,
+        weight_set_at=None,
+        canary_unavailable_since=None,
+        analysis=AnalysisStatus(),
+        readiness=ReadinessStatus(),
+    )
+    tick.act(EnsureServices())
+    images = ", ".join(tick.spec.template.images())
+    tick.event(
+        "RolloutStarted",
+        f"rollout of {revision} ({images}) started: {len(tick.steps)} steps, "
+        f"stable {tick.status.stable_revision}",
+    )
+    _announce_step(tick)
+
+
+def _canary_takes_all_first(tick: _Tick) -> bool:
+    """Gateway mode: stable keeps the old template until the canary has carried 100% since an
+    earlier tick, so it is never re-templated while it carries traffic (promote --full at 5%)."""
+    return not tick.ratio_mode and tick.incoming.canary_weight < 100
+
+
+def _start_promotion(tick: _Tick, why: str) -> None:
+    tick.moved = True
+    tick.update(
+        stage="Promoting",
+        current_step_index=len(tick.steps),
+        step_started_at=tick.now,
+        pause_reason=None,
+    )
+    revision = tick.status.canary_revision
+    tick.event("Promoting", f"promoting {revision} ({why}): stable track takes the new template")
+
+
+def _promoting(tick: _Tick) -> None:
+    revision = tick.status.canary_revision
+    if _canary_takes_all_first(tick):
+        if _track_ready(tick.obs.canary, revision, tick.replicas) and not tick.obs.route_problem:
+            tick.act(SetWeight(100))
+            tick.update(canary_weight=100, weight_set_at=tick.now)
+            tick.event("WeightSet", "promotion: canary weight 100% before stable is re-templated")
+        return
+    if not _track_ready(tick.obs.stable, revision, tick.replicas) or tick.obs.route_problem:
+        return
+    tick.act(SetWeight(0))
+    tick.record("Promoted", "")
+    tick.event("Promoted", f"{revision} promoted: stable track Ready, 100% of traffic")
+    tick.update(
+        stable_revision=revision,
+        scale_down_at=_scale_down_time(tick, tick.spec.strategy.scale_down_delay_seconds),
+    )
+    _enter_steady(tick)
+    _scale_down_if_due(tick)
+
+
+# ---- rollback ----------------------------------------------------------------------------------
+
+
+def _roll_back(tick: _Tick, cause: str, reason: str) -> None:
+    """Weight to 0 first, in one write; the canary goes to 0 pods later; stable is untouched."""
+    where = tick.label()
+    tick.moved = True
+    tick.act(SetWeight(0))
+    tick.record("RolledBack", reason)
+    tick.update(
+        stage="Aborted",
+        canary_weight=0,
+        pause_reason=None,
+        scale_down_at=_scale_down_time(tick),
+    )
+    _put_condition(tick, "RolledBack", True, cause, f"{where}: {reason}")
+    revision = tick.status.canary_revision
+    tick.event("RolledBack", f"{revision} rolled back at {where}: {reason}", warning=True)
+    _scale_down_if_due(tick)
+
+
+def _scale_down_time(tick: _Tick, delay: int | None = None) -> datetime:
+    """When the canary may go to 0 pods: after the router has stopped sending it traffic."""
+    # Replica-ratio mode has no weight to write: canary pods are its traffic, so they go at once.
+    if tick.ratio_mode:
+        return tick.now
+    if delay is None:
+        delay = tick.spec.strategy.abort_scale_down_delay_seconds
+    return tick.now + timedelta(seconds=delay)
+
+
+def _scale_down_if_due(tick: _Tick) -> None:
+    """Scale-down waits while the route is broken: its weight 0 may not have been written."""
+    due = tick.status.scale_down_at
+    if due is None or tick.now < due or tick.obs.route_problem:
+        return
+    tick.update(scale_down_at=None)
+    tick.event("ScaledDown", "canary scaled to 0 pods")
+
+
+# ---- readiness ---------------------------------------------------------------------------------
+
+
+def _take_readiness(tick: _Tick) -> None:
+    figures = tick.obs.readiness
+    if figures.count == 0 and figures.oldest_unready_pod is None:
+        return
+    tick.update(
+        readiness=ReadinessStatus(
+            count=figures.count,
+            p50_seconds=figures.p50_seconds,
+            max_seconds=figures.max_seconds,
+            slowest_pod=figures.slowest_pod,
+        )
+    )
+
+
+def _readiness_violation(tick: _Tick) -> str | None:
+    limit = tick.spec.strategy.readiness.max_pod_ready_seconds
+    figures = tick.obs.readiness
+    if limit is None:
+        return None
+    if figures.max_seconds is not None and figures.max_seconds > limit:
+        return (
+            f"canary pod {figures.slowest_pod} took {figures.max_seconds:.1f}s to become Ready "
+            f"(maxPodReadySeconds {limit:g})"
+        )
+    unready = figures.oldest_unready_seconds
+    if unready is not None and unready > limit:
+        return (
+            f"canary pod {figures.oldest_unready_pod} not Ready after {unready:.1f}s "
+            f"(maxPodReadySeconds {limit:g})"
+        )
+    return None
