@@ -396,7 +396,7 @@ class Prober:
                 st = self.states[c]
                 if st.observe(run_probe(probe)):
                     log.info(
-                        "%s/%s: container %s: readiness probe %s %d times in a row (%s): %s",
+                        "%s/%s: container %s: readiness probe %s, %d in a row (%s): %s",
                         self.namespace,
                         self.pod,
                         c,

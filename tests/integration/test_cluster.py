@@ -9,6 +9,7 @@ import json
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -211,6 +212,46 @@ def test_chaos_pod_fails(core: client.CoreV1Api, namespace: str) -> None:
     assert terminated is not None
     assert terminated.exit_code == 3
     assert terminated.reason == "Chaos"
+
+
+PROBE_ANNOTATION = "kanary.dev/readiness-probe"  # hack/cluster/stages/pod-readiness-probe.yaml
+
+
+def test_readiness_probe_annotation_flips_ready(core: client.CoreV1Api, namespace: str) -> None:
+    """kanary's kwok Stages: the pod runner's probe result, as the annotation
+    kanary.dev/readiness-probe, turns a Running pod NotReady ("failure") and
+    Ready again ("success"): conditions and containerStatuses, the rest of
+    the status kept. Set by hand here (nothing runs behind this pod)."""
+    core.create_namespaced_pod(namespace, make_pod("probed", ready_after("0s")))
+
+    def pod_when(ready: bool) -> Callable[[], client.V1Pod | None]:
+        def probe() -> client.V1Pod | None:
+            p = core.read_namespaced_pod("probed", namespace)
+            return p if is_ready(p) is ready else None
+
+        return probe
+
+    before = wait_until("pod Ready (kwok)", pod_when(True), timeout=30)
+    (cs,) = status(before).container_statuses or []
+    assert cs.ready and cs.state is not None and cs.state.running is not None
+    started_at = cs.state.running.started_at
+
+    for value, ready in (("failure", False), ("success", True), ("failure", False)):
+        t0 = time.monotonic()
+        body = {"metadata": {"annotations": {PROBE_ANNOTATION: value}}}
+        core.patch_namespaced_pod("probed", namespace, body)
+        p = wait_until(f"{value}: Ready={ready}", pod_when(ready), timeout=10)
+        assert time.monotonic() - t0 < 5, "the Stages have no delay"
+        st = status(p)
+        assert st.phase == "Running" and st.pod_ip == pod_ip(before)
+        containers_ready = condition(p, "ContainersReady")
+        assert containers_ready is not None and containers_ready.status == str(ready)
+        initialized = condition(p, "Initialized")
+        assert initialized is not None and initialized.status == "True"  # merged, not replaced
+        (cs,) = st.container_statuses or []
+        assert cs.ready is ready
+        assert cs.state is not None and cs.state.running is not None
+        assert cs.state.running.started_at == started_at  # the container did not restart
 
 
 def test_rbac_is_enforced(cluster: Cluster, core: client.CoreV1Api, namespace: str) -> None:
