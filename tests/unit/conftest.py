@@ -104,6 +104,13 @@ class World:
     route_problem: str | None = None
     invalid: str | None = None
     generation: int = 1
+    # kanary's Services that exist (the engine sees the missing ones as services_drifted)
+    services: set[str] = dataclasses.field(default_factory=set)
+
+    def wanted_services(self) -> tuple[str, ...]:
+        routing = self.spec.traffic_routing
+        ratio = routing is None or routing.gateway_api is None
+        return ("demo-stable", "demo-canary", *(("demo",) if ratio else ()))
 
     @property
     def template_hash(self) -> str:
@@ -127,6 +134,7 @@ class World:
             manual_id=manual_id,
             route_problem=self.route_problem,
             invalid=self.invalid,
+            services_drifted=tuple(s for s in self.wanted_services() if s not in self.services),
         )
 
     def apply(self, actions: Sequence[Action]) -> None:
@@ -148,7 +156,8 @@ class World:
                         self.stable, replicas=n, ready=min(self.stable.ready, n), settled=False
                     )
                     self.writes.append(action)
-                case EnsureServices():
+                case EnsureServices(names=names):
+                    self.services.update(names or self.wanted_services())
                     self.writes.append(action)
 
     def pass_time(self, seconds: float) -> None:

@@ -102,8 +102,8 @@ def test_first_creation_applies_the_stable_track_and_no_canary() -> None:
     world = World(make_spec())
     decision = decide(world.spec, RolloutStatus(), world.observe())
     assert writes(decision.actions) == [
-        EnsureServices(),
         ApplyStable(revision=world.template_hash, replicas=4),
+        EnsureServices(names=("demo-stable", "demo-canary")),
     ]
     assert decision.status.phase == "Progressing"
     assert decision.status.stage == "Creating"
@@ -358,7 +358,7 @@ TABLE: list[tuple[str, Any, ManualAction | None, str, int | None, list[str]]] = 
     # (situation, setup, manual action, phase after, step index after, writes after)
     ("healthy, same template", _healthy, None, "Healthy", None, []),
     ("healthy, new template", _healthy_new_template, None, "Progressing", 0,
-     ["EnsureServices", "ApplyCanary(new,1)"]),
+     ["ApplyCanary(new,1)"]),
     ("setWeight, canary unready", _weight_step_unready, None, "Progressing", 0, []),
     ("setWeight, canary ready", _weight_step_ready, None, "Progressing", 1, ["SetWeight(5)"]),
     ("timed pause running", _timed_pause_running, None, "Progressing", 1, []),
@@ -390,8 +390,7 @@ TABLE: list[tuple[str, Any, ManualAction | None, str, int | None, list[str]]] = 
     ("rolled back, before delay", _rolled_back_before_delay, None, "RolledBack", 1, []),
     ("rolled back, after delay", _rolled_back_after_delay, None, "RolledBack", 1,
      ["ApplyCanary(new,0)"]),
-    ("rolled back, retry", _rolled_back_before_delay, "retry", "Progressing", 0,
-     ["EnsureServices"]),
+    ("rolled back, retry", _rolled_back_before_delay, "retry", "Progressing", 0, []),
     ("rolled back, abort", _rolled_back_before_delay, "abort", "RolledBack", 1, []),
     ("healthy, promote", _healthy, "promote", "Healthy", None, []),
     ("healthy, retry", _healthy, "retry", "Healthy", None, []),
@@ -1251,3 +1250,14 @@ def test_manual_actions_while_invalid_are_refused_and_change_nothing(manual: Man
     assert [e.reason for e in events(decision.actions)] == ["ManualActionRefused"]
     assert decision.status.current_step_index == before.current_step_index
     assert decision.status.stage == before.stage
+
+
+def test_services_are_created_quietly_and_restored_loudly() -> None:
+    """Found in e2e: the first tick both created the Services and warned ServiceRestored."""
+    driver = healthy_driver(make_spec())
+    assert driver.world.services == {"demo-stable", "demo-canary"}
+    assert "ServiceRestored" not in driver.world.event_reasons()
+    driver.world.services.discard("demo-canary")
+    decision = driver.tick()
+    assert EnsureServices(names=("demo-canary",)) in decision.actions
+    assert "ServiceRestored" in driver.world.event_reasons()

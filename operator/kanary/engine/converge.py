@@ -74,10 +74,14 @@ def _converge_weight(tick: _Tick) -> None:
 
 
 def _converge_services(tick: _Tick) -> None:
+    """The Services kanary owns, created or repaired whenever the watch shows them missing or
+    changed; only a repair after creation is news for on-call."""
     names = tick.obs.services_drifted
-    if not names or tick.status.stage is None or (tick.moved and tick.incoming.stage is None):
+    if not names or tick.status.stage is None:
         return
     tick.act(EnsureServices(names=tuple(names)))
+    if tick.incoming.stage in (None, "Creating"):
+        return
     tick.event(
         "ServiceRestored",
         f"Service {', '.join(names)} missing or changed outside kanary: restored",

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from kanary import canary_math
-from kanary.actions import EnsureServices, SetWeight
+from kanary.actions import SetWeight
 from kanary.analysis import judgement
 from kanary.engine.tick import (
     _canary_pods_for,
@@ -172,14 +172,12 @@ def _enter_creating(tick: _Tick) -> None:
         step_started_at=tick.now,
         rollout_started_at=tick.now,
     )
-    tick.act(EnsureServices())
     tick.event("Creating", f"creating stable track {tick.obs.template_hash}, {tick.replicas} pods")
 
 
 def _adopt(tick: _Tick, running: str) -> None:
     """No progress recorded but a stable track exists: trust what runs, start over from there."""
     tick.update(stable_revision=running)
-    tick.act(EnsureServices())
     if not tick.obs.route_problem:
         tick.act(SetWeight(0))
     tick.event("Adopted", f"stable track runs revision {running}")
@@ -305,7 +303,6 @@ def _start_rollout(tick: _Tick) -> None:
         analysis=AnalysisStatus(),
         readiness=ReadinessStatus(),
     )
-    tick.act(EnsureServices())
     images = ", ".join(tick.spec.template.images())
     tick.event(
         "RolloutStarted",
