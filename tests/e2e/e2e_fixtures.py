@@ -366,6 +366,7 @@ class Scenario:
         self,
         steps: list[dict[str, Any]] | None = None,
         analysis: dict[str, Any] | None = None,
+        readiness_probe: dict[str, Any] | None = None,
         **strategy: Any,
     ) -> dict[str, Any]:
         """HTTPRoute (stable 100 / canary 0) + Rollout of v1; returns once v1 is Healthy and
@@ -387,6 +388,8 @@ class Scenario:
             },
         )
         body["spec"]["template"]["spec"]["containers"][0]["env"] = _env(None)
+        if readiness_probe is not None:
+            body["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] = readiness_probe
         self.kit.create(body)
         status = self.kit.wait_phase(self.name, "Healthy", timeout=90)
         wait_route_accepted(self.dp, self.ns, self.name)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -1261,3 +1262,26 @@ def test_services_are_created_quietly_and_restored_loudly() -> None:
     decision = driver.tick()
     assert EnsureServices(names=("demo-canary",)) in decision.actions
     assert "ServiceRestored" in driver.world.event_reasons()
+
+
+def test_a_weight_step_waits_for_a_check_of_its_own_weight() -> None:
+    """Found: steps 5, 25, 50, 100 with a 60 s interval promoted 5 s after one check taken 1 s
+    after the 5% write. Each weight is held until a passing check whose whole window (30 s)
+    came after that weight was written."""
+    spec = make_spec(
+        steps=[{"setWeight": 5}, {"setWeight": 25}, {"setWeight": 50}, {"setWeight": 100}],
+        analysis=analysis_spec(interval="60s", window="30s"),
+    )
+    driver = at_step(spec, 0, analyst=verdicts("Pass"))
+    written: dict[int, datetime] = {}
+    for _ in range(1000):
+        driver.tick()
+        if driver.status.canary_weight not in written and driver.status.weight_set_at:
+            written[driver.status.canary_weight] = driver.status.weight_set_at
+        if driver.status.stage == "Promoting":
+            break
+    assert sorted(written) == [5, 25, 50, 100]
+    checks_after = sorted(written.values())
+    for earlier, later in itertools.pairwise(checks_after):
+        assert (later - earlier).total_seconds() >= 30
+    assert driver.status.stage == "Promoting"

@@ -463,3 +463,17 @@ def test_spec_without_selector_keeps_services_on_kanary_labels() -> None:
     svc = h.kube.get("Service", NS, "demo-stable")
     assert svc is not None and "app" not in svc["spec"]["selector"]
 
+
+
+def test_a_failed_tick_is_a_condition_once_and_cleared_by_the_next_good_tick() -> None:
+    """An error is state: condition ReconcileError with the one line, not rewritten while the
+    same error repeats, removed by the next tick that gets through."""
+    h = healthy()
+    from kanary.reconcile import with_reconcile_error
+
+    patch = with_reconcile_error(h.body["status"], "API 403 Forbidden: cannot patch", h.now)
+    assert patch["conditions"][-1]["type"] == "ReconcileError"
+    h.kube.patch_rollout_status(NS, NAME, h.body["metadata"]["resourceVersion"], patch)
+    assert with_reconcile_error(h.body["status"], "API 403 Forbidden: cannot patch", h.now) == {}
+    h.tick()
+    assert all(c.type != "ReconcileError" for c in h.status.conditions)
