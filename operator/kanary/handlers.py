@@ -157,6 +157,8 @@ async def tick(
     **_: Any,
 ) -> None:
     rt = runtime()
+    if rt.namespace_terminating(namespace):
+        return
     now = datetime.now(UTC)
     snapshot = {
         "metadata": dict(body.metadata),
@@ -177,6 +179,8 @@ async def tick(
     except ApiException as e:
         if is_terminating(e):
             log.debug("rollout %s/%s: namespace or object going away", namespace, name)
+            if e.status == 403:
+                rt.terminating[namespace] = rt.monotonic()
             return
         await _report(rt, snapshot, post, f"API {e.status} {e.reason}: {_api_message(e)}")
     except (urllib3.exceptions.HTTPError, UnknownTemplate, OSError) as e:

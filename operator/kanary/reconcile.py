@@ -48,6 +48,7 @@ from kanary.status import Condition, RolloutStatus
 
 log = logging.getLogger("kanary")
 
+TERMINATING_SECONDS = 30.0
 EVENT_FOLD_SECONDS = 60.0  # the same Event (reason and message) for one Rollout, at most this often
 
 PostEvent = Callable[[str, str, str], None]  # (type, reason, message)
@@ -87,6 +88,19 @@ class Runtime:
         default_factory=dict
     )
     monotonic: Callable[[], float] = time.monotonic
+    # namespace -> when a write there was refused because it is being deleted
+    terminating: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def namespace_terminating(self, namespace: str) -> bool:
+        """A write in `namespace` was refused as terminating in the last TERMINATING_SECONDS:
+        its Rollouts are left alone (the namespace controller is deleting what they own)."""
+        since = self.terminating.get(namespace)
+        if since is None:
+            return False
+        if self.monotonic() - since < TERMINATING_SECONDS:
+            return True
+        del self.terminating[namespace]
+        return False
 
 
 class Conflict(Exception):
@@ -176,7 +190,10 @@ def reconcile(
         manual=manual,
         manual_id=annotations.get(ANNOTATION_ACTION_ID),
     )
-    if invalid is None and spec.strategy.analysis and analysis_due(spec, current, now):
+    # A person's request is applied at once: a tick that has one runs no analysis check (which
+    # can take seconds), the next tick does.
+    check_due = manual is None and analysis_due(spec, current, now)
+    if invalid is None and spec.strategy.analysis and check_due:
         if prometheus_url is not None:
             spec = _with_prometheus(spec, prometheus_url)
         outcome = run_check(
@@ -192,17 +209,21 @@ def reconcile(
         metrics_export.record_analysis(namespace, name, outcome)
 
     decision = decide(spec, current, obs)
+    happened: list[act.EmitEvent] = []
     try:
-        split = execute(rt, spec, meta, view, obs, decision, events)
+        split = execute(rt, spec, meta, view, obs, decision, happened)
     except RouteProblem as problem:
         obs = dataclasses.replace(obs, route_problem=str(problem), route_split=None)
         decision = decide(spec, current, obs)
-        split = execute(rt, spec, meta, view, obs, _without_weights(decision), events)
+        happened = []
+        split = execute(rt, spec, meta, view, obs, _without_weights(decision), happened)
     status = for_kubectl(decision.status, spec, obs)
     if split is not None or obs.route_split is not None:
         seen = split if split is not None else obs.route_split
         status = status.model_copy(update={"verified_weight": seen[1] if seen else None})
     _write_status(rt, meta, old_status, status)
+    for event in happened:
+        events(event.type, event.reason, event.message)
     if bad_action or manual:  # consumed only once the decision it caused is written
         consume_action(rt.kube, namespace, name, annotations)
     metrics_export.record_status(namespace, name, current, decision.status)
@@ -338,9 +359,11 @@ def execute(
     view: View,
     obs: Observation,
     decision: Decision,
-    events: Callable[[str, str, str], None],
+    events: list[act.EmitEvent],
 ) -> tuple[int, int] | None:
-    """Apply the engine's actions in order; the (stable, canary) split written, if any."""
+    """Apply the engine's writes in order; the (stable, canary) split written, if any. Events
+    are collected into `events`, to be posted once every write and the status went through:
+    an Event says what happened (a write refused in a terminating namespace posts none)."""
     name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
     written: tuple[int, int] | None = None
     for action in decision.actions:
@@ -357,8 +380,8 @@ def execute(
                 rt.kube.scale(namespace, track_name(name, "stable"), n)
             case act.SetWeight(weight=w):
                 written = _router(rt, spec, namespace, name).set_weight(w)
-            case act.EmitEvent(type=kind, reason=reason, message=message):
-                events(kind, reason, message)
+            case act.EmitEvent():
+                events.append(action)
     return written
 
 

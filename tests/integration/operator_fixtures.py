@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -87,6 +88,15 @@ class OperatorProcess:
     starts: int = field(default=0)
 
     def start(self) -> None:
+        # Another session's operator on these ports would answer our liveness wait while ours
+        # exits at once ("Address already in use"): the tests would drive the wrong operator.
+        for port in (LIVENESS_PORT, METRICS_PORT):
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    raise AssertionError(
+                        f"port {port} is taken: another operator (another pytest session, or "
+                        "hack/operator-up.sh) is running in this netns; stop it first"
+                    )
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
         log = self.log_path.open("ab")
         self.starts += 1

@@ -49,6 +49,7 @@ class FakeKube:
     rv: int = 100
     unready: set[str] = field(default_factory=set)  # Deployments whose pods are not Ready
     writes: int = 0
+    terminating: set[str] = field(default_factory=set)  # namespaces being deleted
 
     def _bump(self, obj: dict[str, Any]) -> None:
         self.rv += 1
@@ -60,6 +61,12 @@ class FakeKube:
         self.writes += 1
         meta = manifest["metadata"]
         key = (manifest["kind"], meta["namespace"], meta["name"])
+        if meta["namespace"] in self.terminating and key not in self.objects:
+            raise _api_error(
+                403,
+                f"{manifest['kind'].lower()}s \"{meta['name']}\" is forbidden: unable to create "
+                f"new content in namespace {meta['namespace']} because it is being terminated",
+            )
         self.log.append(f"apply {manifest['kind']} {meta['name']}")
         old = self.objects.get(key)
         new = copy.deepcopy(manifest)

@@ -477,3 +477,56 @@ def test_a_failed_tick_is_a_condition_once_and_cleared_by_the_next_good_tick() -
     assert with_reconcile_error(h.body["status"], "API 403 Forbidden: cannot patch", h.now) == {}
     h.tick()
     assert all(c.type != "ReconcileError" for c in h.status.conditions)
+
+
+def test_a_terminating_namespace_gets_no_event_for_a_refused_recreate() -> None:
+    """Found in the integration test: 50 StableMissing Events ("recreating it") were queued
+    before the recreate was refused (403, namespace terminating); Kopf retried each 9 times."""
+    from kubernetes.client.exceptions import ApiException
+
+    from kanary.reconcile import is_terminating
+
+    h = healthy()
+    h.kube.delete("Deployment", NS, "demo-stable")
+    h.kube.delete("ControllerRevision", NS, next(
+        k[2] for k in h.kube.objects if k[0] == "ControllerRevision"
+    ))
+    h.kube.terminating.add(NS)
+    with pytest.raises(ApiException) as refused:
+        h.tick()
+    assert is_terminating(refused.value)
+    assert "StableMissing" not in h.reasons()
+
+
+def test_an_abort_is_applied_before_a_slow_analysis_check() -> None:
+    """Found in the integration test: an abort written during a slow check waited for a whole
+    new check (8 s with a Prometheus answering in 4 s) while the canary kept its traffic."""
+    body = rollout(
+        analysis={
+            "interval": "5s",
+            "minRequests": 0,
+            "metrics": [{"name": "error-rate", "max": 0.01}],
+        }
+    )
+    kube = FakeKube()
+    kube.put(body)
+    kube.put(httproute())
+    h = Harness(kube)
+    h.resolve = PrometheusPolicy("http://prometheus:9090", ()).resolve
+    asked: list[str] = []
+
+    class Slow:
+        def query(self, promql: str, at: datetime) -> QueryResult:
+            asked.append(promql)
+            return Value(0.0)
+
+    h.prometheus = Slow()
+    h.run_until(lambda s: s.phase == "Healthy")
+    new_version(h)
+    h.run_until(lambda s: s.canary_weight == 5)
+    h.now += timedelta(seconds=10)  # a check is due
+    before = len(asked)
+    h.kube.annotate(NS, NAME, **{"kanary.dev/action": "abort"})
+    h.tick()
+    assert h.status.phase == "RolledBack" and split(h) == (100, 0)
+    assert len(asked) == before  # no query in the tick that applied the abort
