@@ -508,6 +508,7 @@ WRITE_KINDS = (
     "deployment apply",
     "deployment scale",
     "service apply",
+    "revision apply",
     "route patch",
     "event",
     "annotation removal",
@@ -538,9 +539,13 @@ class Request:
 
 
 def _rollout_patch_kind(body: Any) -> str:
-    if isinstance(body, list):  # Kopf's JSON patch: finalizers (guarded by a resourceVersion test)
+    if isinstance(body, list):  # JSON patches: Kopf's finalizer, kanary's action consumption
         paths = [str(op.get("path", "")) for op in body if isinstance(op, dict)]
-        return "finalizer" if any("finalizers" in p for p in paths) else "rollout metadata"
+        if any("finalizers" in p for p in paths):
+            return "finalizer"
+        if any("kanary.dev~1action" in p for p in paths):
+            return "annotation removal"
+        return "rollout metadata"
     meta = body.get("metadata", {}) if isinstance(body, dict) else {}
     if "finalizers" in meta:
         return "finalizer"
@@ -577,6 +582,8 @@ def classify(rec: dict[str, Any]) -> Request:
         kind = "deployment apply" if "apply-patch" in ctype else "deployment scale"
     elif method == "PATCH" and plural == "services":
         kind = "service apply"
+    elif method == "PATCH" and plural == "controllerrevisions":
+        kind = "revision apply"
     elif method == "PATCH" and plural == "httproutes":
         kind = "route patch"
     else:

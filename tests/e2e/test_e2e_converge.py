@@ -19,7 +19,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from tests.integration.conftest import REPO_ROOT
+from tests.integration.conftest import REPO_ROOT, cluster, namespace
 from tests.integration.dataplane_fixtures import dataplane, kwok_timing, record
 from tests.integration.test_operator import Kit
 
@@ -33,7 +33,7 @@ from .e2e_fixtures import (
     scenario,
 )
 
-__all__ = ["dataplane", "e2e_operator", "scenario"]
+__all__ = ["cluster", "dataplane", "e2e_operator", "namespace", "scenario"]
 
 EXAMPLES = REPO_ROOT / "manifests" / "examples"
 PROBE = {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 1}
