@@ -1163,6 +1163,7 @@ SHORT = {
     "deployment apply": "deploy-apply",
     "deployment scale": "deploy-scale",
     "service apply": "svc-apply",
+    "revision apply": "rev-apply",
     "route patch": "route-patch",
     "event": "event",
     "annotation removal": "annot-rm",

@@ -195,8 +195,13 @@ def test_a_healthy_rollout_walks_every_step_and_promotes() -> None:
     assert driver.status.history[-1].outcome == "Promoted"
     assert driver.status.history[-1].revision == new
     assert condition(driver.status, "Completed") == ("True", "Promoted")
-    steps = [e.message for e in driver.world.events if e.reason in ("Step", "Paused")]
+    # step 1 is announced in RolloutStarted, each later one in its own Event (fewer writes)
+    announced = [e for e in driver.world.events if e.reason in ("RolloutStarted", "Step", "Paused")]
+    steps = [e.message.split("; ")[-1] if e.reason == "RolloutStarted" else e.message
+             for e in announced]
     assert [m.split(":")[0] for m in steps] == [f"step {i}/7" for i in range(1, 8)]
+    assert "WeightSet" not in driver.world.event_reasons()  # said by the next step's Event
+    assert any("canary weight 5% (step 1/7 done)" in m for m in steps), steps
 
 
 def test_promotion_moves_traffic_only_after_the_stable_track_is_ready() -> None:

@@ -239,9 +239,12 @@ def _weight_step(tick: _Tick, weight: int) -> None:
     if written != tick.status.canary_weight:
         tick.act(SetWeight(written))
         tick.update(canary_weight=written, weight_set_at=tick.now)
+        if tick.spec.strategy.analysis is None:
+            # advances in this same tick: one Event says both (fewer writes per step)
+            _advance(tick, f"canary weight {written}% ({tick.label()} done)")
+            return
         tick.event("WeightSet", f"{tick.label()}: canary weight {written}%")
-        if tick.spec.strategy.analysis is not None:
-            return  # judged on checks whose window began after this write
+        return  # judged on checks whose window began after this write
     if _analysis_allows_advance(tick):
         _advance(tick)
 
@@ -258,10 +261,12 @@ def _timed_pause_step(tick: _Tick, seconds: float) -> None:
         _advance(tick)
 
 
-def _advance(tick: _Tick) -> None:
+def _advance(tick: _Tick, done: str | None = None) -> None:
+    """Enter the next step (or promotion); `done` says what the step just left did, in the
+    same Event as the announcement."""
     following = tick.step_index + 1
     if following >= len(tick.steps):
-        _start_promotion(tick, "all steps done")
+        _start_promotion(tick, "all steps done" + (f"; {done}" if done else ""))
         return
     step = tick.steps[following]
     tick.moved = True
@@ -270,15 +275,21 @@ def _advance(tick: _Tick) -> None:
         step_started_at=tick.now,
         pause_reason=_pause_reason_of(step),
     )
-    _announce_step(tick)
+    _announce_step(tick, done)
 
 
-def _announce_step(tick: _Tick) -> None:
+def _step_text(tick: _Tick) -> str:
     step = tick.step()
     text = f"{tick.label()}: {canary_math.describe_step(step)}"
     if step.set_weight is not None:
         pods = _canary_pods_for(tick, step.set_weight)
         text += f" ({pods} canary pod{'' if pods == 1 else 's'})"
+    return text
+
+
+def _announce_step(tick: _Tick, done: str | None = None) -> None:
+    step = tick.step()
+    text = _step_text(tick) + (f"; {done}" if done else "")
     if step.pause is not None and step.pause.duration is None:
         tick.event("Paused", f"{text}: `kanary promote` to continue")
     else:
@@ -304,12 +315,15 @@ def _start_rollout(tick: _Tick) -> None:
         readiness=ReadinessStatus(),
     )
     images = ", ".join(tick.spec.template.images())
-    tick.event(
-        "RolloutStarted",
+    started = (
         f"rollout of {revision} ({images}) started: {len(tick.steps)} steps, "
-        f"stable {tick.status.stable_revision}",
+        f"stable {tick.status.stable_revision}"
     )
-    _announce_step(tick)
+    if first.pause is not None and first.pause.duration is None:
+        tick.event("RolloutStarted", started)
+        _announce_step(tick)  # Paused: on-call must see it as such
+    else:
+        tick.event("RolloutStarted", f"{started}; {_step_text(tick)}")
 
 
 def _canary_takes_all_first(tick: _Tick) -> bool:
