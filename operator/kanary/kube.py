@@ -38,37 +38,17 @@ class Kube:
         name = manifest["metadata"]["name"]
         namespace = manifest["metadata"]["namespace"]
         kind = manifest["kind"]
-        self.writes += 1
-        stored: Any
-        if kind == "Deployment":
-            stored = self.apps.patch_namespaced_deployment(
-                name,
-                namespace,
-                manifest,
-                field_manager=FIELD_MANAGER,
-                force=True,
-                _content_type=APPLY,
-            )
-        elif kind == "ControllerRevision":
-            stored = self.apps.patch_namespaced_controller_revision(
-                name,
-                namespace,
-                manifest,
-                field_manager=FIELD_MANAGER,
-                force=True,
-                _content_type=APPLY,
-            )
-        elif kind == "Service":
-            stored = self.core.patch_namespaced_service(
-                name,
-                namespace,
-                manifest,
-                field_manager=FIELD_MANAGER,
-                force=True,
-                _content_type=APPLY,
-            )
-        else:
+        patch = {
+            "Deployment": self.apps.patch_namespaced_deployment,
+            "ControllerRevision": self.apps.patch_namespaced_controller_revision,
+            "Service": self.core.patch_namespaced_service,
+        }.get(kind)
+        if patch is None:
             raise ValueError(f"kanary does not apply {kind} objects")
+        self.writes += 1
+        stored = patch(
+            name, namespace, manifest, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY
+        )
         return cast(dict[str, Any], self.api_client.sanitize_for_serialization(stored))
 
     def scale(self, namespace: str, name: str, replicas: int) -> None:

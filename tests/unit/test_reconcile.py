@@ -111,6 +111,28 @@ def deployment_image(h: Harness, track: str) -> str:
     return str(dep["spec"]["template"]["spec"]["containers"][0]["image"])
 
 
+class RecordingPrometheus:
+    """Answers every query with 0 and remembers it."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def query(self, promql: str, at: datetime) -> QueryResult:
+        self.asked.append(promql)
+        return Value(0.0)
+
+
+def analysed_harness(body: dict[str, Any]) -> tuple[Harness, list[str]]:
+    """A Rollout with analysis, the operator allowing only http://prometheus:9090."""
+    kube = FakeKube()
+    kube.put(body)
+    kube.put(httproute())
+    h = Harness(kube)
+    h.resolve = PrometheusPolicy("http://prometheus:9090", ()).resolve
+    h.prometheus = RecordingPrometheus()
+    return h, h.prometheus.asked
+
+
 def at_pause(h: Harness) -> None:
     new_version(h)
     h.run_until(lambda s: s.current_step_index == 1)
@@ -401,19 +423,7 @@ def test_a_prometheus_url_not_allowed_is_invalid_and_never_fetched() -> None:
             "metrics": [{"name": "error-rate", "max": 0.01}],
         }
     )
-    kube = FakeKube()
-    kube.put(body)
-    kube.put(httproute())
-    h = Harness(kube)
-    h.resolve = PrometheusPolicy("http://prometheus:9090", ()).resolve
-    asked: list[str] = []
-
-    class Recorder:
-        def query(self, promql: str, at: datetime) -> QueryResult:
-            asked.append(promql)
-            return Value(0.0)
-
-    h.prometheus = Recorder()
+    h, asked = analysed_harness(body)
     h.run_until(lambda s: s.phase == "Invalid", limit=5)
     assert "spec.strategy.analysis.prometheus.url" in h.status.message
     assert asked == []
@@ -508,19 +518,7 @@ def test_an_abort_is_applied_before_a_slow_analysis_check() -> None:
             "metrics": [{"name": "error-rate", "max": 0.01}],
         }
     )
-    kube = FakeKube()
-    kube.put(body)
-    kube.put(httproute())
-    h = Harness(kube)
-    h.resolve = PrometheusPolicy("http://prometheus:9090", ()).resolve
-    asked: list[str] = []
-
-    class Slow:
-        def query(self, promql: str, at: datetime) -> QueryResult:
-            asked.append(promql)
-            return Value(0.0)
-
-    h.prometheus = Slow()
+    h, asked = analysed_harness(body)
     h.run_until(lambda s: s.phase == "Healthy")
     new_version(h)
     h.run_until(lambda s: s.canary_weight == 5)
