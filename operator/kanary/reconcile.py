@@ -250,11 +250,10 @@ def observe(
             problem = found
         elif view.route is not None:
             split = split_of(view.route, found)
-    uid = ""
-    wanted_services = services(spec, name, namespace, uid)
+    # selector, ports and labels are compared; the owner reference (uid) is not
     drifted = tuple(
         s["metadata"]["name"]
-        for s in wanted_services
+        for s in services(spec, name, namespace, uid="")
         if service_drifted(view.services.get(s["metadata"]["name"]), s)
     )
     return Observation(

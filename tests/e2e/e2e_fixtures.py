@@ -15,7 +15,6 @@ The tests run inside the cluster's network namespace:
 from __future__ import annotations
 
 import contextlib
-import gc
 import http.client
 import json
 import math
@@ -47,6 +46,7 @@ from tests.integration.dataplane_fixtures import (
 from tests.integration.operator_fixtures import (
     OperatorProcess,
     install_operator_manifests,
+    running_operator,
     service_account_kubeconfig,
 )
 from tests.integration.test_operator import GW, Kit, WeightRecorder, httproute, rollout_body
@@ -72,12 +72,11 @@ def _operator_in_this_process() -> OperatorProcess | None:
 
     `make test` runs tests/integration and tests/e2e in one session; the operator runs
     --standalone (no Kopf peering), so a second one would fight the first over every Rollout.
-    Its fixture lives in tests/integration/test_operator.py and is not visible from here, so
-    the running instance is found among the live objects.
+    The `operator` fixture of tests/integration registers the one it started.
     """
-    for obj in gc.get_objects():
-        if isinstance(obj, OperatorProcess) and obj.proc is not None and obj.proc.poll() is None:
-            return obj
+    running = running_operator()
+    if running is not None and running.proc is not None and running.proc.poll() is None:
+        return running
     return None
 
 

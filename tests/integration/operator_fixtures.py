@@ -149,10 +149,25 @@ class OperatorProcess:
             return str(r.read().decode())
 
 
+_SESSION: list[OperatorProcess] = []  # the one operator this pytest session started
+
+
+def running_operator() -> OperatorProcess | None:
+    """The operator this session already runs (test modules that import the `operator` fixture
+    each get their own session-scoped copy of it; they must all share one process)."""
+    return _SESSION[0] if _SESSION else None
+
+
 @pytest.fixture(scope="session")
 def operator(
     cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
+    shared = running_operator()
+    if shared is not None:
+        if shared.proc is None or shared.proc.poll() is not None:
+            shared.start()
+        yield shared
+        return
     install_operator_manifests(cluster)
     workdir = tmp_path_factory.mktemp("operator")
     proc = OperatorProcess(
@@ -160,9 +175,11 @@ def operator(
         log_path=workdir / "operator.log",
     )
     proc.start()
+    _SESSION.append(proc)
     try:
         yield proc
     finally:
+        _SESSION.clear()
         proc.kill(signal.SIGTERM)
         # Forbidden calls show up in the operator log: keep it where CI prints it.
         print(f"\n--- operator log ({proc.log_path}) tail ---\n{proc.tail(40)}")
