@@ -229,6 +229,7 @@ _sources: dict[tuple[str, float], PrometheusSource] = {}
 
 
 def _source(spec: RolloutSpec) -> PrometheusSource:
+    """reconcile() has put the allowed URL (the policy's answer) into the spec."""
     assert spec.strategy.analysis is not None
     prom = spec.strategy.analysis.prometheus
     key = (_policy_resolve(prom.url), parse_duration(prom.timeout))

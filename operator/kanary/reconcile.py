@@ -160,7 +160,7 @@ def reconcile(
         return  # being deleted: the garbage collector removes what we own; leave it alone
     old_status = dict(body.get("status") or {})
     generation = int(meta.get("generation") or 0)
-    events = _EventPoster(rt, meta, post_event, now)
+    events = _EventPoster(rt, meta, post_event)
     try:
         spec = RolloutSpec.model_validate(dict(body.get("spec") or {}))
     except ValidationError as e:
@@ -218,9 +218,9 @@ def reconcile(
         happened = []
         split = execute(rt, spec, meta, view, obs, _without_weights(decision), happened)
     status = for_kubectl(decision.status, spec, obs)
-    if split is not None or obs.route_split is not None:
-        seen = split if split is not None else obs.route_split
-        status = status.model_copy(update={"verified_weight": seen[1] if seen else None})
+    seen = split or obs.route_split  # the split as stored: written this tick, else watched
+    if seen is not None:
+        status = status.model_copy(update={"verified_weight": seen[1]})
     _write_status(rt, meta, old_status, status)
     for event in happened:
         events(event.type, event.reason, event.message)
@@ -334,7 +334,7 @@ def consume_action(kube: Kube, namespace: str, name: str, annotations: Mapping[s
 class _EventPoster:
     """Posts an Event unless the same one was posted for this Rollout in the last minute."""
 
-    def __init__(self, rt: Runtime, meta: Mapping[str, Any], post: PostEvent, now: datetime):
+    def __init__(self, rt: Runtime, meta: Mapping[str, Any], post: PostEvent) -> None:
         self.rt, self.uid, self.post = rt, str(meta.get("uid", "")), post
 
     def __call__(self, kind: str, reason: str, message: str) -> None:
