@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,6 +196,23 @@ class Demo:
         )
 
 
+def wait_gateway_serves(version: str, timeout: float = 60) -> None:
+    """Until the Gateway answers 200 from `version` 20 times in a row: Traefik programs a new
+    route within its 2s throttle, and the load should measure the rollouts, not that."""
+    deadline = time.monotonic() + timeout
+    streak = 0
+    while time.monotonic() < deadline and streak < 20:
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:8000/", timeout=2) as resp:
+                ok = resp.status == 200 and json.loads(resp.read()).get("version") == version
+        except (OSError, ValueError):
+            ok = False
+        streak = streak + 1 if ok else 0
+        time.sleep(0.05 if ok else 0.25)
+    if streak < 20:
+        raise SystemExit(f"demo: the Gateway did not serve {version} within {timeout:.0f}s")
+
+
 def load(duration: int, rate: int) -> subprocess.Popen[bytes]:
     out = open(os.environ.get("KANARY_STATE", "/tmp") + "/demo-load.json", "wb")  # noqa: SIM115
     return subprocess.Popen(
@@ -238,6 +256,7 @@ def main() -> int:
     v1 = with_version(base, "v1", None)
     demo.apply_rollout(v1)
     demo.follow(v1, timeout=120)
+    wait_gateway_serves("v1")
 
     say(f"steady load: {args.rate} requests/s through the Gateway for the rest of the demo")
     loader = load(duration=900, rate=args.rate)
