@@ -45,9 +45,9 @@ have_all() { # dir bin...
 
 total_start=$SECONDS
 
-# kube-apiserver, kube-controller-manager, kube-scheduler and kubectl in one
+# The control plane, kubectl and the real node's kubelet and kube-proxy in one
 # invocation, so the shared packages compile once.
-K8S_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+K8S_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 if have_all "${BIN_K8S}" "${K8S_BINS[@]}"; then
   log "kubernetes ${K8S_VERSION}: cached in ${BIN_K8S}"
 else

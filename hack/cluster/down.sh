@@ -19,6 +19,28 @@ for f in "${PID_DIR}"/*.pid; do  # pid files of later additions (not in COMPONEN
   [[ " ${names[*]} " == *" ${n} "* ]] || names+=("${n}")
 done
 
+# The real node first: kubelet stops (so it restarts nothing), then every container of
+# containerd is killed and removed while containerd still runs, remembering the pods'
+# network namespaces, which only the CRI would remove.
+pod_netns=()
+ctr_() { ctr --address "${CONTAINERD_SOCK}" --namespace k8s.io "$@"; }
+if pid="$(component_pid kubelet)"; then log "stopping kubelet (pid ${pid})"; stop_pid kubelet "${pid}"; fi
+if component_pid containerd >/dev/null && command -v ctr >/dev/null; then
+  ids="$(ctr_ containers ls -q 2>/dev/null || true)"
+  if [[ -n "${ids}" ]]; then
+    log "removing $(wc -l <<<"${ids}") containers of the node"
+    for id in ${ids}; do
+      while read -r p; do [[ -n "${p}" ]] && pod_netns+=("${p}"); done < <(ctr_ containers info "${id}" 2>/dev/null \
+        | sed -n 's|.*"path": "\(/var/run/netns/cni-[^"]*\|/run/netns/cni-[^"]*\)".*|\1|p')
+      ctr_ tasks kill -s SIGKILL "${id}" >/dev/null 2>&1 || true
+    done
+    for id in ${ids}; do
+      for ((i = 0; i < 50; i++)); do ctr_ tasks rm -f "${id}" >/dev/null 2>&1 && break; sleep 0.1; done
+      ctr_ containers rm "${id}" >/dev/null 2>&1 || true
+    done
+  fi
+fi
+
 declare -A pids=()
 for n in "${names[@]}"; do
   if pid="$(component_pid "${n}")"; then
@@ -41,6 +63,17 @@ for n in "${names[@]}"; do
   fi
   rm -f "$(pid_file "${n}")" "${PID_DIR}/${n}.bin"
 done
+
+# What the node leaves behind: shims of killed containers, mounts (overlay root
+# filesystems, kubelet's volumes), the pods' network namespaces and their IP leases.
+pkill -KILL -f -- "containerd-shim-runc-v2 .*-address ${CONTAINERD_SOCK}( |$)" 2>/dev/null || true
+if [[ -d "${NODE_DIR}" || -d "${CONTAINERD_RUN}" ]]; then
+  findmnt -rn -o TARGET | grep -E "^(${NODE_DIR}|${CONTAINERD_RUN})/" | sort -r | while read -r m; do
+    umount -l "${m}" 2>/dev/null || true
+  done
+fi
+for p in "${pod_netns[@]}"; do ip netns delete "${p##*/}" 2>/dev/null || true; done
+rm -rf "${NODE_DIR}/cni/ipam" "${NODE_DIR}/kubelet/pods" "${CONTAINERD_RUN}"
 
 if netns_exists; then
   log "removing network namespace ${KANARY_NETNS}"

@@ -11,6 +11,7 @@ K8S_VERSION="v1.34.4"          # k8s.io/kubernetes (staging modules v0.34.4)
 ETCD_VERSION="v3.6.16"         # go.etcd.io/etcd/server/v3
 KWOK_VERSION="v0.8.0"          # sigs.k8s.io/kwok
 GATEWAY_API_VERSION="v1.4.1"   # sigs.k8s.io/gateway-api (standard CRDs only)
+COREDNS_VERSION="v1.12.4"      # github.com/coredns/coredns (a build with only the plugins we use)
 
 KANARY_CACHE="${KANARY_CACHE:-${HOME}/.cache/kanary}"
 KANARY_STATE="${KANARY_STATE:-${KANARY_CACHE}/cluster}"
@@ -20,6 +21,7 @@ KANARY_NODES="${KANARY_NODES:-3}"
 BIN_K8S="${KANARY_CACHE}/bin/kubernetes-${K8S_VERSION}"
 BIN_ETCD="${KANARY_CACHE}/bin/etcd-${ETCD_VERSION}"
 BIN_KWOK="${KANARY_CACHE}/bin/kwok-${KWOK_VERSION}"
+BIN_COREDNS="${KANARY_CACHE}/bin/coredns-${COREDNS_VERSION}"
 KUBECTL="${BIN_K8S}/kubectl"
 
 # Network inside the namespace. The pod CIDR is made local there with an
@@ -34,6 +36,20 @@ APISERVER_URL="https://127.0.0.1:${APISERVER_PORT}"
 ETCD_CLIENT_PORT=2379
 ETCD_PEER_PORT=2380
 
+# The real node (kubelet + containerd + runc, hack/cluster/node-up.sh). Its pods get
+# addresses from a bridge in the netns; the range lies outside the kwok AnyIP route.
+NODE_NAME="kanary-node"
+NODE_POD_CIDR="10.245.0.0/24"
+NODE_BRIDGE="kanary0"
+NODE_IP="${APISERVER_ADVERTISE}"      # the node's InternalIP: kubelet, hostPorts
+CLUSTER_DNS="${SERVICE_CIDR%.0.0/*}.0.10"   # kube-system/kube-dns (CoreDNS, a process)
+PAUSE_IMAGE="registry.k8s.io/pause:3.10.1"  # built by hack/images/build.sh
+NODE_DIR="${KANARY_STATE}/node"
+CONTAINERD_RUN="/run/kanary-containerd${KANARY_NETNS#kanary}"   # state; short (socket path limit)
+CONTAINERD_SOCK="${CONTAINERD_RUN}/containerd.sock"
+# taint on the kwok nodes: only pods that tolerate it (and select type=kwok) land there
+KWOK_TAINT_KEY="kwok.x-k8s.io/node"
+
 CERT_DIR="${KANARY_STATE}/certs"
 ETCD_DATA="${KANARY_STATE}/etcd"
 LOG_DIR="${KANARY_STATE}/logs"
@@ -42,7 +58,8 @@ CONF_DIR="${KANARY_STATE}/config"
 KUBECONFIG_PATH="${KANARY_STATE}/kubeconfig"
 
 # Order matters: up starts in this order, down stops in reverse.
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok
+            containerd kubelet kube-proxy coredns)
 
 log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -122,6 +139,78 @@ stop_pid() {
   done
   log "$1 did not stop in 10s; killing it"
   kill -KILL "$2" 2>/dev/null || true
+}
+
+# ------------------------------------------------------------ processes ---
+# start NAME ARGV... : start a component inside the netns unless its pid file names a live
+# process. With START_VIA=nsenter it joins the netns and the host's mount namespace (also
+# when called from inside `ip netns exec`, whose mount namespace is private): the node's
+# kubelet and containerd must see each other's mounts. Its output goes to logs/NAME.log
+# (the previous run's log is kept as NAME.log.1).
+start() {
+  local name="$1" pid; shift
+  if pid="$(component_pid "${name}")"; then
+    # Same command line: keep it. Changed (e.g. this script gained a flag):
+    # restart it, so a cluster that is already up picks up the change.
+    if [[ "$(tr '\0' '\n' < "/proc/${pid}/cmdline")" == "$(printf '%s\n' "$@")" ]]; then
+      log "${name} already running (pid ${pid})"
+      return 0
+    fi
+    log "${name} (pid ${pid}) runs with other flags: restarting it"
+    stop_pid "${name}" "${pid}"
+  fi
+  local logf="${LOG_DIR}/${name}.log"
+  [[ -f "${logf}" ]] && mv -f "${logf}" "${logf}.1"
+  log "starting ${name}"
+  # ip netns exec, nsenter and setsid all exec, so $! is the component's own pid.
+  local via=(ip netns exec "${KANARY_NETNS}")
+  [[ "${START_VIA:-}" == nsenter ]] && via=(nsenter --mount=/proc/1/ns/mnt "--net=/run/netns/${KANARY_NETNS}")
+  setsid "${via[@]}" "$@" >"${logf}" 2>&1 </dev/null 9>&- &
+  echo "$1" > "${PID_DIR}/${name}.bin"
+  echo $! > "$(pid_file "${name}")"
+}
+
+# gen_cert NAME CN [O] [SAN]: a key and a certificate signed by the cluster CA in
+# ${CERT_DIR}/NAME.{key,crt}; a client certificate, or a serving one when SAN is given.
+# Kept when it exists.
+gen_cert() {
+  local d="${CERT_DIR}" name="$1" cn="$2" o="${3:-}" san="${4:-}" subj
+  [[ -f "${d}/${name}.crt" && -f "${d}/${name}.key" ]] && return 0
+  subj="/CN=${cn}"; [[ -n "${o}" ]] && subj="/O=${o}${subj}"
+  if [[ -n "${san}" ]]; then
+    printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=%s\n' "${san}"
+  else
+    printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n'
+  fi > "${d}/${name}.ext"
+  openssl req -newkey rsa:2048 -nodes -subj "${subj}" -keyout "${d}/${name}.key" -out "${d}/${name}.csr" 2>/dev/null
+  openssl x509 -req -in "${d}/${name}.csr" -CA "${d}/ca.crt" -CAkey "${d}/ca.key" -CAcreateserial \
+    -days 3650 -extfile "${d}/${name}.ext" -out "${d}/${name}.crt" 2>/dev/null
+  chmod 600 "${d}/${name}.key"
+}
+
+# write_cert_kubeconfig PATH NAME: a kubeconfig that authenticates with NAME's certificate.
+write_cert_kubeconfig() {
+  (umask 077; cat > "$1" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: kanary
+  cluster:
+    server: ${APISERVER_URL}
+    certificate-authority: ${CERT_DIR}/ca.crt
+users:
+- name: $2
+  user:
+    client-certificate: ${CERT_DIR}/$2.crt
+    client-key: ${CERT_DIR}/$2.key
+contexts:
+- name: kanary
+  context:
+    cluster: kanary
+    user: $2
+current-context: kanary
+EOF
+  )
 }
 
 in_netns() { ip netns exec "${KANARY_NETNS}" "$@"; }

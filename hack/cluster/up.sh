@@ -112,35 +112,12 @@ current-context: kanary
 EOF
 }
 
-# ------------------------------------------------------------ processes ---
-# start NAME ARGV... : start a component inside the netns unless its pid file
-# names a live process. Its output goes to logs/NAME.log (the previous run's
-# log is kept as NAME.log.1).
-start() {
-  local name="$1" pid; shift
-  if pid="$(component_pid "${name}")"; then
-    # Same command line: keep it. Changed (e.g. this script gained a flag):
-    # restart it, so a cluster that is already up picks up the change.
-    if [[ "$(tr '\0' '\n' < "/proc/${pid}/cmdline")" == "$(printf '%s\n' "$@")" ]]; then
-      log "${name} already running (pid ${pid})"
-      return 0
-    fi
-    log "${name} (pid ${pid}) runs with other flags: restarting it"
-    stop_pid "${name}" "${pid}"
-  fi
-  local logf="${LOG_DIR}/${name}.log"
-  [[ -f "${logf}" ]] && mv -f "${logf}" "${logf}.1"
-  log "starting ${name}"
-  # ip netns exec and setsid both exec, so $! is the component's own pid.
-  setsid ip netns exec "${KANARY_NETNS}" "$@" >"${logf}" 2>&1 </dev/null 9>&- &
-  echo "$1" > "${PID_DIR}/${name}.bin"
-  echo $! > "$(pid_file "${name}")"
-}
-
 kc() { in_netns "${KUBECTL}" --kubeconfig "${KUBECONFIG_PATH}" "$@"; }
 
 gen_certs
 gen_front_proxy_certs
+# the API server's client certificate towards kubelets (logs, exec, port-forward)
+gen_cert apiserver-kubelet-client kube-apiserver-kubelet-client system:masters
 
 start etcd "${BIN_ETCD}/etcd" \
   --name=kanary \
@@ -178,6 +155,10 @@ start kube-apiserver "${BIN_K8S}/kube-apiserver" \
   --service-account-signing-key-file="${CERT_DIR}/sa.key" \
   --service-cluster-ip-range="${SERVICE_CIDR}" \
   --allow-privileged=true \
+  --kubelet-client-certificate="${CERT_DIR}/apiserver-kubelet-client.crt" \
+  --kubelet-client-key="${CERT_DIR}/apiserver-kubelet-client.key" \
+  --kubelet-certificate-authority="${CERT_DIR}/ca.crt" \
+  --kubelet-preferred-address-types=InternalIP \
   --cert-dir="${CERT_DIR}/apiserver-generated" \
   --profiling=false
 
@@ -281,6 +262,10 @@ metadata:
     kubernetes.io/role: agent
     node-role.kubernetes.io/agent: ""
     type: kwok
+spec:
+  # Ordinary pods go to the real node (node-up.sh); only pods that tolerate this land here.
+  taints:
+  - {key: ${KWOK_TAINT_KEY}, value: fake, effect: NoSchedule}
 EOF
   done
 }

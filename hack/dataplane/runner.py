@@ -39,6 +39,7 @@ import argparse
 import base64
 import contextlib
 import http.client
+import ipaddress
 import json
 import logging
 import os
@@ -609,6 +610,14 @@ class Runner:
     pdeathsig: list[str] = field(default_factory=list)
     publish: Publish | None = None  # sets PROBE_ANNOTATION; None: probe, publish nothing
     probers: dict[str, Prober] = field(default_factory=dict)  # by pod uid
+    # Only pods whose IP lies here (kwok's pod CIDR): a real node's pods run on the node.
+    pod_cidr: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
+
+    def mine(self, pod: Obj) -> bool:
+        ip = (pod.get("status") or {}).get("podIP")
+        if self.pod_cidr is None or not ip:
+            return True
+        return ipaddress.ip_address(str(ip)) in self.pod_cidr
 
     def __post_init__(self) -> None:
         (self.log_dir).mkdir(parents=True, exist_ok=True)
@@ -661,6 +670,8 @@ class Runner:
         desired: dict[str, Want] = {}
         probed: dict[str, tuple[Obj, dict[str, Probe]]] = {}  # pod uid -> (pod, probes)
         for pod in pods:
+            if not self.mine(pod):
+                continue
             try:
                 wants = wants_for(pod, self.binaries, self.source, self.start_on)
                 for w in wants:
@@ -811,6 +822,11 @@ def main(argv: list[str] | None = None) -> int:
         help="start a pod's process once kwok created its containers (pod IP, phase Pending,"
         " default) or only once it is Running",
     )
+    ap.add_argument(
+        "--pod-cidr",
+        type=ipaddress.ip_network,
+        help="only pods with an IP in this range (kwok's); default: every pod",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
@@ -847,7 +863,13 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     runner = Runner(
-        binaries, args.log_dir, args.pid_dir, EnvSource(core), args.start_on, publish=publish
+        binaries,
+        args.log_dir,
+        args.pid_dir,
+        EnvSource(core),
+        args.start_on,
+        publish=publish,
+        pod_cidr=args.pod_cidr,
     )
     log.info("watching pods; binaries: %s; readiness probes -> %s", binaries, PROBE_ANNOTATION)
     try:

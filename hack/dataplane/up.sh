@@ -97,6 +97,7 @@ dp_start pod-runner "${HACK_DATAPLANE_DIR}/runner.py" "${VENV_PY}" -u "${HACK_DA
   --kubeconfig "${KUBECONFIG_PATH}" \
   --log-dir "${RUNNER_LOG_DIR}" \
   --pid-dir "${PID_DIR}/pods" \
+  --pod-cidr "${POD_CIDR}" \
   --map "kanary/gin-demo=${APP_BIN}"
 
 # ------------------------------------------------------------------ waits ---

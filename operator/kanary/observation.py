@@ -81,3 +81,6 @@ class Observation:
     # kanary's Services that are missing or whose selector/ports drifted (names).
     services_drifted: tuple[str, ...] = ()
     invalid: str | None = None  # a run-time validation failure (e.g. unknown template variable)
+    # A canary pod whose container does not run, and why ("pod x: container app exited with
+    # code 2 - CrashLoopBackOff after 3 restarts"); named in the rollback message.
+    canary_trouble: str | None = None

@@ -36,6 +36,31 @@ def is_ready(pod: Mapping[str, Any]) -> bool:
     return cond is not None and cond.get("status") == "True"
 
 
+def container_trouble(pod: Mapping[str, Any]) -> str | None:
+    """Why a pod's container does not run, in on-call's words, from what the kubelet reports:
+    a container that exited (crash, OOM), is crash-looping or cannot start (bad image, bad
+    config). None when every container runs or is starting normally."""
+    for cs in pod.get("status", {}).get("containerStatuses") or []:
+        state = cs.get("state") or {}
+        waiting = (state.get("waiting") or {}).get("reason")
+        last = (cs.get("lastState") or {}).get("terminated") or {}
+        dead = (state.get("terminated") or {}) or last
+        restarts = int(cs.get("restartCount") or 0)
+        if not dead and waiting in (None, "ContainerCreating", "PodInitializing"):
+            continue
+        parts = [f"container {cs.get('name')}"]
+        if dead:
+            parts.append(f"exited with code {dead.get('exitCode')}")
+            if dead.get("reason") not in (None, "Error", "Completed"):
+                parts.append(f"({dead.get('reason')})")
+        if waiting:
+            parts.append(waiting if not dead else f"- {waiting}")
+        if restarts:
+            parts.append(f"after {restarts} restart{'s' if restarts != 1 else ''}")
+        return " ".join(parts)
+    return None
+
+
 @dataclass
 class _Record:
     rollout: str
@@ -43,6 +68,7 @@ class _Record:
     created: datetime
     ready_at: datetime | None
     api_seconds: float | None  # from the API's own timestamps, 1s resolution
+    trouble: str | None = None  # container_trouble() as last seen
 
 
 class PodClock:
@@ -66,6 +92,7 @@ class PodClock:
                 api_seconds=None,
             )
             self._pods[key] = record
+        record.trouble = container_trouble(pod)
         if record.ready_at is None and is_ready(pod):
             cond = ready_condition(pod) or {}
             ready_api = parse_time(cond.get("lastTransitionTime"))
@@ -87,6 +114,13 @@ class PodClock:
             for (ns, name), r in sorted(self._pods.items())
             if ns == namespace and r.rollout == rollout and r.revision == revision
         ]
+
+    def trouble(self, namespace: str, rollout: str, revision: str) -> str | None:
+        """The first pod of this revision whose container does not run, and why."""
+        for (ns, name), r in sorted(self._pods.items()):
+            if ns == namespace and r.rollout == rollout and r.revision == revision and r.trouble:
+                return f"pod {name}: {r.trouble}"
+        return None
 
     def api_seconds(self, namespace: str, name: str) -> float | None:
         """Creation to Ready from the API timestamps (whole seconds): the cross-check."""

@@ -268,6 +268,7 @@ def observe(
         route_problem=problem,
         route_split=split,
         services_drifted=drifted,
+        canary_trouble=rt.clock.trouble(namespace, name, current.canary_revision or ""),
     )
 
 

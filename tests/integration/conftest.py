@@ -4,7 +4,7 @@ The cluster runs inside a network namespace; run pytest inside it:
 
     hack/cluster/exec.sh .venv/bin/python -m pytest tests/integration
 
-The session fixture calls hack/cluster/up.sh once (it is idempotent, so a
+The session fixture calls hack/cluster/up.sh and node-up.sh once (it is idempotent, so a
 cluster already up is reused; it is left running afterwards) and every test
 gets its own namespace.
 """
@@ -100,12 +100,15 @@ def cluster() -> Iterator[Cluster]:
         )
     kubeconfig = lib_path("KUBECONFIG_PATH")
     kubectl = lib_path("KUBECTL")
-    up = subprocess.run([str(CLUSTER_DIR / "up.sh")], capture_output=True, text=True, check=False)
-    if up.returncode != 0:
-        pytest.fail(
-            f"hack/cluster/up.sh failed ({up.returncode}):\n{up.stderr[-4000:]}",
-            pytrace=False,
+    for script in ("up.sh", "node-up.sh"):  # the control plane and kwok; the real node
+        up = subprocess.run(
+            [str(CLUSTER_DIR / script)], capture_output=True, text=True, check=False
         )
+        if up.returncode != 0:
+            pytest.fail(
+                f"hack/cluster/{script} failed ({up.returncode}):\n{up.stderr[-4000:]}",
+                pytrace=False,
+            )
     api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
         config_file=str(kubeconfig)
     )

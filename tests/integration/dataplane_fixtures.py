@@ -30,6 +30,7 @@ from kubernetes import client
 from kubernetes.client import ApiException
 
 from .conftest import REPO_ROOT, Cluster, lib_path, wait_until
+from .rollout_objects import ON_KWOK
 
 DATAPLANE_DIR = REPO_ROOT / "hack" / "dataplane"
 GATEWAY_PORT = 8000
@@ -127,8 +128,10 @@ def gin_deployment(
     env: dict[str, str] | None = None,
     annotations: dict[str, str] | None = None,
     grace_s: int = 10,
+    kwok: bool = True,
 ) -> dict[str, Any]:
-    """A Deployment of the Gin service (image kanary/gin-demo:<tag>)."""
+    """A Deployment of the Gin service (image kanary/gin-demo:<tag>), on a kwok node
+    unless kwok=False (then on the real node: annotations do nothing there)."""
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -151,6 +154,7 @@ def gin_deployment(
                             "ports": [{"name": "http", "containerPort": APP_PORT}],
                         }
                     ],
+                    **(ON_KWOK if kwok else {}),
                 },
             },
         },

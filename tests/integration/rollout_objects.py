@@ -6,6 +6,17 @@ from typing import Any
 
 GROUP, VERSION = "kanary.dev", "v1alpha1"
 
+# The local cluster has one real node (kubelet + containerd) and kwok nodes tainted
+# kwok.x-k8s.io/node=fake:NoSchedule. A pod spec with ON_KWOK lands on a kwok node: its
+# lifecycle is kwok's (annotations), its process the pod runner's. Without it, it lands on
+# the real node: a real container, Ready by its own readinessProbe.
+ON_KWOK: dict[str, Any] = {
+    "nodeSelector": {"type": "kwok"},
+    "tolerations": [
+        {"key": "kwok.x-k8s.io/node", "operator": "Equal", "value": "fake", "effect": "NoSchedule"}
+    ],
+}
+
 
 def rollout_body(
     name: str,
@@ -16,7 +27,9 @@ def rollout_body(
     replicas: int = 2,
     pod_annotations: dict[str, str] | None = None,
     strategy: dict[str, Any] | None = None,
+    kwok: bool = True,
 ) -> dict[str, Any]:
+    """kwok=False: the pods run on the real node (see ON_KWOK)."""
     spec: dict[str, Any] = {
         "replicas": replicas,
         "template": {
@@ -28,7 +41,8 @@ def rollout_body(
                         "image": image,
                         "ports": [{"name": "http", "containerPort": 8080}],
                     }
-                ]
+                ],
+                **(ON_KWOK if kwok else {}),
             },
         },
         "service": {"port": 80, "targetPort": "http"},

@@ -18,6 +18,7 @@ from kubernetes import client
 from kubernetes.client import ApiException
 
 from .conftest import Cluster, wait_until
+from .rollout_objects import ON_KWOK
 
 pytestmark = pytest.mark.integration
 
@@ -52,6 +53,8 @@ def pod_spec() -> client.V1PodSpec:
             )
         ],
         restart_policy="Always",
+        node_selector=ON_KWOK["nodeSelector"],
+        tolerations=ON_KWOK["tolerations"],
     )
 
 
@@ -122,13 +125,16 @@ def test_versions(cluster: Cluster) -> None:
 
 
 def test_nodes_are_kwok_and_ready(core: client.CoreV1Api) -> None:
-    nodes = core.list_node().items
+    nodes = core.list_node(label_selector="type=kwok").items
     assert len(nodes) >= 3
     for node in nodes:
-        assert node.metadata is not None and node.status is not None
+        assert node.metadata is not None and node.status is not None and node.spec is not None
         assert (node.metadata.annotations or {}).get("kwok.x-k8s.io/node") == "fake"
         ready = [c for c in node.status.conditions or [] if c.type == "Ready"]
         assert ready and ready[0].status == "True", name_of(node)
+        # only pods that tolerate it land on a kwok node; ordinary ones go to the real node
+        taints = [(t.key, t.value, t.effect) for t in node.spec.taints or []]
+        assert ("kwok.x-k8s.io/node", "fake", "NoSchedule") in taints, name_of(node)
 
 
 def test_node_leases_are_renewed(cluster: Cluster, core: client.CoreV1Api) -> None:

@@ -63,7 +63,7 @@ from tests.integration.operator_fixtures import (
     kubectl,
     operator,
 )
-from tests.integration.rollout_objects import httproute, rollout_body
+from tests.integration.rollout_objects import ON_KWOK, httproute, rollout_body
 from tests.integration.test_operator import GW, Kit
 
 __all__ = ["dataplane", "operator"]  # fixtures, imported for pytest
@@ -1014,6 +1014,7 @@ IDLE_IMAGE = "kanary/idle:v1"  # no process: the pod runner maps only kanary/gin
 IDLE_POD_SPEC: dict[str, Any] = {
     "terminationGracePeriodSeconds": 0,
     "containers": [{"name": "app", "image": IDLE_IMAGE}],
+    **ON_KWOK,
 }
 
 

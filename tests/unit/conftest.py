@@ -103,6 +103,7 @@ class World:
     readiness: ReadinessFigures = dataclasses.field(default_factory=ReadinessFigures)
     route_problem: str | None = None
     invalid: str | None = None
+    canary_trouble: str | None = None
     generation: int = 1
     # kanary's Services that exist (the engine sees the missing ones as services_drifted)
     services: set[str] = dataclasses.field(default_factory=set)
@@ -134,6 +135,7 @@ class World:
             manual_id=manual_id,
             route_problem=self.route_problem,
             invalid=self.invalid,
+            canary_trouble=self.canary_trouble,
             services_drifted=tuple(s for s in self.wanted_services() if s not in self.services),
         )
 

@@ -432,3 +432,19 @@ def test_runner_probes_running_pods_and_stops_with_them(tmp_path: Path) -> None:
         r.shutdown(timeout_s=2)
         srv.close()
     assert calls == []
+
+
+def test_runner_leaves_the_real_nodes_pods_alone(tmp_path: Path) -> None:
+    """With --pod-cidr (kwok's range) the runner starts nothing for a pod of the real node:
+    its container runs there, and binding the pod IP here would fail or shadow it."""
+    import ipaddress
+
+    r = runner.Runner(
+        BINS, tmp_path / "logs", tmp_path / "pids", None,
+        pod_cidr=ipaddress.ip_network("10.244.0.0/16"),
+    )
+    assert r.mine(pod(ip="10.244.0.7"))
+    assert not r.mine(pod(ip="10.245.0.12"))
+    assert r.mine(pod(ip=None))  # no IP yet: wants_for decides (it starts nothing either)
+    everyone = runner.Runner(BINS, tmp_path / "l2", tmp_path / "p2", None)
+    assert everyone.mine(pod(ip="10.245.0.12"))

@@ -846,6 +846,21 @@ def test_a_never_ready_canary_rolls_back_at_the_progress_deadline() -> None:
     assert driver.world.weights == [0, 0]
 
 
+def test_the_rollback_message_names_a_crashing_canary_container() -> None:
+    driver = healthy_driver(make_spec(progressDeadlineSeconds=60))
+    driver.world.canary_healthy = False
+    driver.world.canary_trouble = (
+        "pod demo-canary-x: container app exited with code 2 - CrashLoopBackOff after 3 restarts"
+    )
+    new_template(driver, "v2")
+    driver.run(63)
+    assert driver.status.phase == "RolledBack"
+    assert (
+        "(0/1 pods Ready); pod demo-canary-x: container app exited with code 2"
+        " - CrashLoopBackOff after 3 restarts;" in driver.status.message
+    )
+
+
 # ---- analysis ----------------------------------------------------------------------------------
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kanary.cli import action_error
-from kanary.podclock import PodClock
+from kanary.podclock import PodClock, container_trouble
 from kanary.statusview import render_list, render_status
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
@@ -54,6 +54,42 @@ def test_pod_first_seen_late_falls_back_to_api_timestamps() -> None:
     assert clock.timings("demo", "gin", "other-revision") == []
     clock.forget("demo", "p2")
     assert clock.timings("demo", "gin", "r2") == []
+
+
+def _with_container(status: dict[str, Any]) -> dict[str, Any]:
+    p = pod("p3", T0, None)
+    p["status"]["containerStatuses"] = [{"name": "app", **status}]
+    return p
+
+
+def test_container_trouble_names_crashes_and_bad_starts_not_normal_starts() -> None:
+    crash = {
+        "restartCount": 3,
+        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "lastState": {"terminated": {"exitCode": 2, "reason": "Error"}},
+    }
+    assert container_trouble(_with_container(crash)) == (
+        "container app exited with code 2 - CrashLoopBackOff after 3 restarts"
+    )
+    oom = {"restartCount": 1, "state": {"running": {}},
+           "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}
+    assert container_trouble(_with_container(oom)) == (
+        "container app exited with code 137 (OOMKilled) after 1 restart"
+    )
+    bad_image = {"restartCount": 0, "state": {"waiting": {"reason": "ErrImageNeverPull"}}}
+    assert container_trouble(_with_container(bad_image)) == "container app ErrImageNeverPull"
+    creating = {"state": {"waiting": {"reason": "ContainerCreating"}}}
+    for fine in ({"state": {"running": {}}}, creating):
+        assert container_trouble(_with_container(fine)) is None
+    # the clock keeps the latest word per pod, for the pods of one revision
+    clock = PodClock()
+    clock.observe(_with_container(crash), T0)
+    assert clock.trouble("demo", "gin", "r2") == (
+        "pod p3: container app exited with code 2 - CrashLoopBackOff after 3 restarts"
+    )
+    clock.observe(_with_container({"state": {"running": {}}}), T0)
+    assert clock.trouble("demo", "gin", "r2") is None
+    assert clock.trouble("demo", "gin", "r1") is None
 
 
 def test_actions_that_make_no_sense_are_refused_with_the_phase() -> None:

@@ -43,7 +43,10 @@ def _watch_canary(tick: _Tick) -> None:
         )
         since = tick.now
     if (tick.now - since).total_seconds() >= grace:
-        _roll_back(tick, "CanaryUnavailable", f"no Ready canary pod for {grace}s")
+        why = f"no Ready canary pod for {grace}s"
+        if tick.obs.canary_trouble:
+            why += f"; {tick.obs.canary_trouble}"
+        _roll_back(tick, "CanaryUnavailable", why)
 
 
 def _wanted_weight(tick: _Tick) -> int:

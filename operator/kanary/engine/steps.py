@@ -231,6 +231,8 @@ def _weight_step(tick: _Tick, weight: int) -> None:
                 f"progress deadline: canary not Ready after {deadline}s "
                 f"({ready}/{wanted} pods Ready)"
             )
+            if tick.obs.canary_trouble:
+                why += f"; {tick.obs.canary_trouble}"
             _roll_back(tick, "ProgressDeadlineExceeded", why)
         return
     if tick.obs.route_problem:
