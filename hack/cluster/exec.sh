@@ -18,4 +18,6 @@ mkdir -p "${KANARY_STATE}"
 export KUBECONFIG="${KUBECONFIG:-${KUBECONFIG_PATH}}"
 export PATH="${BIN_K8S}:${PATH}"
 export KANARY_NETNS KANARY_CACHE KANARY_STATE
-exec ip netns exec "${KANARY_NETNS}" "$@"
+# nsenter (not `ip netns exec`): the host's mount namespace, so that scripts started from
+# here (node-up.sh from the test fixtures) start the node's containerd and kubelet there.
+exec nsenter "--net=/run/netns/${KANARY_NETNS}" "$@"

@@ -143,10 +143,11 @@ stop_pid() {
 
 # ------------------------------------------------------------ processes ---
 # start NAME ARGV... : start a component inside the netns unless its pid file names a live
-# process. With START_VIA=nsenter it joins the netns and the host's mount namespace (also
-# when called from inside `ip netns exec`, whose mount namespace is private): the node's
-# kubelet and containerd must see each other's mounts. Its output goes to logs/NAME.log
-# (the previous run's log is kept as NAME.log.1).
+# process. With START_VIA=nsenter it joins only the netns and keeps the caller's mount
+# namespace (the host's: run the scripts from the host or through exec.sh, which uses
+# nsenter too), where `ip netns exec` would give it a private one: the node's kubelet and
+# containerd must see each other's mounts, and down.sh must see theirs. Its output goes to
+# logs/NAME.log (the previous run's log is kept as NAME.log.1).
 start() {
   local name="$1" pid; shift
   if pid="$(component_pid "${name}")"; then
@@ -164,7 +165,7 @@ start() {
   log "starting ${name}"
   # ip netns exec, nsenter and setsid all exec, so $! is the component's own pid.
   local via=(ip netns exec "${KANARY_NETNS}")
-  [[ "${START_VIA:-}" == nsenter ]] && via=(nsenter --mount=/proc/1/ns/mnt "--net=/run/netns/${KANARY_NETNS}")
+  [[ "${START_VIA:-}" == nsenter ]] && via=(nsenter "--net=/run/netns/${KANARY_NETNS}")
   setsid "${via[@]}" "$@" >"${logf}" 2>&1 </dev/null 9>&- &
   echo "$1" > "${PID_DIR}/${name}.bin"
   echo $! > "$(pid_file "${name}")"

@@ -40,7 +40,11 @@ modprobe overlay 2>/dev/null || true
 in_netns sysctl -qw net.ipv4.ip_forward=1
 in_netns sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null \
   || log "WARNING: net.bridge.bridge-nf-call-iptables not settable in the netns (no br_netfilter?): a pod cannot reach a Service backed by a pod on the same bridge"
-# CoreDNS listens on the node address; kube-dns's ClusterIP leads there through kube-proxy.
+# The netns has no default route, so a process here (the tests, the operator) could not even
+# send to a ClusterIP: route the Service range to lo (this kernel has no dummy devices);
+# kube-proxy's OUTPUT rules rewrite the destination to an endpoint, and the packet is routed
+# again to it.
+ip -n "${KANARY_NETNS}" route replace "${SERVICE_CIDR}" dev lo
 
 cat > "${NODE_DIR}/cni/10-kanary.conflist" <<EOF
 {
@@ -87,6 +91,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   sandbox_image = "${PAUSE_IMAGE}"
   enable_unprivileged_ports = true
   enable_unprivileged_icmp = true
+  # root here lacks CAP_SYS_RESOURCE (a VM's restricted root, as in rootless or nested
+  # setups): an oom_score_adj below containerd's own (the pause container's -998) fails with
+  # "failed to update /proc/self/oom_score_adj: Permission denied"; clamp it instead.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -120,7 +128,7 @@ for t in "${tars[@]}"; do
   ctr_ images import "${t}" >/dev/null || die "ctr images import ${t} failed"
   stat -c %Y-%s "${t}" > "${stamp}"
 done
-ctr_ images ls -q | grep -qxF "${PAUSE_IMAGE}" \
+grep -qxF "${PAUSE_IMAGE}" <<<"$(ctr_ images ls -q)" \
   || die "${PAUSE_IMAGE} is not in containerd: hack/images/build.sh builds it"
 
 # ------------------------------------------------------------- kubelet ---

@@ -236,7 +236,7 @@ mv "${STAGES}.tmp" "${STAGES}"
 start kwok "${BIN_KWOK}/kwok" \
   --kubeconfig="${CONF_DIR}/kwok.kubeconfig" \
   --config="${STAGES}" \
-  --manage-all-nodes=true \
+  --manage-nodes-with-label-selector=type=kwok \
   --node-lease-duration-seconds=40 \
   --cidr="${POD_CIDR}" \
   --node-ip="${APISERVER_ADVERTISE}" \

@@ -61,6 +61,12 @@ def _env(extra: dict[str, str] | None) -> list[dict[str, str]]:
 
 
 IMAGE = "kanary/gin-demo"
+# On the real node: the app's own /readyz, probed every second (as the example, faster).
+REAL_READINESS_PROBE: dict[str, Any] = {
+    "httpGet": {"path": "/readyz", "port": "http"},
+    "periodSeconds": 1,
+    "failureThreshold": 1,
+}
 # Traefik applies a new configuration at most every 2s (providersThrottleDuration) after the
 # watch brings it: traffic follows a weight change within about this long.
 TRAFFIC_LAG_S = 3.0
@@ -349,6 +355,9 @@ class Scenario:
     operator: OperatorProcess
     name: str = "gin"
     started: float = field(default_factory=time.monotonic)
+    # False: the pods run on the real node (real containers, Ready by their own /readyz probe);
+    # True: on kwok nodes, Ready by kwok's annotations, processes from the pod runner.
+    kwok: bool = True
 
     @property
     def host(self) -> str:
@@ -377,7 +386,8 @@ class Scenario:
             self.name,
             self.image("v1"),
             steps or STEPS,
-            pod_annotations=kwok_timing(),
+            kwok=self.kwok,
+            pod_annotations=kwok_timing() if self.kwok else None,
             strategy={
                 "analysis": analysis or analysis_spec(),
                 "progressDeadlineSeconds": 120,
@@ -387,6 +397,8 @@ class Scenario:
             },
         )
         body["spec"]["template"]["spec"]["containers"][0]["env"] = _env(None)
+        if readiness_probe is None and not self.kwok:
+            readiness_probe = REAL_READINESS_PROBE
         if readiness_probe is not None:
             body["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] = readiness_probe
         self.kit.create(body)
@@ -409,9 +421,9 @@ class Scenario:
             container = template["spec"]["containers"][0]
             container["image"] = self.image(tag)
             container["env"] = _env(env)
-            template["metadata"]["annotations"] = (
-                pod_annotations if pod_annotations is not None else kwok_timing()
-            )
+            if pod_annotations is None:
+                pod_annotations = kwok_timing() if self.kwok else {}
+            template["metadata"]["annotations"] = pod_annotations
             try:
                 self.kit.custom.replace_namespaced_custom_object(
                     "kanary.dev", "v1alpha1", self.ns, "rollouts", self.name, body
@@ -473,6 +485,14 @@ def scenario(
     yield sc
     if e2e_operator.proc is None:  # a test that stopped the operator and failed before restart
         e2e_operator.start()
+
+
+@pytest.fixture
+def real_scenario(
+    cluster: Cluster, namespace: str, dataplane: DataPlane, e2e_operator: OperatorProcess
+) -> Scenario:
+    """A Scenario whose pods are real containers on the real node."""
+    return Scenario(kit=Kit(cluster, namespace), dp=dataplane, operator=e2e_operator, kwok=False)
 
 
 # ---------------------------------------------------------------- Prometheus ---

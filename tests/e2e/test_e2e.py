@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import apps, cluster, core, namespace, wait_until
-from tests.integration.dataplane_fixtures import NEVER_READY, dataplane, kwok_timing, record
+from tests.integration.dataplane_fixtures import dataplane, record
 
 from .e2e_fixtures import (
     TRAFFIC_LAG_S,
@@ -33,6 +33,7 @@ from .e2e_fixtures import (
     Traffic,
     e2e_operator,
     failures,
+    real_scenario,
     scenario,
     share_within,
     start_prometheus,
@@ -42,7 +43,10 @@ from .e2e_fixtures import (
 )
 
 # pytest fixtures, imported for the tests below
-__all__ = ["apps", "cluster", "core", "dataplane", "e2e_operator", "namespace", "scenario"]
+__all__ = [
+    "apps", "cluster", "core", "dataplane", "e2e_operator", "namespace", "real_scenario",
+    "scenario",
+]
 
 pytestmark = pytest.mark.e2e
 
@@ -219,15 +223,16 @@ def test_latency_rolls_back(scenario: Scenario) -> None:
 
 
 # ------------------------------------------------------------------------------ 4 ---
-def test_slow_readiness_rolls_back(scenario: Scenario) -> None:
-    sc = scenario
+# 4, 5 and 5b run on the real node: readiness is the app's own /readyz as the kubelet probes it.
+def test_slow_readiness_rolls_back(real_scenario: Scenario) -> None:
+    sc = real_scenario
     sc.start_v1(readiness={"maxPodReadySeconds": 3})
     with Traffic(sc.host) as traffic:
         t_serving = traffic.wait_only({"v1"})
         with TimedWeightRecorder(sc.kit, sc.name) as rec:
             t_change = time.monotonic()
-            # IP at once, Ready 8s later: slower than maxPodReadySeconds 3
-            sc.set_version("v2", pod_annotations=kwok_timing(create="0s", ready="8s"))
+            # /readyz answers 503 for 6s after the app started: slower than maxPodReadySeconds 3
+            sc.set_version("v2", env={"STARTUP_DELAY": "6s"})
             status = sc.kit.wait_phase(sc.name, "RolledBack", timeout=90)
             t_rolled = time.monotonic()
             time.sleep(2)  # a little traffic after the rollback, too
@@ -237,29 +242,78 @@ def test_slow_readiness_rolls_back(scenario: Scenario) -> None:
     _assert_rolled_back(sc, status, "PodReadyTooSlow", ["maxPodReadySeconds 3", "gin-canary"])
     assert t_rolled - t_change >= 3, "rolled back before the pod was 3s late"
     _only(everything, "v1")
+
+    # The canary pod still turns Ready before it is scaled down: status shows its real time,
+    # the 6s of STARTUP_DELAY plus the container's start, as the kubelet's probe saw it.
+    def real_time() -> float | None:
+        seconds = (sc.kit.rollout(sc.name).get("status", {}).get("readiness") or {}).get(
+            "maxSeconds"
+        )
+        return seconds if seconds is not None and seconds >= 6 else None
+
+    measured = wait_until("the canary's real readiness time in status", real_time, timeout=30)
+    assert measured < 15, measured
     record(sc.dp, "e2e_slow_readiness_seconds_to_rollback", round(t_rolled - t_change, 1))
+    record(sc.dp, "e2e_slow_readiness_real_ready_seconds", measured)
     record(sc.dp, "e2e_slow_readiness_message", status["message"])
 
 
 # ------------------------------------------------------------------------------ 5 ---
-def test_never_ready_canary_rolls_back_at_the_progress_deadline(scenario: Scenario) -> None:
-    sc = scenario
-    sc.start_v1(progressDeadlineSeconds=8)
+def test_crashing_canary_rolls_back_at_the_progress_deadline(real_scenario: Scenario) -> None:
+    """A bad knob (LATENCY=soon) makes v2 exit 2 at start: the kubelet restarts it, it is never
+    Ready, and the rollback message says why, from the container's status."""
+    sc = real_scenario
+    sc.start_v1(progressDeadlineSeconds=15)
     with Traffic(sc.host) as traffic:
         t_serving = traffic.wait_only({"v1"})
         with TimedWeightRecorder(sc.kit, sc.name) as rec:
             t_change = time.monotonic()
-            sc.set_version("v2", pod_annotations=NEVER_READY)
+            sc.set_version("v2", env={"LATENCY": "soon"})
             status = sc.kit.wait_phase(sc.name, "RolledBack", timeout=90)
             t_rolled = time.monotonic()
             time.sleep(2)
     everything = traffic.samples(t_serving)
 
     assert rec.canary() == [0], rec.seen
-    _assert_rolled_back(sc, status, "ProgressDeadlineExceeded", ["progress deadline", "0/1"])
-    assert t_rolled - t_change >= 8, "rolled back before the deadline"
+    _assert_rolled_back(
+        sc, status, "ProgressDeadlineExceeded",
+        ["progress deadline", "0/1", "container app exited with code 2"],
+    )
+    assert t_rolled - t_change >= 15, "rolled back before the deadline"
     _only(everything, "v1")
-    record(sc.dp, "e2e_never_ready_seconds_to_rollback", round(t_rolled - t_change, 1))
+    record(sc.dp, "e2e_crashing_seconds_to_rollback", round(t_rolled - t_change, 1))
+    record(sc.dp, "e2e_crashing_message", status["message"])
+
+
+# ----------------------------------------------------------------------------- 5b ---
+def test_canary_unready_after_ready_loses_traffic_then_rolls_back(
+    real_scenario: Scenario,
+) -> None:
+    """UNREADY_AFTER=12s: v2 is Ready, gets its 5%, then its /readyz fails. The kubelet takes
+    Ready away, kanary sets weight 0 at once, and rolls back after unavailableGraceSeconds."""
+    sc = real_scenario
+    sc.start_v1(unavailableGraceSeconds=8)
+    with Traffic(sc.host) as traffic:
+        t_serving = traffic.wait_only({"v1"})
+        with TimedWeightRecorder(sc.kit, sc.name) as rec:
+            sc.set_version("v2", env={"UNREADY_AFTER": "12s"})
+            wait_until("canary weight 5%", lambda: 5 in rec.canary(), timeout=60)
+            t_weight = rec.first_time(5)
+            status = sc.kit.wait_phase(sc.name, "RolledBack", timeout=90)
+            t_rolled = time.monotonic()
+            time.sleep(2)
+    everything = traffic.samples(t_serving)
+
+    assert 5 in rec.canary(), rec.seen  # it had traffic while Ready
+    assert rec.canary()[-1] == 0
+    assert "CanaryUnavailable" in sc.reasons()
+    _assert_rolled_back(sc, status, "CanaryUnavailable", ["no Ready canary pod for 8s"])
+    t_zero = rec.first_time(0, after=t_weight)
+    assert t_rolled - t_zero >= 8 - 1, "rolled back before the grace period"
+    # v2 answered while it had traffic; nothing failed through the Gateway
+    assert versions(everything)["v2"] > 0, versions(everything)
+    record(sc.dp, "e2e_unready_weight0_after_ready_seconds", round(t_zero - t_weight, 1))
+    record(sc.dp, "e2e_unready_message", status["message"])
 
 
 # ------------------------------------------------------------------------------ 6 ---
