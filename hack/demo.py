@@ -196,6 +196,9 @@ class Demo:
         )
 
 
+GATEWAY = "http://127.0.0.1:8000/"  # --gateway
+
+
 def wait_gateway_serves(version: str, timeout: float = 60) -> None:
     """Until the Gateway answers 200 from `version` 20 times in a row: Traefik programs a new
     route within its 2s throttle, and the load should measure the rollouts, not that."""
@@ -203,7 +206,7 @@ def wait_gateway_serves(version: str, timeout: float = 60) -> None:
     streak = 0
     while time.monotonic() < deadline and streak < 20:
         try:
-            with urllib.request.urlopen("http://127.0.0.1:8000/", timeout=2) as resp:
+            with urllib.request.urlopen(GATEWAY, timeout=2) as resp:
                 ok = resp.status == 200 and json.loads(resp.read()).get("version") == version
         except (OSError, ValueError):
             ok = False
@@ -219,6 +222,8 @@ def load(duration: int, rate: int) -> subprocess.Popen[bytes]:
         [
             sys.executable,
             str(REPO / "hack" / "dataplane" / "load.py"),
+            "--url",
+            GATEWAY,
             "--rate",
             str(rate),
             "--duration",
@@ -246,7 +251,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kubeconfig", required=True)
     ap.add_argument("--rate", type=int, default=40, help="load, requests/s through the Gateway")
+    ap.add_argument(
+        "--gateway", default="http://127.0.0.1:8000/", help="the Gateway's URL (%(default)s)"
+    )
     args = ap.parse_args()
+    global GATEWAY
+    GATEWAY = args.gateway
     demo = Demo(args.kubeconfig)
     base = demo_rollout()
 

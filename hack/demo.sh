@@ -12,13 +12,17 @@ step() { printf '\n\033[1m==> %s\033[0m  (+%ss)\n' "$*" "$((SECONDS - t0))"; }
 [[ ${EUID} -eq 0 ]] || die "the local cluster needs root (network namespaces): run as root"
 step "Python environment (.venv)";                        hack/install-python.sh
 step "Cluster binaries (cached in ${KANARY_CACHE}/bin)";  hack/cluster/build.sh
-step "Traefik (cached)";                                  hack/dataplane/build.sh
+step "Traefik, Prometheus (cached)";                      hack/dataplane/build.sh
+step "Node packages: containerd, runc, CNI (Debian)";     hack/cluster/node-install.sh
 step "Gin service (app/bin/gin-demo)";                    make -s -C app build
-step "Local cluster";                                     hack/cluster/up.sh
-step "Data plane: Traefik, Prometheus, pod runner";       hack/dataplane/up.sh
-step "kanary operator";                                   hack/operator-up.sh
+step "Images, built without a daemon (cached)";           hack/images/build.sh
+step "Local cluster: control plane";                      hack/cluster/up.sh
+step "Local cluster: the real node";                      hack/cluster/node-up.sh
+step "kanary, Traefik, Prometheus as pods (manifests/)";  hack/cluster/install.sh
 step "Demo"
-hack/cluster/exec.sh .venv/bin/python hack/demo.py --kubeconfig "${KUBECONFIG_PATH}"
+hack/cluster/exec.sh .venv/bin/python hack/demo.py --kubeconfig "${KUBECONFIG_PATH}" \
+  --gateway "http://${NODE_IP}:8000/"
 printf '\nDone in %ss. The cluster is still up:\n' "$((SECONDS - t0))"
 printf '  hack/cluster/exec.sh .venv/bin/kanary status gin-demo -n demo\n'
+printf '  hack/cluster/exec.sh kubectl -n kanary-system logs deploy/kanary\n'
 printf '  hack/cluster/exec.sh kubectl get rollouts -A\n  make cluster-down\n'

@@ -19,6 +19,7 @@ check_pin() { # module version tools-dir
 check_pin k8s.io/kubernetes "${K8S_VERSION}" kubernetes
 check_pin go.etcd.io/etcd/server/v3 "${ETCD_VERSION}" etcd
 check_pin sigs.k8s.io/kwok "${KWOK_VERSION}" kwok
+check_pin github.com/coredns/coredns "${COREDNS_VERSION}" coredns
 
 # Runs "go build" in a tools module, printing elapsed seconds every 30 s.
 # Args: name tools-dir out-dir ldflags pkg...
@@ -77,6 +78,14 @@ if have_all "${BIN_KWOK}" kwok; then
   log "kwok ${KWOK_VERSION}: cached in ${BIN_KWOK}"
 else
   build "kwok ${KWOK_VERSION}" kwok "${BIN_KWOK}" "" sigs.k8s.io/kwok/cmd/kwok
+fi
+
+# CoreDNS with only the plugins the cluster DNS uses (tools/coredns/main.go).
+if have_all "${BIN_COREDNS}" coredns; then
+  log "coredns ${COREDNS_VERSION}: cached in ${BIN_COREDNS}"
+else
+  build "coredns ${COREDNS_VERSION}" coredns "${BIN_COREDNS}" \
+    "-X github.com/coredns/coredns/coremain.GitCommit=${COREDNS_VERSION}" kanary.local/hack/cluster/tools/coredns
 fi
 
 # Gateway API CRDs and kwok's Stages come from the module cache: make sure

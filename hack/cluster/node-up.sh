@@ -32,6 +32,17 @@ kc get --raw /readyz >/dev/null 2>&1 || die "the cluster is not up: run hack/clu
 lock_state
 mkdir -p "${NODE_DIR}"/{cni,kubelet,pod-logs,containerd} "${CONTAINERD_RUN}"
 
+# config NAME FILE: move FILE.new over FILE; when it changed, stop the running component NAME
+# so that start() below starts it with the new configuration (its command line is the same).
+config() {
+  local pid
+  if [[ -f "$2" ]] && ! cmp -s "$2.new" "$2" && pid="$(component_pid "$1")"; then
+    log "$1: ${2##*/} changed: restarting it"
+    stop_pid "$1" "${pid}"
+  fi
+  mv -f "$2.new" "$2"
+}
+
 # ------------------------------------------------------------- network ---
 # Pods reach each other, Services and the node through the bridge; kube-proxy's rules see
 # bridged traffic (br_netfilter) so a pod can reach a Service whose endpoint is on the bridge.
@@ -72,7 +83,7 @@ EOF
 # ---------------------------------------------------------- containerd ---
 # Its own socket, root and state (not the host's /run/containerd), cgroupfs (this host is
 # cgroup v1 without systemd), images from hack/images only (nothing is pulled).
-cat > "${NODE_DIR}/containerd.toml" <<EOF
+cat > "${NODE_DIR}/containerd.toml.new" <<EOF
 version = 2
 root = "${NODE_DIR}/containerd"
 state = "${CONTAINERD_RUN}/state"
@@ -108,6 +119,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     conf_dir = "${NODE_DIR}/cni"
     max_conf_num = 1
 EOF
+config containerd "${NODE_DIR}/containerd.toml"
 START_VIA=nsenter start containerd "$(command -v containerd)" --config "${NODE_DIR}/containerd.toml"
 ctr_() { ctr --address "${CONTAINERD_SOCK}" --namespace k8s.io "$@"; }
 wait_for "containerd serving" ctr_ version
@@ -143,12 +155,24 @@ write_cert_kubeconfig "${CONF_DIR}/coredns.kubeconfig" coredns
 # upstream resolver exists here, so CoreDNS is the only one.
 printf 'nameserver %s\n' "${NODE_IP}" > "${NODE_DIR}/resolv.conf"
 
-cat > "${NODE_DIR}/kubelet.yaml" <<EOF
+# Each cluster's pods under its own cgroup (/<netns>/kubepods), so two local clusters' kubelets
+# never take each other's pod cgroups for orphans. cgroup v1: the parent must exist, and a new
+# cpuset cgroup starts with no CPUs or memory nodes.
+for d in /sys/fs/cgroup/*/; do
+  [[ -d "${d}${KANARY_NETNS}" ]] || mkdir -p "${d}${KANARY_NETNS}" 2>/dev/null || continue
+done
+for f in cpuset.cpus cpuset.mems; do
+  [[ -s "/sys/fs/cgroup/cpuset/${KANARY_NETNS}/${f}" ]] \
+    || cat "/sys/fs/cgroup/cpuset/${f}" > "/sys/fs/cgroup/cpuset/${KANARY_NETNS}/${f}" 2>/dev/null || true
+done
+
+cat > "${NODE_DIR}/kubelet.yaml.new" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 # This host is cgroup v1 without systemd.
 cgroupDriver: cgroupfs
 failCgroupV1: false
+cgroupRoot: /${KANARY_NETNS}
 containerRuntimeEndpoint: unix://${CONTAINERD_SOCK}
 address: ${NODE_IP}
 port: 10250
@@ -180,6 +204,7 @@ nodeStatusUpdateFrequency: 10s
 syncFrequency: 10s
 fileCheckFrequency: 10s
 EOF
+config kubelet "${NODE_DIR}/kubelet.yaml"
 START_VIA=nsenter start kubelet "${BIN_K8S}/kubelet" \
   --config="${NODE_DIR}/kubelet.yaml" \
   --kubeconfig="${CONF_DIR}/kubelet.kubeconfig" \
@@ -191,7 +216,7 @@ START_VIA=nsenter start kubelet "${BIN_K8S}/kubelet" \
   --v=1
 
 # ---------------------------------------------------------- kube-proxy ---
-cat > "${NODE_DIR}/kube-proxy.yaml" <<EOF
+cat > "${NODE_DIR}/kube-proxy.yaml.new" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection:
@@ -209,12 +234,14 @@ iptables:
   # 127.0.0.1:<nodePort> from the netns, as on a kind node
   localhostNodePorts: true
 EOF
+config kube-proxy "${NODE_DIR}/kube-proxy.yaml"
 START_VIA=nsenter start kube-proxy "${BIN_K8S}/kube-proxy" --config="${NODE_DIR}/kube-proxy.yaml"
 
 # ------------------------------------------------------------- CoreDNS ---
 kc apply -f "${HACK_CLUSTER_DIR}/coredns/rbac.yaml" >/dev/null
 sed -e "s|@KUBECONFIG@|${CONF_DIR}/coredns.kubeconfig|" -e "s|@NODE_IP@|${NODE_IP}|g" \
-  "${HACK_CLUSTER_DIR}/coredns/Corefile" > "${NODE_DIR}/Corefile"
+  "${HACK_CLUSTER_DIR}/coredns/Corefile" > "${NODE_DIR}/Corefile.new"
+config coredns "${NODE_DIR}/Corefile"
 start coredns "${BIN_COREDNS}/coredns" -conf "${NODE_DIR}/Corefile"
 # kube-system/kube-dns: the usual ClusterIP, its endpoint the CoreDNS process.
 sed -e "s|@CLUSTER_DNS@|${CLUSTER_DNS}|" -e "s|@NODE_IP@|${NODE_IP}|g" \

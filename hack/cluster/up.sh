@@ -132,12 +132,13 @@ start etcd "${BIN_ETCD}/etcd" \
 
 wait_for "etcd serving" in_netns bash -c "exec 3<>/dev/tcp/127.0.0.1/${ETCD_CLIENT_PORT}"
 
+# All addresses of the netns (it is the cluster's own): pods on the real node reach it as the
+# "kubernetes" Service, whose endpoint (the advertise address) the lease reconciler keeps.
 start kube-apiserver "${BIN_K8S}/kube-apiserver" \
   --etcd-servers="http://127.0.0.1:${ETCD_CLIENT_PORT}" \
-  --bind-address=127.0.0.1 \
+  --bind-address=0.0.0.0 \
   --secure-port="${APISERVER_PORT}" \
   --advertise-address="${APISERVER_ADVERTISE}" \
-  --endpoint-reconciler-type=none \
   --tls-cert-file="${CERT_DIR}/apiserver.crt" \
   --tls-private-key-file="${CERT_DIR}/apiserver.key" \
   --client-ca-file="${CERT_DIR}/ca.crt" \
