@@ -16,6 +16,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 mkdir -p "${KANARY_STATE}"
 ( lock_state; ensure_netns )
 export KUBECONFIG="${KUBECONFIG:-${KUBECONFIG_PATH}}"
+# Every local cluster serves at 127.0.0.1:6443 (in its own netns): kubectl's discovery cache is
+# keyed by host:port, so each state folder gets its own.
+export KUBECACHEDIR="${KUBECACHEDIR:-${KANARY_STATE}/kubecache}"
 export PATH="${BIN_K8S}:${PATH}"
 export KANARY_NETNS KANARY_CACHE KANARY_STATE
 # nsenter (not `ip netns exec`): the host's mount namespace, so that scripts started from

@@ -24,8 +24,15 @@ def config() -> dict[str, Any]:
 def test_scrape_config_discovers_pods_and_sets_the_analysis_labels() -> None:
     cfg = config()
     assert cfg["global"]["scrape_interval"] == "1s"
-    (job,) = cfg["scrape_configs"]
+    job, operator = cfg["scrape_configs"]
     assert job["kubernetes_sd_configs"] == [{"role": "pod"}]
+    # the operator's own /metrics: its pod in kanary-system, port "metrics"
+    assert operator["job_name"] == "kanary-operator"
+    assert operator["kubernetes_sd_configs"] == [
+        {"role": "pod", "namespaces": {"names": ["kanary-system"]}}
+    ]
+    keeps = {r["regex"] for r in operator["relabel_configs"] if r.get("action") == "keep"}
+    assert keeps == {"kanary", "Running", "metrics"}
     targets = {
         r["target_label"]: r["source_labels"] for r in job["relabel_configs"] if "target_label" in r
     }
