@@ -6,8 +6,12 @@
 #
 #   docker build -t kanary/operator:0.1.0 .
 #
-# Not built here (no Docker daemon on the development machine); CI builds it
-# (.github/workflows/ci.yaml) and `make kind-up` loads it into kind.
+# What the local cluster's node and `make kind-up` load is not built from this file but by
+# hack/images/build.sh, without a daemon: the same venv, ENV, USER, EXPOSE, ENTRYPOINT and
+# labels (build.sh checks these lines and takes the labels from here), on Debian bookworm's
+# python3.11 unpacked from .debs instead of python:3.11-slim (hack/images/README.md lists
+# the differences). This file is kept for people building with Docker, and CI's image job
+# builds it (.github/workflows/ci.yaml). Change the two together.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 

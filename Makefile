@@ -18,14 +18,17 @@ lint: install ## ruff + mypy --strict + gofmt/vet + hadolint (both Dockerfiles) 
 	.venv/bin/ruff check operator tests hack
 	.venv/bin/mypy --strict operator/kanary hack/demo.py hack/dataplane/runner.py hack/dataplane/load.py hack/dataplane/prometheus_config.py
 	$(MAKE) -C app lint
+	cd hack/images && out=$$(gofmt -l .) && [ -z "$$out" ] || { echo "gofmt needed: $$out" >&2; exit 1; }
+	cd hack/images && GOTOOLCHAIN=local go vet ./...
 	$$(command -v hadolint || echo app/bin/hadolint-venv/bin/hadolint) Dockerfile
 	hack/actionlint.sh
 
 unit: install ## fast, pure tests
 	$(PY) -m pytest -q tests/unit
 
-gotest: ## go test for the Gin service
+gotest: ## go test for the Gin service and the image builder (hack/images)
 	$(MAKE) -C app test
+	cd hack/images && GOTOOLCHAIN=local go test -count=1 ./...
 
 cluster-build: ## build the local cluster's binaries (cached in $KANARY_CACHE)
 	hack/cluster/build.sh

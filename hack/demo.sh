@@ -18,6 +18,12 @@ step "Gin service (app/bin/gin-demo)";                    make -s -C app build
 step "Images, built without a daemon (cached)";           hack/images/build.sh
 step "Local cluster: control plane";                      hack/cluster/up.sh
 step "Local cluster: the real node";                      hack/cluster/node-up.sh
+# The tests' way (data plane and operator as processes) and the user's way do not mix.
+if component_pid kanary-operator >/dev/null || component_pid traefik >/dev/null; then
+  step "Stopping the process data plane and operator the tests left running"
+  hack/dataplane/down.sh
+  if pid="$(component_pid kanary-operator)"; then stop_pid kanary-operator "${pid}"; fi
+fi
 step "kanary, Traefik, Prometheus as pods (manifests/)";  hack/cluster/install.sh
 step "Demo"
 hack/cluster/exec.sh .venv/bin/python hack/demo.py --kubeconfig "${KUBECONFIG_PATH}" \

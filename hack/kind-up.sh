@@ -3,8 +3,10 @@
 #   kind cluster (kind-config.yaml) -> Gateway API CRDs -> Traefik -> Prometheus
 #   -> images (Gin demo v1..v3, operator) -> kanary CRD, RBAC, operator -> Gateway
 # Idempotent: an existing cluster is reused and everything is re-applied.
-# Needs docker, kind, kubectl and go on PATH. Writes the cluster's kubeconfig to
-# ${KIND_KUBECONFIG:-${KANARY_CACHE}/kind/kubeconfig} (your ~/.kube/config is left alone).
+# Needs docker, kind, kubectl and go on PATH, and what hack/images/build.sh needs for the
+# operator image (root or sudo, apt-get + dpkg-deb, Debian's archive keyring, python3 + pip).
+# Writes the cluster's kubeconfig to ${KIND_KUBECONFIG:-${KANARY_CACHE}/kind/kubeconfig}
+# (your ~/.kube/config is left alone).
 #
 # Never run on the development machine (no Docker there). Every manifest applied below is
 # dry-run against a real API server by tests/integration/test_kind_manifests.py.
@@ -53,13 +55,18 @@ log "Traefik (manifests/traefik) and Prometheus (manifests/prometheus)"
 kc apply -k manifests/traefik
 kc apply -k manifests/prometheus
 
-log "images: Gin demo ${DEMO_VERSIONS[*]} (daemonless tarball), operator (docker build)"
+log "images: Gin demo ${DEMO_VERSIONS[*]}, operator ${OPERATOR_IMAGE} (daemonless tarballs)"
 for v in "${DEMO_VERSIONS[@]}"; do
   make -s -C app image VERSION="${v}"
   kind load image-archive app/bin/gin-demo-image.tar --name "${KIND_CLUSTER}"
 done
-docker build -t "${OPERATOR_IMAGE}" .
-kind load docker-image "${OPERATOR_IMAGE}" --name "${KIND_CLUSTER}"
+# The very image the local cluster's node runs (hack/images/build.sh; it chroots: root).
+if (( EUID == 0 )); then
+  hack/images/build.sh operator
+else
+  sudo env "PATH=${PATH}" "KANARY_CACHE=${KANARY_CACHE}" hack/images/build.sh operator
+fi
+kind load image-archive "${KANARY_CACHE}/images/operator.tar" --name "${KIND_CLUSTER}"
 
 log "kanary: CRD, namespace, RBAC, operator; the Gateway"
 kc apply --server-side --force-conflicts -f crds/
