@@ -19,27 +19,27 @@ for f in "${PID_DIR}"/*.pid; do  # pid files of later additions (not in COMPONEN
   [[ " ${names[*]} " == *" ${n} "* ]] || names+=("${n}")
 done
 
-# The real node first: kubelet stops (so it restarts nothing), then every container of
-# containerd is killed and removed while containerd still runs, remembering the pods'
-# network namespaces, which only the CRI would remove.
+# The real node first: kubelet stops (so it restarts nothing), then every process of its pods
+# is killed through the cluster's own cgroup (kubelet's cgroupRoot /<netns>), remembering the
+# pods' network namespaces (only the CRI would remove those), then the containerd shims.
 pod_netns=()
-ctr_() { ctr --address "${CONTAINERD_SOCK}" --namespace k8s.io "$@"; }
 if pid="$(component_pid kubelet)"; then log "stopping kubelet (pid ${pid})"; stop_pid kubelet "${pid}"; fi
-if component_pid containerd >/dev/null && command -v ctr >/dev/null; then
-  ids="$(ctr_ containers ls -q 2>/dev/null || true)"
-  if [[ -n "${ids}" ]]; then
-    log "removing $(wc -l <<<"${ids}") containers of the node"
-    for id in ${ids}; do
-      while read -r p; do [[ -n "${p}" ]] && pod_netns+=("${p}"); done < <(ctr_ containers info "${id}" 2>/dev/null \
-        | sed -n 's|.*"path": "\(/var/run/netns/cni-[^"]*\|/run/netns/cni-[^"]*\)".*|\1|p')
-      ctr_ tasks kill -s SIGKILL "${id}" >/dev/null 2>&1 || true
+cg="/sys/fs/cgroup/pids/${KANARY_NETNS}"
+if [[ -d "${cg}" ]]; then
+  mapfile -t procs < <(find "${cg}" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u)
+  if (( ${#procs[@]} > 0 )); then
+    declare -A ns_inode=()
+    for p in "${procs[@]}"; do
+      n="$(stat -L -c %i "/proc/${p}/ns/net" 2>/dev/null)" && ns_inode["${n}"]=1
     done
-    for id in ${ids}; do
-      for ((i = 0; i < 50; i++)); do ctr_ tasks rm -f "${id}" >/dev/null 2>&1 && break; sleep 0.1; done
-      ctr_ containers rm "${id}" >/dev/null 2>&1 || true
+    for f in /run/netns/cni-*; do
+      [[ -e "${f}" && -n "${ns_inode[$(stat -L -c %i "${f}" 2>/dev/null)]:-}" ]] && pod_netns+=("${f}")
     done
+    log "killing ${#procs[@]} processes of the node's pods"
+    kill -KILL "${procs[@]}" 2>/dev/null || true
   fi
 fi
+pkill -KILL -f -- "containerd-shim-runc-v2 .*-address ${CONTAINERD_SOCK}( |$)" 2>/dev/null || true
 
 declare -A pids=()
 for n in "${names[@]}"; do
@@ -64,16 +64,20 @@ for n in "${names[@]}"; do
   rm -f "$(pid_file "${n}")" "${PID_DIR}/${n}.bin"
 done
 
-# What the node leaves behind: shims of killed containers, mounts (overlay root
-# filesystems, kubelet's volumes), the pods' network namespaces and their IP leases.
-pkill -KILL -f -- "containerd-shim-runc-v2 .*-address ${CONTAINERD_SOCK}( |$)" 2>/dev/null || true
+# What the node leaves behind: mounts (overlay root filesystems, kubelet's volumes), the pods'
+# network namespaces, their IP leases, the cluster's cgroups.
 if [[ -d "${NODE_DIR}" || -d "${CONTAINERD_RUN}" ]]; then
   findmnt -rn -o TARGET | grep -E "^(${NODE_DIR}|${CONTAINERD_RUN})/" | sort -r | while read -r m; do
     umount -l "${m}" 2>/dev/null || true
   done
 fi
+left="$(findmnt -rn -o TARGET | grep -E "^(${NODE_DIR}|${CONTAINERD_RUN})/" || true)"
+[[ -z "${left}" ]] || log "WARNING: mounts left behind: ${left//$'\n'/ }"
 for p in "${pod_netns[@]}"; do ip netns delete "${p##*/}" 2>/dev/null || true; done
 rm -rf "${NODE_DIR}/cni/ipam" "${NODE_DIR}/kubelet/pods" "${CONTAINERD_RUN}"
+for d in /sys/fs/cgroup/*/"${KANARY_NETNS}"; do
+  [[ -d "${d}" ]] && find "${d}" -depth -type d -exec rmdir {} + 2>/dev/null || true
+done
 
 if netns_exists; then
   log "removing network namespace ${KANARY_NETNS}"

@@ -58,8 +58,9 @@ CONF_DIR="${KANARY_STATE}/config"
 KUBECONFIG_PATH="${KANARY_STATE}/kubeconfig"
 
 # Order matters: up starts in this order, down stops in reverse.
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok
-            containerd kubelet kube-proxy coredns)
+CONTROL_PLANE=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)  # up.sh
+NODE_COMPONENTS=(containerd kubelet kube-proxy coredns)                        # node-up.sh
+COMPONENTS=("${CONTROL_PLANE[@]}" "${NODE_COMPONENTS[@]}")
 
 log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }

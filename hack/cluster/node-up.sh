@@ -12,7 +12,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 START=$SECONDS
 WAIT_TIMEOUT="${KANARY_WAIT_TIMEOUT:-120}"
-NODE_COMPONENTS=(containerd kubelet kube-proxy coredns)
 WATCH=("${NODE_COMPONENTS[@]}")
 IMAGES_DIR="${KANARY_CACHE}/images"
 

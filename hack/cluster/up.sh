@@ -10,7 +10,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 START=$SECONDS
 WAIT_TIMEOUT="${KANARY_WAIT_TIMEOUT:-120}"
-WATCH=("${COMPONENTS[@]}")  # what wait_for checks is still alive
+WATCH=("${CONTROL_PLANE[@]}")  # what wait_for checks is still alive
 
 [[ ${EUID} -eq 0 ]] || die "needs root (ip netns); run as root"
 for b in "${BIN_ETCD}/etcd" "${BIN_K8S}/kube-apiserver" "${BIN_K8S}/kube-controller-manager" \

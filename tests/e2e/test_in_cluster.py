@@ -60,6 +60,7 @@ def in_cluster() -> Iterator[None]:
         )
         if done.returncode != 0:
             pytest.fail(f"hack/cluster/{script} failed:\n{done.stderr[-3000:]}", pytrace=False)
+    netns_before = set(Path("/run/netns").iterdir())
     try:
         yield
     finally:
@@ -68,6 +69,14 @@ def in_cluster() -> Iterator[None]:
             check=False,
         )
         assert down.returncode == 0, down.stderr[-3000:]
+        # nothing of the node is left: processes, mounts, the pods' network namespaces
+        assert "WARNING" not in down.stderr, down.stderr[-3000:]
+        mounts = Path("/proc/self/mountinfo").read_text()
+        assert str(STATE) not in mounts and "kanary-containerd-ic" not in mounts
+        assert not Path(f"/sys/fs/cgroup/pids/{NETNS}").exists()
+        assert NETNS not in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                           text=True, check=True).stdout
+        assert set(Path("/run/netns").iterdir()) <= netns_before, "pod network namespaces left"
 
 
 def test_operator_pod_runs_as_its_service_account_and_stays_live(in_cluster: None) -> None:
@@ -132,9 +141,15 @@ def test_examples_roll_out_through_the_operator_pod_and_prometheus_pod(in_cluste
     wait_until("Prometheus scraping the operator and the Gin pods", scraped, timeout=60)
 
     # v2: the operator pod moves the route's weights; promote --full skips the analysis steps.
-    image = rollout["spec"]["template"]["spec"]["containers"][0]["image"]
-    patch = [{"op": "replace", "path": "/spec/template/spec/containers/0/image",
-              "value": image.replace(":v1", ":v2")}]
+    # What the example says a user changes: the image and APP_VERSION.
+    container = rollout["spec"]["template"]["spec"]["containers"][0]
+    at = next(i for i, e in enumerate(container["env"]) if e["name"] == "APP_VERSION")
+    patch = [
+        {"op": "replace", "path": "/spec/template/spec/containers/0/image",
+         "value": container["image"].replace(":v1", ":v2")},
+        {"op": "replace", "path": f"/spec/template/spec/containers/0/env/{at}/value",
+         "value": "v2"},
+    ]
     run("kubectl", "-n", NS, "patch", "rollout", "gin-demo", "--type=json", "-p", json.dumps(patch))
     wait_until("the canary gets traffic", lambda: phase() == "Progressing" and (
         kubectl_json("-n", NS, "get", "rollout", "gin-demo")["status"].get("canaryWeight", 0) > 0
