@@ -11,7 +11,9 @@ from a watch (sub-second, unlike the API's whole-second timestamps):
   scheduled   creation -> the pod has a node (the scheduler's bind)
   started     creation -> the watch shows the container running (sandbox, CNI, runc)
   listening   creation -> the app's own "listening" log line (its slog timestamp, ms)
-  ready       creation -> the watch shows Ready (the kubelet's first successful probe + status)
+  probe_ok    creation -> the kubelet's first successful readiness probe (its log line
+              "SyncLoop (probe)" probe="readiness" status="ready", µs)
+  ready       creation -> the watch shows Ready (the probe's result in the pod's status)
 
 Prints median and p95 of each and writes them as JSON. Numbers, not asserts.
 """
@@ -26,7 +28,7 @@ import sys
 import threading
 import time
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,23 @@ SECURITY = {
     "seccompProfile": {"type": "RuntimeDefault"},
 }
 LISTENING = re.compile(r"^time=(\S+) level=INFO msg=listening", re.M)
+# I1201 21:56:57.990055   16026 kubelet.go:2634] "SyncLoop (probe)" probe="readiness"
+#   status="ready" pod="ns/name"       (one line)
+PROBE_READY = re.compile(
+    r'^I(\d{4}) (\d\d:\d\d:\d\d\.\d+) .*"SyncLoop \(probe\)" probe="readiness"'
+    r' status="ready" pod="([^"]+)"',
+    re.M,
+)
+
+
+def kubelet_probe_ok(log: Path, ns: str, name: str) -> float | None:
+    """When the kubelet first saw pod ns/name's readiness probe succeed (its log, UTC)."""
+    for m in PROBE_READY.finditer(log.read_text(errors="replace")):
+        if m.group(3) == f"{ns}/{name}":
+            year = datetime.now(UTC).year
+            stamp = datetime.strptime(f"{year}{m.group(1)} {m.group(2)}", "%Y%m%d %H:%M:%S.%f")
+            return stamp.replace(tzinfo=UTC).timestamp()
+    return None
 
 
 def pod_body(name: str) -> dict[str, Any]:
@@ -98,6 +117,12 @@ def main() -> int:
     ap.add_argument("--kubeconfig", default=None)
     ap.add_argument("--pods", type=int, default=20)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument(
+        "--kubelet-log",
+        type=Path,
+        default=Path.home() / ".cache/kanary/cluster/logs/kubelet.log",
+        help="the real node's kubelet log (node-up.sh), for probe_ok",
+    )
     args = ap.parse_args()
     config.load_kube_config(config_file=args.kubeconfig)  # type: ignore[no-untyped-call]
     core = client.CoreV1Api()
@@ -127,6 +152,8 @@ def main() -> int:
             listening = datetime.fromisoformat(m.group(1)).timestamp() if m else float("nan")
             row = {k: marks[k] - t0 for k in ("scheduled", "started", "ready")}
             row["listening"] = listening - t0
+            probe_ok = kubelet_probe_ok(args.kubelet_log, ns, name)
+            row["probe_ok"] = float("nan") if probe_ok is None else probe_ok - t0
             rows.append(row)
             print(f"  {name}: " + "  ".join(f"{k} {v:.2f}s" for k, v in row.items()), flush=True)
             core.delete_namespaced_pod(name, ns, grace_period_seconds=0)
@@ -134,7 +161,7 @@ def main() -> int:
         sightings.stop.set()
         core.delete_namespace(ns)
     out: dict[str, Any] = {"pods": len(rows)}
-    for part in ("scheduled", "started", "listening", "ready"):
+    for part in ("scheduled", "started", "listening", "probe_ok", "ready"):
         values = sorted(r[part] for r in rows)
         p95 = values[max(0, round(0.95 * len(values)) - 1)]
         out[part] = {"median": round(statistics.median(values), 3), "p95": round(p95, 3)}
