@@ -174,7 +174,7 @@ apt-get install libc6-dev (hack/cluster/node-install.sh installs it)"
 inputs_traefik() {
   [[ -x "${BIN_TRAEFIK}/traefik" ]] \
     || die "missing traefik binary ${BIN_TRAEFIK}/traefik: run make dataplane-build"
-  sha256sum "${BIN_TRAEFIK}/traefik" "${ETC}/passwd" "${ETC}/group"
+  sha256sum "${BIN_TRAEFIK}/traefik" "${ETC}/passwd" "${ETC}/group" | sed "s|${REPO_ROOT}/||"
   echo "${TRAEFIK_TAG} ${TRAEFIK_VERSION} ${CA_DEB}"
 }
 build_traefik() { # WORKDIR OUT
@@ -205,7 +205,7 @@ inputs_prometheus() {
   [[ -x "${BIN_PROMETHEUS}/prometheus" ]] \
     || die "missing prometheus binary ${BIN_PROMETHEUS}/prometheus: run make dataplane-build"
   mod="$(prometheus_module)"
-  sha256sum "${BIN_PROMETHEUS}/prometheus" "${ETC}/passwd" "${ETC}/group"
+  sha256sum "${BIN_PROMETHEUS}/prometheus" "${ETC}/passwd" "${ETC}/group" | sed "s|${REPO_ROOT}/||"
   echo "${PROMETHEUS_TAG} ${mod##*/} ${CA_DEB}"
 }
 # Upstream's Dockerfile on a busybox base, without busybox and promtool.
@@ -269,7 +269,7 @@ inputs_operator() {
   command -v dpkg-deb >/dev/null || die "missing dpkg-deb (apt-get install dpkg)"
   check_dockerfile
   echo "$(operator_context | sha256sum | cut -d' ' -f1)  build context: pyproject.toml README.md requirements.lock operator/"
-  sha256sum "${ETC}/passwd" "${ETC}/group" "${ETC}/nsswitch.conf"
+  sha256sum "${ETC}/passwd" "${ETC}/group" "${ETC}/nsswitch.conf" | sed "s|${REPO_ROOT}/||"
   dockerfile_labels
   printf '%s\n' "${OPERATOR_TAG}" "${OPERATOR_DEBS[@]}" "${BASE_FILES_DEB}" "${CA_DEB}" "pip==${PIP_VERSION}"
 }

@@ -142,8 +142,19 @@ def test_node_leases_are_renewed(cluster: Cluster, core: client.CoreV1Api) -> No
     pods) NotReady once its 50s grace period passes between kwok's status
     patches; kwok must renew a Lease for each node (every 10s)."""
     leases = client.CoordinationV1Api(cluster.api)
+
+    def lease_of(name: str) -> client.V1Lease | None:
+        try:
+            return leases.read_namespaced_lease(name, "kube-node-lease")
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
     for node in core.list_node().items:
-        lease = leases.read_namespaced_lease(name_of(node), "kube-node-lease")
+        # a kubelet creates its Lease shortly after it registers its Node
+        name = name_of(node)
+        lease = wait_until(f"the Lease of {name}", lambda n=name: lease_of(n), timeout=30)
         assert lease.spec is not None and lease.spec.renew_time is not None
         age = (datetime.now(UTC) - lease.spec.renew_time).total_seconds()
         # under the controller's 50s grace (a kwok restart pauses renewals ~30s)
