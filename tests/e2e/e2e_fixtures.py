@@ -357,7 +357,7 @@ class Scenario:
     started: float = field(default_factory=time.monotonic)
     # False: the pods run on the real node (real containers, Ready by their own /readyz probe);
     # True: on kwok nodes, Ready by kwok's annotations, processes from the pod runner.
-    kwok: bool = True
+    kwok: bool = False
 
     @property
     def host(self) -> str:
@@ -481,18 +481,18 @@ class Scenario:
 def scenario(
     cluster: Cluster, namespace: str, dataplane: DataPlane, e2e_operator: OperatorProcess
 ) -> Iterator[Scenario]:
-    sc = Scenario(kit=Kit(cluster, namespace), dp=dataplane, operator=e2e_operator)
+    sc = Scenario(kit=Kit(cluster, namespace), dp=dataplane, operator=e2e_operator, kwok=False)
     yield sc
     if e2e_operator.proc is None:  # a test that stopped the operator and failed before restart
         e2e_operator.start()
 
 
 @pytest.fixture
-def real_scenario(
+def kwok_scenario(
     cluster: Cluster, namespace: str, dataplane: DataPlane, e2e_operator: OperatorProcess
 ) -> Scenario:
-    """A Scenario whose pods are real containers on the real node."""
-    return Scenario(kit=Kit(cluster, namespace), dp=dataplane, operator=e2e_operator, kwok=False)
+    """A Scenario whose pods are kwok's (Ready by annotations, processes from the pod runner)."""
+    return Scenario(kit=Kit(cluster, namespace), dp=dataplane, operator=e2e_operator, kwok=True)
 
 
 # ---------------------------------------------------------------- Prometheus ---

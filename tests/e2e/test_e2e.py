@@ -1,6 +1,7 @@
 """End to end: kanary rolls the Gin service out with real traffic and real Prometheus analysis.
 
-Each test drives one Rollout of kanary/gin-demo (2 replicas) behind its own HTTPRoute (hostname
+Each test drives one Rollout of kanary/gin-demo (2 replicas, real containers on the local
+cluster's real node, Ready by the kubelet's probe of /readyz) behind its own HTTPRoute (hostname
 <namespace>.e2e.kanary.test) on the local cluster's Gateway, keeps GETs flowing through the
 Gateway for the whole scenario (e2e_fixtures.Traffic: every answer with its send time and
 version), records the route's weights over time (TimedWeightRecorder), and asserts on those, on
@@ -33,7 +34,6 @@ from .e2e_fixtures import (
     Traffic,
     e2e_operator,
     failures,
-    real_scenario,
     scenario,
     share_within,
     start_prometheus,
@@ -44,8 +44,7 @@ from .e2e_fixtures import (
 
 # pytest fixtures, imported for the tests below
 __all__ = [
-    "apps", "cluster", "core", "dataplane", "e2e_operator", "namespace", "real_scenario",
-    "scenario",
+    "apps", "cluster", "core", "dataplane", "e2e_operator", "namespace", "scenario",
 ]
 
 pytestmark = pytest.mark.e2e
@@ -223,9 +222,9 @@ def test_latency_rolls_back(scenario: Scenario) -> None:
 
 
 # ------------------------------------------------------------------------------ 4 ---
-# 4, 5 and 5b run on the real node: readiness is the app's own /readyz as the kubelet probes it.
-def test_slow_readiness_rolls_back(real_scenario: Scenario) -> None:
-    sc = real_scenario
+# Readiness is the app's own /readyz as the real node's kubelet probes it.
+def test_slow_readiness_rolls_back(scenario: Scenario) -> None:
+    sc = scenario
     sc.start_v1(readiness={"maxPodReadySeconds": 3})
     with Traffic(sc.host) as traffic:
         t_serving = traffic.wait_only({"v1"})
@@ -259,10 +258,10 @@ def test_slow_readiness_rolls_back(real_scenario: Scenario) -> None:
 
 
 # ------------------------------------------------------------------------------ 5 ---
-def test_crashing_canary_rolls_back_at_the_progress_deadline(real_scenario: Scenario) -> None:
+def test_crashing_canary_rolls_back_at_the_progress_deadline(scenario: Scenario) -> None:
     """A bad knob (LATENCY=soon) makes v2 exit 2 at start: the kubelet restarts it, it is never
     Ready, and the rollback message says why, from the container's status."""
-    sc = real_scenario
+    sc = scenario
     sc.start_v1(progressDeadlineSeconds=15)
     with Traffic(sc.host) as traffic:
         t_serving = traffic.wait_only({"v1"})
@@ -287,11 +286,11 @@ def test_crashing_canary_rolls_back_at_the_progress_deadline(real_scenario: Scen
 
 # ----------------------------------------------------------------------------- 5b ---
 def test_canary_unready_after_ready_loses_traffic_then_rolls_back(
-    real_scenario: Scenario,
+    scenario: Scenario,
 ) -> None:
     """UNREADY_AFTER=12s: v2 is Ready, gets its 5%, then its /readyz fails. The kubelet takes
     Ready away, kanary sets weight 0 at once, and rolls back after unavailableGraceSeconds."""
-    sc = real_scenario
+    sc = scenario
     sc.start_v1(unavailableGraceSeconds=8)
     with Traffic(sc.host) as traffic:
         t_serving = traffic.wait_only({"v1"})

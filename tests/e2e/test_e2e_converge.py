@@ -31,10 +31,14 @@ from .e2e_fixtures import (
     analysis_spec,
     e2e_operator,
     failures,
+    kwok_scenario,
     scenario,
 )
 
-__all__ = ["apps", "cluster", "core", "dataplane", "e2e_operator", "namespace", "scenario"]
+__all__ = [
+    "apps", "cluster", "core", "dataplane", "e2e_operator", "kwok_scenario", "namespace",
+    "scenario",
+]
 
 EXAMPLES = REPO_ROOT / "manifests" / "examples"
 PROBE = {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 1}
@@ -45,8 +49,12 @@ def _ready_condition(pod: client.V1Pod) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
 
-def test_canary_unready_after_ready_loses_traffic_and_rolls_back(scenario: Scenario) -> None:
-    sc = scenario
+def test_canary_unready_after_ready_loses_traffic_and_rolls_back(
+    kwok_scenario: Scenario,
+) -> None:
+    """On kwok's pods: the pod runner's probes take Ready away (test_e2e.py has the same story
+    on the real node, where the kubelet does)."""
+    sc = kwok_scenario
     steps: list[dict[str, Any]] = [{"setWeight": 25}, {"pause": {}}]
     sc.start_v1(
         steps=steps, analysis=analysis_spec(), readiness_probe=PROBE, unavailableGraceSeconds=8
