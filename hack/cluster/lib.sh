@@ -190,21 +190,29 @@ gen_cert() {
   chmod 600 "${d}/${name}.key"
 }
 
-# write_cert_kubeconfig PATH NAME: a kubeconfig that authenticates with NAME's certificate.
-write_cert_kubeconfig() {
-  (umask 077; cat > "$1" <<EOF
+# write_kubeconfig PATH USER [TOKEN]: a kubeconfig for USER that authenticates with TOKEN, or
+# without one with USER's client certificate ${CERT_DIR}/USER.{crt,key} (gen_cert).
+write_kubeconfig() {
+  local ca auth
+  ca="$(base64 -w0 < "${CERT_DIR}/ca.crt")"
+  if [[ -n "${3:-}" ]]; then
+    auth="    token: $3"
+  else
+    auth="    client-certificate: ${CERT_DIR}/$2.crt"$'\n'"    client-key: ${CERT_DIR}/$2.key"
+  fi
+  umask 077
+  cat > "$1" <<EOF
 apiVersion: v1
 kind: Config
 clusters:
 - name: kanary
   cluster:
     server: ${APISERVER_URL}
-    certificate-authority: ${CERT_DIR}/ca.crt
+    certificate-authority-data: ${ca}
 users:
 - name: $2
   user:
-    client-certificate: ${CERT_DIR}/$2.crt
-    client-key: ${CERT_DIR}/$2.key
+${auth}
 contexts:
 - name: kanary
   context:
@@ -212,7 +220,6 @@ contexts:
     user: $2
 current-context: kanary
 EOF
-  )
 }
 
 in_netns() { ip netns exec "${KANARY_NETNS}" "$@"; }

@@ -147,9 +147,9 @@ gen_cert kubelet "system:node:${NODE_NAME}" system:nodes
 gen_cert kubelet-serving "system:node:${NODE_NAME}" system:nodes "IP:${NODE_IP},DNS:${NODE_NAME}"
 gen_cert kube-proxy system:kube-proxy
 gen_cert coredns system:coredns
-write_cert_kubeconfig "${CONF_DIR}/kubelet.kubeconfig" kubelet
-write_cert_kubeconfig "${CONF_DIR}/kube-proxy.kubeconfig" kube-proxy
-write_cert_kubeconfig "${CONF_DIR}/coredns.kubeconfig" coredns
+write_kubeconfig "${CONF_DIR}/kubelet.kubeconfig" kubelet
+write_kubeconfig "${CONF_DIR}/kube-proxy.kubeconfig" kube-proxy
+write_kubeconfig "${CONF_DIR}/coredns.kubeconfig" coredns
 # The resolv.conf of pods with dnsPolicy: Default (and the search base of the others): no
 # upstream resolver exists here, so CoreDNS is the only one.
 printf 'nameserver %s\n' "${NODE_IP}" > "${NODE_DIR}/resolv.conf"

@@ -87,30 +87,6 @@ gen_front_proxy_certs() {
   chmod 600 "${d}"/front-proxy-*.key
 }
 
-write_kubeconfig() { # path user token
-  local ca
-  ca="$(base64 -w0 < "${CERT_DIR}/ca.crt")"
-  umask 077
-  cat > "$1" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: kanary
-  cluster:
-    server: ${APISERVER_URL}
-    certificate-authority-data: ${ca}
-users:
-- name: $2
-  user:
-    token: $3
-contexts:
-- name: kanary
-  context:
-    cluster: kanary
-    user: $2
-current-context: kanary
-EOF
-}
 
 kc() { in_netns "${KUBECTL}" --kubeconfig "${KUBECONFIG_PATH}" "$@"; }
 

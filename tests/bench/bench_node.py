@@ -35,14 +35,11 @@ from typing import Any
 from kubernetes import client, config, watch
 
 PROBE = {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 1, "failureThreshold": 1}
-SECURITY = {
-    "runAsNonRoot": True,
-    "runAsUser": 65532,
-    "allowPrivilegeEscalation": False,
-    "readOnlyRootFilesystem": True,
-    "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+from tests.integration.rollout_objects import example_security_context  # noqa: E402
+
+SECURITY = example_security_context()
 LISTENING = re.compile(r"^time=(\S+) level=INFO msg=listening", re.M)
 # I1201 21:56:57.990055   16026 kubelet.go:2634] "SyncLoop (probe)" probe="readiness"
 #   status="ready" pod="ns/name"       (one line)

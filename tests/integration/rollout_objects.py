@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import yaml
+
 GROUP, VERSION = "kanary.dev", "v1alpha1"
+EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
+
+
+def example_security_context() -> dict[str, Any]:
+    """The container securityContext of manifests/examples/rollout-gin-demo.yaml, as shipped."""
+    body = yaml.safe_load((EXAMPLES / "rollout-gin-demo.yaml").read_text())
+    context: dict[str, Any] = body["spec"]["template"]["spec"]["containers"][0]["securityContext"]
+    return context
 
 # The local cluster has one real node (kubelet + containerd) and kwok nodes tainted
 # kwok.x-k8s.io/node=fake:NoSchedule. A pod spec with ON_KWOK lands on a kwok node: its

@@ -20,18 +20,11 @@ import pytest
 from kubernetes import client
 
 from .conftest import lib_path, wait_until
+from .rollout_objects import example_security_context
 
 NODE = "kanary-node"
 GIN = "kanary/gin-demo:v1"
-# The securityContext of manifests/examples/rollout-gin-demo.yaml's container.
-EXAMPLE_SECURITY: dict[str, Any] = {
-    "runAsNonRoot": True,
-    "runAsUser": 65532,
-    "allowPrivilegeEscalation": False,
-    "readOnlyRootFilesystem": True,
-    "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
+EXAMPLE_SECURITY = example_security_context()
 
 
 def gin_pod(name: str, env: dict[str, str], period: int = 1) -> dict[str, Any]:
