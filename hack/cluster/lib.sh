@@ -130,6 +130,20 @@ component_pid() {
   echo "${pid}"
 }
 
+# await_exec NAME PID: wait (up to 10 s) until component_pid NAME names PID, or PID has ended.
+# Until the fork that start() made has exec'd, its command line is the calling script's, and
+# component_pid would call it dead: CI saw "etcd died" with an empty log, and that etcd then
+# held its ports against every later up.sh.
+await_exec() {
+  local i
+  for ((i = 0; i < 200; i++)); do
+    component_pid "$1" >/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || return 0
+    sleep 0.05
+  done
+  log "$1 (pid $2) has not exec'd after 10s"
+}
+
 # stop_pid NAME PID: TERM, wait up to 10 s, then KILL.
 stop_pid() {
   local i
@@ -168,8 +182,10 @@ start() {
   local via=(ip netns exec "${KANARY_NETNS}")
   [[ "${START_VIA:-}" == nsenter ]] && via=(nsenter "--net=/run/netns/${KANARY_NETNS}")
   setsid "${via[@]}" "$@" >"${logf}" 2>&1 </dev/null 9>&- &
+  pid=$!
   echo "$1" > "${PID_DIR}/${name}.bin"
-  echo $! > "$(pid_file "${name}")"
+  echo "${pid}" > "$(pid_file "${name}")"
+  await_exec "${name}" "${pid}"
 }
 
 # gen_cert NAME CN [O] [SAN]: a key and a certificate signed by the cluster CA in

@@ -57,8 +57,10 @@ dp_start() {
   [[ -f "${logf}" ]] && mv -f "${logf}" "${logf}.1"
   log "starting ${name}"
   setsid ip netns exec "${KANARY_NETNS}" "$@" >"${logf}" 2>&1 </dev/null 9>&- &
+  pid=$!
   echo "${marker}" > "${PID_DIR}/${name}.bin"
-  echo $! > "$(pid_file "${name}")"
+  echo "${pid}" > "$(pid_file "${name}")"
+  await_exec "${name}" "${pid}"
 }
 
 # stop_pid NAME PID [TIMEOUT_TENTHS]: SIGTERM, wait, then SIGKILL.
