@@ -249,6 +249,10 @@ check_alive() {
     if ! component_pid "${c}" >/dev/null; then
       log "${c} died; last lines of ${LOG_DIR}/${c}.log:"
       tail -n 30 "${LOG_DIR}/${c}.log" >&2 || true
+      if grep -q "address already in use" "${LOG_DIR}/${c}.log" 2>/dev/null; then
+        log "listening sockets in netns ${KANARY_NETNS} (make cluster-down stops what holds them):"
+        in_netns ss -ltnp >&2 || true
+      fi
       rm -f "${f}" "${PID_DIR}/${c}.bin"
       exit 1
     fi
