@@ -25,6 +25,10 @@ from kanary.analysis.endpoints import PrometheusPolicy
 from kanary.analysis.source import PrometheusSource
 from kanary.durations import parse_duration
 from kanary.kube import GATEWAY_GROUP, Kube
+from kanary.notify.delivery import Deliverer
+from kanary.notify.dispatch import Notifier
+from kanary.notify.providers import SecretUnreadable, parse_ref
+from kanary.notify.spec import PROVIDER_PLURAL
 from kanary.objects import LABEL_REVISION, LABEL_ROLLOUT, LABEL_TRACK
 from kanary.reconcile import (
     Conflict,
@@ -50,8 +54,34 @@ def runtime() -> Runtime:
     global _runtime, _policy
     if _runtime is None:
         _policy = PrometheusPolicy.from_env(os.environ)
-        _runtime = Runtime(kube=Kube())
+        kube = Kube()
+        _runtime = Runtime(kube=kube, notifier=_notifier(kube))
     return _runtime
+
+
+ALERT_PROVIDERS_ENV = "KANARY_ALERT_PROVIDERS"
+
+
+def _notifier(kube: Kube) -> Notifier:
+    """Alerts for every Rollout go to the providers the cluster admin names in
+    KANARY_ALERT_PROVIDERS ("namespace/name,..."), besides each Rollout's own."""
+    admin = [r.strip() for r in os.environ.get(ALERT_PROVIDERS_ENV, "").split(",") if r.strip()]
+    holder: list[Notifier] = []
+
+    def failed(provider: str, message: str) -> None:
+        holder[0].on_failure(provider, message)
+
+    def read_secret(namespace: str, name: str) -> dict[str, str] | None:
+        try:
+            return kube.secret_data(namespace, name)
+        except ApiException as e:
+            raise SecretUnreadable(f"API {e.status} {e.reason}") from e
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise SecretUnreadable(f"{type(e).__name__}: {e}".splitlines()[0][:200]) from e
+
+    notifier = Notifier(Deliverer(failed), kube, read_secret, admin_refs=admin)
+    holder.append(notifier)
+    return notifier
 
 
 @kopf.on.startup()
@@ -107,6 +137,13 @@ def routes(
     return {(namespace or "", name): kept}
 
 
+@kopf.index(API_GROUP, API_VERSION, PROVIDER_PLURAL)
+def alert_providers(
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(namespace or "", name): dict(spec)}
+
+
 @kopf.on.event("", "v1", "pods", labels={LABEL_TRACK: "canary"})
 def canary_pod(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:
     seen_at = datetime.now(UTC)
@@ -127,15 +164,30 @@ def _view(
     owned_services: kopf.Index[Any, tuple[str, dict[str, Any]]],
     revisions: kopf.Index[Any, tuple[str, dict[str, Any]]],
     routes: kopf.Index[Any, dict[str, Any]],
+    alert_providers: kopf.Index[Any, dict[str, Any]],
 ) -> View:
     gateway = ((spec.get("trafficRouting") or {}).get("gatewayAPI") or {}).get("httpRoute")
     route = next(iter(routes.get((namespace, gateway), [])), None) if gateway else None
+    strategy = spec.get("strategy") or {}
+    notifier = runtime().notifier
+    refs = [
+        *((spec.get("notifications") or {}).get("providers") or []),
+        *(str(g.get("provider")) for g in strategy.get("gates") or []),
+        *(notifier.admin_refs if notifier is not None else ()),
+    ]
+    providers: dict[tuple[str, str], dict[str, Any]] = {}
+    for ref in refs:
+        key = parse_ref(str(ref), namespace)
+        found = next(iter(alert_providers.get(key, [])), None)
+        if found is not None:
+            providers[key] = found
     return View(
         stable=next(iter(tracks.get((namespace, name, "stable"), [])), None),
         canary=next(iter(tracks.get((namespace, name, "canary"), [])), None),
         services=dict(owned_services.get((namespace, name), [])),
         route=route,
         revisions=dict(revisions.get((namespace, name), [])),
+        alert_providers=providers,
     )
 
 
@@ -154,6 +206,7 @@ async def tick(
     owned_services: kopf.Index[Any, tuple[str, dict[str, Any]]],
     revisions: kopf.Index[Any, tuple[str, dict[str, Any]]],
     routes: kopf.Index[Any, dict[str, Any]],
+    alert_providers: kopf.Index[Any, dict[str, Any]],
     **_: Any,
 ) -> None:
     rt = runtime()
@@ -165,15 +218,13 @@ async def tick(
         "spec": dict(spec),
         "status": dict(body.status),
     }
-    view = _view(spec, namespace, name, tracks, owned_services, revisions, routes)
+    view = _view(spec, namespace, name, tracks, owned_services, revisions, routes, alert_providers)
 
     def post(kind: str, reason: str, message: str) -> None:
         kopf.event(body, type=kind, reason=reason, message=message)
 
     try:
-        await asyncio.to_thread(
-            reconcile, rt, snapshot, view, now, post, _source, _policy_resolve
-        )
+        await asyncio.to_thread(reconcile, rt, snapshot, view, now, post, _source, _policy_resolve)
     except Conflict as e:
         log.debug("%s; the next tick decides again", e)
     except ApiException as e:
@@ -187,9 +238,7 @@ async def tick(
         await _report(rt, snapshot, post, f"{type(e).__name__}: {e}".splitlines()[0][:300])
 
 
-async def _report(
-    rt: Runtime, snapshot: Mapping[str, Any], post: Any, message: str
-) -> None:
+async def _report(rt: Runtime, snapshot: Mapping[str, Any], post: Any, message: str) -> None:
     """The failed tick as state: condition ReconcileError (best effort) and a folded Warning;
     then Kopf retries in 2 s and logs one line (no traceback: the error is not a bug)."""
     meta = snapshot["metadata"]

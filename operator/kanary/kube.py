@@ -1,13 +1,15 @@
 """Kubernetes writes kanary makes, through the official client (sync: call via asyncio.to_thread).
 
 Reads come from Kopf's watch-fed indexes (handlers.py), so this module only writes, plus the one
-fresh read of an HTTPRoute that a weight change needs for its optimistic-concurrency check.
+fresh read of an HTTPRoute that a weight change needs for its optimistic-concurrency check and
+the Secrets of AlertProviders (read by name, cached briefly: kanary does not watch Secrets).
 Every write that could mix two decisions carries a precondition: the status patch the
 resourceVersion read (409 if the Rollout changed), the action consumption a JSON patch `test`.
 """
 
 from __future__ import annotations
 
+import base64
 from typing import Any, cast
 
 from kubernetes import client as k8s
@@ -98,6 +100,28 @@ class Kube:
             {"metadata": {"resourceVersion": resource_version}, "status": status},
             _content_type=MERGE_PATCH,
         )
+
+    def json_patch_rollout_status(
+        self, namespace: str, name: str, ops: list[dict[str, Any]]
+    ) -> None:
+        """A JSON patch of the status subresource; 422 when a `test` op fails."""
+        self.writes += 1
+        self.custom.patch_namespaced_custom_object_status(
+            API_GROUP, API_VERSION, namespace, PLURAL, name, ops, _content_type=JSON_PATCH
+        )
+
+    def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A Secret's data, decoded; None when it does not exist."""
+        try:
+            secret = self.core.read_namespaced_secret(name, namespace)
+        except k8s.exceptions.ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+        return {
+            k: base64.b64decode(v).decode("utf-8", "replace")
+            for k, v in (secret.data or {}).items()
+        }
 
     def json_patch_rollout(self, namespace: str, name: str, ops: list[dict[str, Any]]) -> None:
         """422 when a `test` op fails (the request changed since it was read)."""

@@ -62,6 +62,16 @@ class AnalysisOutcome:
 
 
 @dataclass(frozen=True)
+class GateOutcome:
+    """A gate's answer this tick (asked because status.gate said the engine waits for it)."""
+
+    type: str
+    revision: str
+    passed: bool  # a 2xx answer
+    message: str  # "HTTP 200", "HTTP 500: not yet", "timed out after 5s"
+
+
+@dataclass(frozen=True)
 class Observation:
     now: datetime
     generation: int
@@ -84,3 +94,4 @@ class Observation:
     # A canary pod whose container does not run, and why ("pod x: container app exited with
     # code 2 - CrashLoopBackOff after 3 restarts"); named in the rollback message.
     canary_trouble: str | None = None
+    gate: GateOutcome | None = None  # the answer of the gate the engine waits for, if asked

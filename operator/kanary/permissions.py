@@ -19,7 +19,8 @@ PERMISSIONS: tuple[Permission, ...] = (
     ("kanary.dev", "rollouts", "watch"),
     ("kanary.dev", "rollouts", "patch"),
     # Status: a merge patch of the status subresource carrying the resourceVersion read
-    # (optimistic concurrency). A manual action's annotation is consumed by a JSON patch of the
+    # (optimistic concurrency); what an alert provider accepted, a JSON patch of it that tests
+    # the alert's key first. A manual action's annotation is consumed by a JSON patch of the
     # Rollout that tests its exact value first.
     ("kanary.dev", "rollouts/status", "patch"),
     # kopf.index of the owned Deployments; Kube.apply is a server-side apply, which needs
@@ -48,6 +49,13 @@ PERMISSIONS: tuple[Permission, ...] = (
     ("gateway.networking.k8s.io", "httproutes", "watch"),
     ("gateway.networking.k8s.io", "httproutes", "get"),
     ("gateway.networking.k8s.io", "httproutes", "patch"),
+    # AlertProviders (kopf.index): where a Rollout's alerts and gates go.
+    ("kanary.dev", "alertproviders", "list"),
+    ("kanary.dev", "alertproviders", "watch"),
+    # The AlertProviders' Secrets (URL, token), read by name when needed and cached for 10 s:
+    # Secrets are never listed or watched. A namespaced Role would narrow this to the
+    # namespaces that use alerts; see manifests/README.md.
+    ("", "secrets", "get"),
     # kopf.event / kopf.warn post core v1 Events (Kopf never patches them).
     ("", "events", "create"),
     # Kopf's resource observer lists and watches CRDs to notice served resources come and go.

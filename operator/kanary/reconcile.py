@@ -26,6 +26,12 @@ from kanary.analysis.source import MetricSource
 from kanary.analysis.templating import template_errors
 from kanary.engine import Decision, analysis_due, decide, template_hash
 from kanary.kube import Kube
+from kanary.notify import payloads, text
+from kanary.notify.alerts import raise_alerts
+from kanary.notify.delivery import call_gate
+from kanary.notify.dispatch import Notifier
+from kanary.notify.model import Target
+from kanary.notify.providers import resolve_one
 from kanary.objects import (
     ANNOTATION_ACTION,
     ANNOTATION_ACTION_ID,
@@ -37,7 +43,13 @@ from kanary.objects import (
     services,
     track_name,
 )
-from kanary.observation import MANUAL_ACTIONS, ManualAction, Observation, TrackState
+from kanary.observation import (
+    MANUAL_ACTIONS,
+    GateOutcome,
+    ManualAction,
+    Observation,
+    TrackState,
+)
 from kanary.podclock import PodClock
 from kanary.readiness import readiness_figures
 from kanary.routers import RouteProblem
@@ -73,6 +85,10 @@ class View:
     services: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     route: Mapping[str, Any] | None = None  # the HTTPRoute the spec names, if any
     revisions: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    # (namespace, name) -> spec of the AlertProviders the Rollout may use (watch index)
+    alert_providers: Mapping[tuple[str, str], Mapping[str, Any]] = dataclasses.field(
+        default_factory=dict
+    )
 
 
 @dataclasses.dataclass
@@ -84,12 +100,13 @@ class Runtime:
     # (namespace, Deployment) -> the generation our last apply produced: a template that still
     # differs from ours at that generation is the API server's normalisation, not someone's edit.
     applied_generation: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)
-    recent_events: dict[tuple[str, str, str, str], float] = dataclasses.field(
-        default_factory=dict
-    )
+    recent_events: dict[tuple[str, str, str, str], float] = dataclasses.field(default_factory=dict)
     monotonic: Callable[[], float] = time.monotonic
     # namespace -> when a write there was refused because it is being deleted
     terminating: dict[str, float] = dataclasses.field(default_factory=dict)
+    notifier: Notifier | None = None  # alerts and gates; None: none are sent
+    # (rollout uid, gate type, revision) -> when the gate was last asked
+    gate_asked: dict[tuple[str, str, str], datetime] = dataclasses.field(default_factory=dict)
 
     def namespace_terminating(self, namespace: str) -> bool:
         """A write in `namespace` was refused as terminating in the last TERMINATING_SECONDS:
@@ -176,7 +193,9 @@ def reconcile(
     if bad_action:
         events("Warning", "UnknownAction", bad_action)
     current = RolloutStatus.model_validate(old_status)
-    invalid = "; ".join(template_errors(spec)) or None
+    alert_template = spec.notifications.template if spec.notifications else None
+    problems = [*template_errors(spec), *text.template_problems(alert_template or "")]
+    invalid = "; ".join(problems) or None
     prometheus_url: str | None = None
     if invalid is None and spec.strategy.analysis is not None and resolve_prometheus is not None:
         try:
@@ -208,6 +227,9 @@ def reconcile(
         obs = dataclasses.replace(obs, analysis=outcome)
         metrics_export.record_analysis(namespace, name, outcome)
 
+    if invalid is None and manual is None:
+        obs = dataclasses.replace(obs, gate=ask_gate(rt, spec, current, view, meta, now))
+
     decision = decide(spec, current, obs)
     happened: list[act.EmitEvent] = []
     try:
@@ -221,12 +243,55 @@ def reconcile(
     seen = split or obs.route_split  # the split as stored: written this tick, else watched
     if seen is not None:
         status = status.model_copy(update={"verified_weight": seen[1]})
+    targets: tuple[Target, ...] = ()
+    if rt.notifier is not None:
+        resolved = rt.notifier.resolve(spec, namespace, view.alert_providers)
+        targets = resolved.targets
+        context = rt.notifier.context(str(meta.get("uid", "")), namespace, name, resolved, current)
+        status, alert_events = raise_alerts(spec, current, status, context, now)
+        happened.extend(alert_events)
     _write_status(rt, meta, old_status, status)
     for event in happened:
         events(event.type, event.reason, event.message)
+    if rt.notifier is not None:
+        rt.notifier.dispatch(str(meta.get("uid", "")), namespace, name, status, targets, now)
     if bad_action or manual:  # consumed only once the decision it caused is written
         consume_action(rt.kube, namespace, name, annotations)
     metrics_export.record_status(namespace, name, current, decision.status)
+
+
+def ask_gate(
+    rt: Runtime,
+    spec: RolloutSpec,
+    current: RolloutStatus,
+    view: View,
+    meta: Mapping[str, Any],
+    now: datetime,
+) -> GateOutcome | None:
+    """Ask the gate the engine waits for (status.gate), at most every its interval. Synchronous,
+    like an analysis check, and bounded by the gate's timeout."""
+    waiting = current.gate
+    if waiting is None or rt.notifier is None:
+        return None
+    gate = spec.strategy.gate(waiting.type)
+    if gate is None:
+        return None
+    key = (str(meta.get("uid", "")), waiting.type, waiting.revision)
+    last = rt.gate_asked.get(key)
+    if last is not None and (now - last).total_seconds() < gate.interval_seconds():
+        return None
+    rt.gate_asked[key] = now
+    namespace, name = meta["namespace"], meta["name"]
+    found = resolve_one((namespace, gate.provider), view.alert_providers, rt.notifier.read_secret)
+    if isinstance(found, str):
+        return GateOutcome(waiting.type, waiting.revision, False, found)
+    if found.type != "webhook":
+        why = f"AlertProvider {found.name} is of type {found.type}: a gate needs type webhook"
+        return GateOutcome(waiting.type, waiting.revision, False, why)
+    target = dataclasses.replace(found, timeout_seconds=gate.timeout_seconds())
+    body = payloads.gate(waiting.type, namespace, name, current.phase or "", waiting.revision, {})
+    passed, message = call_gate(target, body)
+    return GateOutcome(waiting.type, waiting.revision, passed, message)
 
 
 def observe(
@@ -409,8 +474,14 @@ def _apply_deployment(
         number = int(meta.get("generation") or 1)
         rt.kube.apply(controller_revision(spec, name, namespace, uid, revision, number))
     manifest = deployment(
-        spec, name, namespace, uid, "stable" if track == "stable" else "canary", revision,
-        replicas, template=dict(template),
+        spec,
+        name,
+        namespace,
+        uid,
+        "stable" if track == "stable" else "canary",
+        revision,
+        replicas,
+        template=dict(template),
     )
     stored = rt.kube.apply(manifest)
     generation = int(((stored or {}).get("metadata") or {}).get("generation") or 0)

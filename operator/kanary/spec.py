@@ -11,17 +11,17 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
-from pydantic.config import JsonDict, JsonValue
+from pydantic.config import JsonDict
 
+from kanary.apimodel import POSITIVE_DURATION, ApiModel, api_config, cel
 from kanary.durations import DURATION_PATTERN, parse_duration
+from kanary.notify.spec import GateSpec, NotificationsSpec
 
 API_GROUP = "kanary.dev"
 API_VERSION = "v1alpha1"
@@ -30,39 +30,6 @@ PLURAL = "rollouts"
 
 BUILTIN_METRICS = ("error-rate", "latency-p99")
 
-
-def cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
-    out: JsonDict = {"rule": rule, "message": message}
-    if field_path:
-        out["fieldPath"] = field_path
-    return out
-
-
-class ApiModel(BaseModel):
-    """camelCase on the wire; unknown fields refused, as the API server does for strict kubectl."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
-
-
-def api_config(*rules: JsonDict, **schema_extra: JsonValue) -> ConfigDict:
-    """ApiModel's config plus CEL rules (x-kubernetes-validations) and other schema keys."""
-    extra: JsonDict = dict(schema_extra)
-    if rules:
-        extra["x-kubernetes-validations"] = list(rules)
-    return ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        json_schema_extra=extra,
-    )
-
-
-# A duration matching DURATION_PATTERN is positive iff it has a digit other than 0. CEL's
-# duration() would also do, but adds a conversion error to every pattern mismatch.
-POSITIVE_DURATION = "%s.matches('[1-9]')"
 
 Duration = Field(pattern=DURATION_PATTERN, description="Go-style duration: 500ms, 10s, 5m, 1h")
 
@@ -318,6 +285,11 @@ class Strategy(ApiModel):
             "steps need at least one setWeight",
             ".steps",
         ),
+        cel(
+            "!has(self.gates) || self.gates.all(g, self.gates.exists_one(h, h.type == g.type))",
+            "each gate type may be listed once",
+            ".gates",
+        ),
     )
     steps: list[Step] = Field(min_length=1, max_length=50)
     analysis: AnalysisSpec | None = None
@@ -336,6 +308,22 @@ class Strategy(ApiModel):
         description="after promotion, seconds before the old canary goes to 0 pods, so the "
         "router has stopped sending it traffic first",
     )
+    gates: list[GateSpec] = Field(
+        default_factory=list,
+        max_length=2,
+        description="webhooks asked before acting: pre-rollout, confirm-promotion",
+    )
+
+    @field_validator("gates")
+    @classmethod
+    def _one_gate_per_type(cls, gates: list[GateSpec]) -> list[GateSpec]:
+        types = [g.type for g in gates]
+        if len(set(types)) != len(types):
+            raise ValueError("each gate type may be listed once")
+        return gates
+
+    def gate(self, kind: str) -> GateSpec | None:
+        return next((g for g in self.gates if g.type == kind), None)
 
     @field_validator("steps")
     @classmethod
@@ -386,6 +374,9 @@ class RolloutSpec(ApiModel):
     service: ServiceSpec = Field(default_factory=ServiceSpec)
     traffic_routing: TrafficRouting | None = None
     strategy: Strategy
+    notifications: NotificationsSpec | None = Field(
+        default=None, description="alerts to Alertmanager, Slack, Teams or webhooks"
+    )
 
     def selector_labels(self) -> dict[str, str]:
         """The user's part of the track selectors: spec.selector only. Without it kanary selects

@@ -13,7 +13,7 @@ from kanary.spec import Phase
 Verdict = Literal["Pass", "Fail", "Inconclusive", "Error"]
 Outcome = Literal["Promoted", "RolledBack", "Superseded"]
 ConditionType = Literal[
-    "Available", "Progressing", "Paused", "Completed", "RolledBack", "ReconcileError"
+    "Available", "Progressing", "Paused", "Completed", "RolledBack", "ReconcileError", "Alerting"
 ]
 ActionResult = Literal["Accepted", "Refused"]
 
@@ -95,6 +95,34 @@ class LastAction(StatusModel):
     at: datetime
 
 
+class AlertRecord(StatusModel):
+    """An alert raised for one event of one revision: raised once, delivered once per provider
+    (`sent`), resolved when its condition is over (Alertmanager providers are told too)."""
+
+    key: str = Field(description="<event>/<revision>[/<step>]: one alert per key, ever")
+    event: str
+    severity: str
+    revision: str
+    reason: str = ""
+    text: str = Field(default="", description="the alert's one line, as sent")
+    variables: dict[str, str] = Field(default_factory=dict)
+    at: datetime
+    resolved_at: datetime | None = None
+    sent: list[str] = Field(default_factory=list, description="providers that accepted it")
+    resolved_sent: list[str] = Field(
+        default_factory=list, description="Alertmanager providers told it is resolved"
+    )
+
+
+class GateStatus(StatusModel):
+    """A gate the rollout waits for: asked every interval until it answers 2xx."""
+
+    type: str
+    revision: str
+    since: datetime
+    message: str = Field(default="", description="its last answer")
+
+
 class RolloutStatus(StatusModel):
     phase: Phase | None = None
     message: str = ""
@@ -140,6 +168,14 @@ class RolloutStatus(StatusModel):
     )
     route_problem: str | None = Field(
         default=None, description="the router's last complaint, so its Event is sent once"
+    )
+    alerts: list[AlertRecord] = Field(default_factory=list, max_length=20)
+    gate: GateStatus | None = Field(default=None, description="the gate the rollout waits for")
+    gates_passed: list[str] = Field(
+        default_factory=list, description='"<gate type>/<revision>" of the gates that let it act'
+    )
+    alert_problem: str | None = Field(
+        default=None, description="why alerts cannot be delivered, so its Event is sent once"
     )
 
     def to_patch(self) -> dict[str, object]:

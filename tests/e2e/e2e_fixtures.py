@@ -375,10 +375,12 @@ class Scenario:
         steps: list[dict[str, Any]] | None = None,
         analysis: dict[str, Any] | None = None,
         readiness_probe: dict[str, Any] | None = None,
+        notifications: dict[str, Any] | None = None,
         **strategy: Any,
     ) -> dict[str, Any]:
         """HTTPRoute (stable 100 / canary 0) + Rollout of v1; returns once v1 is Healthy and
-        the Gateway serves it. `strategy` adds strategy fields (readiness, deadlines)."""
+        the Gateway serves it. `strategy` adds strategy fields (readiness, deadlines, gates);
+        `notifications` is spec.notifications."""
         route = httproute(self.name)
         route["spec"]["hostnames"] = [self.host]
         self.kit.custom.create_namespaced_custom_object(GW[0], GW[1], self.ns, GW[2], route)
@@ -397,6 +399,8 @@ class Scenario:
             },
         )
         body["spec"]["template"]["spec"]["containers"][0]["env"] = _env(None)
+        if notifications is not None:
+            body["spec"]["notifications"] = notifications
         if readiness_probe is None and not self.kwok:
             readiness_probe = REAL_READINESS_PROBE
         if readiness_probe is not None:

@@ -64,7 +64,7 @@ class FakeKube:
         if meta["namespace"] in self.terminating and key not in self.objects:
             raise _api_error(
                 403,
-                f"{manifest['kind'].lower()}s \"{meta['name']}\" is forbidden: unable to create "
+                f'{manifest["kind"].lower()}s "{meta["name"]}" is forbidden: unable to create '
                 f"new content in namespace {meta['namespace']} because it is being terminated",
             )
         self.log.append(f"apply {manifest['kind']} {meta['name']}")
@@ -118,6 +118,26 @@ class FakeKube:
         self.log.append(f"status {name}")
         rollout["status"] = _merge(rollout.setdefault("status", {}), status)
         self._bump(rollout)
+
+    def json_patch_rollout_status(
+        self, namespace: str, name: str, ops: list[dict[str, Any]]
+    ) -> None:
+        """The status subresource: only /status paths may change (as the API server does)."""
+        self.writes += 1
+        key = ("Rollout", namespace, name)
+        if any(not op["path"].startswith("/status/") for op in ops):
+            raise _api_error(422, "only status may change through the status subresource")
+        try:
+            patched = jsonpatch.apply_patch(copy.deepcopy(self.objects[key]), ops)
+        except (jsonpatch.JsonPatchTestFailed, jsonpatch.JsonPointerException) as e:
+            raise _api_error(422, f"the test failed: {e}") from e
+        self.log.append(f"status-patch Rollout {name}")
+        self._bump(patched)
+        self.objects[key] = patched
+
+    def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        secret = self.objects.get(("Secret", namespace, name))
+        return None if secret is None else dict(secret.get("stringData") or {})
 
     def json_patch_rollout(self, namespace: str, name: str, ops: list[dict[str, Any]]) -> None:
         self.writes += 1
@@ -188,6 +208,11 @@ class FakeKube:
             revisions={
                 o["metadata"]["labels"][LABEL_REVISION]: o["data"]["template"]
                 for o in owned("ControllerRevision")
+            },
+            alert_providers={
+                (ns, name): o["spec"]
+                for (kind, ns, name), o in self.objects.items()
+                if kind == "AlertProvider"
             },
         )
 

@@ -126,6 +126,14 @@ def test_crd_schema_is_structural() -> None:
     assert structural_problems(root_schema()) == []
 
 
+def test_alert_provider_crd_schema_is_structural() -> None:
+    root = crdgen.provider_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    assert structural_problems(root) == []
+    assert root["properties"]["spec"]["properties"]["type"]["enum"] == [
+        "alertmanager", "slack", "msteams", "webhook"
+    ]
+
+
 def test_checker_catches_what_pydantic_emits_raw() -> None:
     raw = RolloutSpec.model_json_schema(by_alias=True)
     raw.pop("$defs")

@@ -71,12 +71,17 @@ def test_kanary_files_are_all_objects() -> None:
     assert ours == [], "kubectl apply -f would choke on these"
 
 
-def test_crds_folder_is_the_generated_crd() -> None:
-    link = MANIFESTS / "crds" / "rollouts.kanary.dev.yaml"
-    assert link.resolve() == (REPO_ROOT / "crds" / "rollouts.kanary.dev.yaml").resolve()
-    assert one("CustomResourceDefinition", MANIFESTS / "crds")["metadata"]["name"] == (
-        "rollouts.kanary.dev"
-    )
+def test_crds_folder_is_the_generated_crds() -> None:
+    for name in ("rollouts.kanary.dev", "alertproviders.kanary.dev"):
+        link = MANIFESTS / "crds" / f"{name}.yaml"
+        assert link.resolve() == (REPO_ROOT / "crds" / f"{name}.yaml").resolve()
+    names = {
+        doc["metadata"]["name"]
+        for path in sorted((MANIFESTS / "crds").glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc and doc.get("kind") == "CustomResourceDefinition"
+    }
+    assert names == {"rollouts.kanary.dev", "alertproviders.kanary.dev"}
 
 
 def test_namespace_enforces_restricted_pod_security() -> None:

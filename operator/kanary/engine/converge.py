@@ -197,6 +197,9 @@ def _scale_stable(tick: _Tick, replicas: int) -> None:
 def _ensure_step_canary(tick: _Tick) -> None:
     revision = tick.status.canary_revision or tick.obs.template_hash
     weight = canary_math.weight_through(tick.steps, tick.step_index)
+    gate = tick.status.gate
+    if tick.ratio_mode and gate is not None and gate.type == "pre-rollout":
+        weight = 0  # replica-ratio: canary pods are its traffic, so none before the gate says so
     _ensure_canary(tick, revision, _canary_pods_for(tick, weight))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from kanary.engine.gates import _waiting_text
 from kanary.engine.tick import (
     _canary_pods_for,
     _clock,
@@ -177,6 +178,8 @@ def _step_detail(tick: _Tick) -> str:
         grace = timedelta(seconds=tick.spec.strategy.unavailable_grace_seconds)
         rollback = _clock(unavailable + grace)
         return f"no Ready canary pod: weight 0% until one is, rollback at {rollback}"
+    if tick.status.gate is not None:
+        return _waiting_text(tick.status.gate)
     if tick.status.pause_reason is not None:
         return _pause_text(tick)
     # Times are absolute: a message that counts seconds would rewrite status on every tick.

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from kanary import canary_math
 from kanary.actions import SetWeight
 from kanary.analysis import judgement
+from kanary.engine.gates import _gate_holds
 from kanary.engine.tick import (
     _canary_pods_for,
     _pause_reason_of,
@@ -199,6 +200,7 @@ def _enter_steady(tick: _Tick) -> None:
         current_step_index=None,
         step_started_at=None,
         pause_reason=None,
+        gate=None,
     )
 
 
@@ -222,6 +224,8 @@ def _stepping(tick: _Tick) -> None:
 
 
 def _weight_step(tick: _Tick, weight: int) -> None:
+    if tick.status.canary_weight == 0 and _gate_holds(tick, "pre-rollout"):
+        return
     wanted = _canary_pods_for(tick, weight)
     if not _track_ready(tick.obs.canary, tick.status.canary_revision, wanted):
         deadline = tick.spec.strategy.progress_deadline_seconds
@@ -268,6 +272,8 @@ def _advance(tick: _Tick, done: str | None = None) -> None:
     same Event as the announcement."""
     following = tick.step_index + 1
     if following >= len(tick.steps):
+        if _gate_holds(tick, "confirm-promotion"):
+            return
         _start_promotion(tick, "all steps done" + (f"; {done}" if done else ""))
         return
     step = tick.steps[following]
@@ -315,6 +321,7 @@ def _start_rollout(tick: _Tick) -> None:
         canary_unavailable_since=None,
         analysis=AnalysisStatus(),
         readiness=ReadinessStatus(),
+        gate=None,
     )
     images = ", ".join(tick.spec.template.images())
     started = (
@@ -341,6 +348,7 @@ def _start_promotion(tick: _Tick, why: str) -> None:
         current_step_index=len(tick.steps),
         step_started_at=tick.now,
         pause_reason=None,
+        gate=None,
     )
     revision = tick.status.canary_revision
     tick.event("Promoting", f"promoting {revision} ({why}): stable track takes the new template")
@@ -381,6 +389,7 @@ def _roll_back(tick: _Tick, cause: str, reason: str) -> None:
         canary_weight=0,
         pause_reason=None,
         scale_down_at=_scale_down_time(tick),
+        gate=None,
     )
     _put_condition(tick, "RolledBack", True, cause, f"{where}: {reason}")
     revision = tick.status.canary_revision

@@ -33,6 +33,7 @@ CONDITION_ORDER: tuple[ConditionType, ...] = (
     "Completed",
     "RolledBack",
     "ReconcileError",
+    "Alerting",
 )
 
 

@@ -1,0 +1,272 @@
+"""The tick's side of notifications (I/O glue): which providers apply to a Rollout, what they
+have accepted, and the deliveries to queue after the tick's status write.
+
+Delivery never runs in the tick: ``dispatch`` only queues (the Deliverer's queue is bounded and
+``submit`` never blocks). A provider's acceptance is recorded twice: at once, with a JSON patch
+of status.alerts[i].sent guarded by a `test` of the alert's key (so an operator killed right
+after does not send it again), and in memory, which the next tick folds into status when that
+patch could not be made (the status changed meanwhile).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from kanary.notify import payloads, text
+from kanary.notify.alerts import AlertContext, State
+from kanary.notify.delivery import Deliverer, Delivery
+from kanary.notify.model import Alert, AlertEvent, Target
+from kanary.notify.providers import Resolved, SecretUnreadable, resolve
+from kanary.spec import RolloutSpec
+from kanary.status import AlertRecord, RolloutStatus
+
+log = logging.getLogger("kanary")
+
+RESEND_SECONDS = 60.0  # Alertmanager: a firing alert is re-sent this often (it ends at 4x)
+SECRET_TTL_SECONDS = 10.0
+
+
+class StatusPatcher(Protocol):
+    def json_patch_rollout_status(
+        self, namespace: str, name: str, ops: list[dict[str, Any]]
+    ) -> None: ...
+
+
+class Notifier:
+    """Process-wide: the deliverer, the Secrets cache and the memory of acceptances."""
+
+    def __init__(
+        self,
+        deliverer: Deliverer,
+        kube: StatusPatcher,
+        read_secret: Callable[[str, str], Mapping[str, str] | None],
+        admin_refs: Sequence[str] = (),
+        monotonic: Callable[[], float] = time.monotonic,
+        resend_seconds: float = RESEND_SECONDS,
+    ) -> None:
+        self.deliverer = deliverer
+        self.kube = kube
+        self._read_secret = read_secret
+        self.admin_refs = tuple(admin_refs)
+        self.monotonic = monotonic
+        self.resend_seconds = resend_seconds
+        self._lock = threading.Lock()
+        self._secrets: dict[tuple[str, str], tuple[float, Mapping[str, str] | None]] = {}
+        # rollout uid -> (alert key, provider, state) accepted and not yet seen in status
+        self._accepted: dict[str, set[tuple[str, str, State]]] = {}
+        self._resent: dict[tuple[str, str, str], float] = {}  # (uid, key, provider) -> when
+        self.failing: dict[str, str] = {}  # provider -> why its last delivery was given up
+
+    # ---- which providers ----------------------------------------------------------------------
+
+    def refs(self, spec: RolloutSpec) -> list[str]:
+        own = list(spec.notifications.providers) if spec.notifications else []
+        return own + [r for r in self.admin_refs if r not in own]
+
+    def read_secret(self, namespace: str, name: str) -> Mapping[str, str] | None:
+        now = self.monotonic()
+        cached = self._secrets.get((namespace, name))
+        if cached is not None and now - cached[0] < SECRET_TTL_SECONDS:
+            return cached[1]
+        data = self._read_secret(namespace, name)
+        self._secrets[(namespace, name)] = (now, data)
+        return data
+
+    def resolve(
+        self,
+        spec: RolloutSpec,
+        namespace: str,
+        objects: Mapping[tuple[str, str], Mapping[str, Any]],
+    ) -> Resolved:
+        return resolve(self.refs(spec), namespace, objects, self.read_secret)
+
+    def context(
+        self, uid: str, namespace: str, name: str, resolved: Resolved, status: RolloutStatus
+    ) -> AlertContext:
+        """What raise_alerts needs; acceptances already in status are forgotten here."""
+        with self._lock:
+            accepted = self._accepted.get(uid, set())
+            recorded = {(r.key, p, "firing") for r in status.alerts for p in r.sent} | {
+                (r.key, p, "resolved") for r in status.alerts for p in r.resolved_sent
+            }
+            accepted -= recorded
+            delivered = frozenset(accepted)
+        failing = [
+            f"{t.name}: {self.failing[t.name]}" for t in resolved.targets if t.name in self.failing
+        ]
+        problems = [*resolved.problems, *failing]
+        return AlertContext(
+            namespace=namespace,
+            name=name,
+            providers=tuple(t.name for t in resolved.targets),
+            delivered=delivered,
+            problem="; ".join(problems) or None,
+        )
+
+    # ---- after the status write ---------------------------------------------------------------
+
+    def dispatch(
+        self,
+        uid: str,
+        namespace: str,
+        name: str,
+        status: RolloutStatus,
+        targets: Sequence[Target],
+        now: datetime,
+    ) -> None:
+        """Queue what the written status says is not yet delivered; re-send firing alerts to
+        Alertmanager before they expire."""
+        for index, record in enumerate(status.alerts):
+            alert = _alert(record, uid, namespace, name, status.phase or "")
+            for target in targets:
+                self._firing(uid, namespace, name, index, record, alert, target, now)
+                self._resolved(uid, namespace, name, index, record, alert, target, now)
+
+    def _firing(
+        self,
+        uid: str,
+        namespace: str,
+        name: str,
+        index: int,
+        record: AlertRecord,
+        alert: Alert,
+        target: Target,
+        now: datetime,
+    ) -> None:
+        if target.name in record.sent:
+            if target.type != "alertmanager" or record.resolved_at is not None:
+                return
+            last = self._resent.get((uid, record.key, target.name))
+            if last is not None and self.monotonic() - last < self.resend_seconds:
+                return  # re-sent recently; Alertmanager keeps it active until 4x this
+        elif self._was_accepted(uid, record.key, target.name, "firing"):
+            return
+        self._submit(uid, namespace, name, index, record, alert, target, "firing", now)
+
+    def _resolved(
+        self,
+        uid: str,
+        namespace: str,
+        name: str,
+        index: int,
+        record: AlertRecord,
+        alert: Alert,
+        target: Target,
+        now: datetime,
+    ) -> None:
+        """Only Alertmanager is told an alert is over, and only one it was told of."""
+        if target.type != "alertmanager" or record.resolved_at in (None, record.at):
+            return  # not over, or over when raised (its one POST already said so)
+        if target.name not in record.sent or target.name in record.resolved_sent:
+            return
+        if self._was_accepted(uid, record.key, target.name, "resolved"):
+            return
+        self._submit(uid, namespace, name, index, record, alert, target, "resolved", now)
+
+    def _submit(
+        self,
+        uid: str,
+        namespace: str,
+        name: str,
+        index: int,
+        record: AlertRecord,
+        alert: Alert,
+        target: Target,
+        state: State,
+        now: datetime,
+    ) -> None:
+        self.deliverer.submit(
+            Delivery(
+                target=target,
+                body=_body(target, alert, now, self.resend_seconds),
+                key=(uid, record.key, target.name, state),
+                on_delivered=self._accepted_by(
+                    uid, namespace, name, index, record, target.name, state
+                ),
+            )
+        )
+
+    def _was_accepted(self, uid: str, key: str, provider: str, state: State) -> bool:
+        with self._lock:
+            return (key, provider, state) in self._accepted.get(uid, set())
+
+    def _accepted_by(
+        self,
+        uid: str,
+        namespace: str,
+        name: str,
+        index: int,
+        record: AlertRecord,
+        provider: str,
+        state: State,
+    ) -> Callable[[], None]:
+        def done() -> None:  # runs on the delivery thread
+            with self._lock:
+                self._accepted.setdefault(uid, set()).add((record.key, provider, state))
+                self._resent[(uid, record.key, provider)] = self.monotonic()
+                self.failing.pop(provider, None)
+            field = "sent" if state == "firing" else "resolvedSent"
+            already = record.sent if state == "firing" else record.resolved_sent
+            if provider in already:
+                return  # a re-send: nothing new to record
+            ops: list[dict[str, Any]] = [
+                {"op": "test", "path": f"/status/alerts/{index}/key", "value": record.key},
+                {"op": "add", "path": f"/status/alerts/{index}/{field}/-", "value": provider},
+            ]
+            if not already:  # the list may be absent: a merge patch drops empty lists
+                ops[1] = {
+                    "op": "add",
+                    "path": f"/status/alerts/{index}/{field}",
+                    "value": [provider],
+                }
+            try:
+                self.kube.json_patch_rollout_status(namespace, name, ops)
+            except Exception as e:  # the next tick records it from memory
+                log.debug("rollout %s/%s: alert %s: %s", namespace, name, record.key, e)
+
+        return done
+
+    def on_failure(self, provider: str, message: str) -> None:
+        """The Deliverer gave an item up: the Rollouts using `provider` say so (condition
+        Alerting False and a Warning Event) from their next tick."""
+        self.failing[provider] = message
+
+
+def _alert(record: AlertRecord, uid: str, namespace: str, name: str, phase: str) -> Alert:
+    event: AlertEvent = record.event  # type: ignore[assignment]
+    return Alert(
+        key=record.key,
+        event=event,
+        severity=record.severity,  # type: ignore[arg-type]
+        namespace=namespace,
+        rollout=name,
+        uid=uid,
+        revision=record.revision,
+        phase=phase,
+        reason=record.reason,
+        text=record.text,
+        variables=dict(record.variables),
+        commands=text.commands(event, namespace, name),
+        starts_at=record.at,
+        resolved_at=record.resolved_at,
+    )
+
+
+def _body(target: Target, alert: Alert, now: datetime, resend: float) -> Any:
+    match target.type:
+        case "alertmanager":
+            return payloads.alertmanager([alert], now, resend)
+        case "slack":
+            return payloads.slack(alert, target.channel)
+        case "msteams":
+            return payloads.msteams(alert)
+        case "webhook":
+            return payloads.webhook(alert)
+
+
+__all__ = ["Notifier", "SecretUnreadable"]
