@@ -26,12 +26,11 @@ from kanary.analysis.source import MetricSource
 from kanary.analysis.templating import template_errors
 from kanary.engine import Decision, analysis_due, decide, template_hash
 from kanary.kube import Kube
-from kanary.notify import payloads, text
+from kanary.notify import text
 from kanary.notify.alerts import raise_alerts
-from kanary.notify.delivery import call_gate
 from kanary.notify.dispatch import Notifier
+from kanary.notify.gates import ask_gate
 from kanary.notify.model import Target
-from kanary.notify.providers import resolve_one
 from kanary.objects import (
     ANNOTATION_ACTION,
     ANNOTATION_ACTION_ID,
@@ -45,7 +44,6 @@ from kanary.objects import (
 )
 from kanary.observation import (
     MANUAL_ACTIONS,
-    GateOutcome,
     ManualAction,
     Observation,
     TrackState,
@@ -56,7 +54,29 @@ from kanary.routers import RouteProblem
 from kanary.routers.gateway import GatewayRouter, find_rule, split_of
 from kanary.routers.replica_ratio import ReplicaRatioRouter
 from kanary.spec import RolloutSpec
-from kanary.status import Condition, RolloutStatus
+from kanary.status import RolloutStatus
+from kanary.status_write import (
+    Conflict,
+    for_kubectl,
+    invalid_status,
+    status_patch,
+    with_reconcile_error,
+    write_status,
+)
+
+__all__ = [
+    "Conflict",
+    "Runtime",
+    "SeenDeployment",
+    "UnknownTemplate",
+    "View",
+    "consume_action",
+    "is_terminating",
+    "reconcile",
+    "seen_deployment",
+    "status_patch",
+    "with_reconcile_error",
+]
 
 log = logging.getLogger("kanary")
 
@@ -120,11 +140,6 @@ class Runtime:
         return False
 
 
-class Conflict(Exception):
-    """The Rollout changed since it was read: this tick's decision is dropped; the next one
-    decides again."""
-
-
 def track_state(body: Mapping[str, Any]) -> TrackState:
     """TrackState of an owned Deployment body."""
     spec, status = body.get("spec") or {}, body.get("status") or {}
@@ -185,7 +200,7 @@ def reconcile(
             f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
         )
         events("Warning", "Invalid", reason)
-        _write_status(rt, meta, old_status, _invalid(old_status, reason, generation))
+        write_status(rt.kube, meta, old_status, invalid_status(old_status, reason, generation))
         return
 
     annotations = meta.get("annotations") or {}
@@ -228,7 +243,10 @@ def reconcile(
         metrics_export.record_analysis(namespace, name, outcome)
 
     if invalid is None and manual is None:
-        obs = dataclasses.replace(obs, gate=ask_gate(rt, spec, current, view, meta, now))
+        answer = ask_gate(
+            rt.notifier, rt.gate_asked, spec, current, view.alert_providers, meta, now
+        )
+        obs = dataclasses.replace(obs, gate=answer)
 
     decision = decide(spec, current, obs)
     happened: list[act.EmitEvent] = []
@@ -250,7 +268,7 @@ def reconcile(
         context = rt.notifier.context(str(meta.get("uid", "")), namespace, name, resolved, current)
         status, alert_events = raise_alerts(spec, current, status, context, now)
         happened.extend(alert_events)
-    _write_status(rt, meta, old_status, status)
+    write_status(rt.kube, meta, old_status, status)
     for event in happened:
         events(event.type, event.reason, event.message)
     if rt.notifier is not None:
@@ -258,40 +276,6 @@ def reconcile(
     if bad_action or manual:  # consumed only once the decision it caused is written
         consume_action(rt.kube, namespace, name, annotations)
     metrics_export.record_status(namespace, name, current, decision.status)
-
-
-def ask_gate(
-    rt: Runtime,
-    spec: RolloutSpec,
-    current: RolloutStatus,
-    view: View,
-    meta: Mapping[str, Any],
-    now: datetime,
-) -> GateOutcome | None:
-    """Ask the gate the engine waits for (status.gate), at most every its interval. Synchronous,
-    like an analysis check, and bounded by the gate's timeout."""
-    waiting = current.gate
-    if waiting is None or rt.notifier is None:
-        return None
-    gate = spec.strategy.gate(waiting.type)
-    if gate is None:
-        return None
-    key = (str(meta.get("uid", "")), waiting.type, waiting.revision)
-    last = rt.gate_asked.get(key)
-    if last is not None and (now - last).total_seconds() < gate.interval_seconds():
-        return None
-    rt.gate_asked[key] = now
-    namespace, name = meta["namespace"], meta["name"]
-    found = resolve_one((namespace, gate.provider), view.alert_providers, rt.notifier.read_secret)
-    if isinstance(found, str):
-        return GateOutcome(waiting.type, waiting.revision, False, found)
-    if found.type != "webhook":
-        why = f"AlertProvider {found.name} is of type {found.type}: a gate needs type webhook"
-        return GateOutcome(waiting.type, waiting.revision, False, why)
-    target = dataclasses.replace(found, timeout_seconds=gate.timeout_seconds())
-    body = payloads.gate(waiting.type, namespace, name, current.phase or "", waiting.revision, {})
-    passed, message = call_gate(target, body)
-    return GateOutcome(waiting.type, waiting.revision, passed, message)
 
 
 def observe(
@@ -501,87 +485,6 @@ def _router(
 def _without_weights(decision: Decision) -> Decision:
     kept = [a for a in decision.actions if not isinstance(a, act.SetWeight)]
     return dataclasses.replace(decision, actions=kept)
-
-
-# ---- status ----------------------------------------------------------------------------------
-
-
-def for_kubectl(status: RolloutStatus, spec: RolloutSpec, obs: Observation) -> RolloutStatus:
-    """The printer columns' fields: step "i/N" and the images each track runs."""
-    index = status.current_step_index
-    steps = len(spec.strategy.steps)
-    canary = ",".join(spec.template.images()) if status.stage == "Stepping" else None
-    return status.model_copy(
-        update={
-            "step": None if index is None else f"{min(index + 1, steps)}/{steps}",
-            "stable_image": obs.stable.images or None,
-            "canary_image": canary,
-        }
-    )
-
-
-def _stored(value: Any) -> Any:
-    """A value as the API server keeps it: a merge patch's nulls delete keys, so none remain."""
-    if isinstance(value, dict):
-        return {k: _stored(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_stored(v) for v in value]
-    return value
-
-
-_KNOWN = {field.alias or key for key, field in RolloutStatus.model_fields.items()}
-
-
-def status_patch(old: Mapping[str, Any], new: RolloutStatus) -> dict[str, Any]:
-    """Merge-patch body: changed keys, and None for keys of ours that went away. Keys the model
-    does not know (a newer operator's) are never mentioned, so never dropped. Compared as
-    stored, so a status that did not change is not written again."""
-    fresh = new.to_patch()
-    patch = {k: v for k, v in fresh.items() if _stored(old.get(k)) != _stored(v)}
-    patch.update({k: None for k in old if k in _KNOWN and fresh.get(k) is None and k not in patch})
-    return {k: v for k, v in patch.items() if not (v is None and old.get(k) is None)}
-
-
-def _invalid(old: Mapping[str, Any], reason: str, generation: int) -> RolloutStatus:
-    status = RolloutStatus.model_validate(dict(old))
-    return status.model_copy(
-        update={"phase": "Invalid", "message": reason, "observed_generation": generation}
-    )
-
-
-def _write_status(
-    rt: Runtime, meta: Mapping[str, Any], old: Mapping[str, Any], new: RolloutStatus
-) -> None:
-    patch = status_patch(old, new)
-    if not patch:
-        return
-    try:
-        rt.kube.patch_rollout_status(
-            meta["namespace"], meta["name"], str(meta.get("resourceVersion", "")), patch
-        )
-    except ApiException as e:
-        if e.status == 409:
-            raise Conflict(f"rollout {meta['namespace']}/{meta['name']} changed meanwhile") from e
-        raise
-
-
-def with_reconcile_error(old: Mapping[str, Any], message: str, now: datetime) -> dict[str, Any]:
-    """The status patch that records a failed tick as condition ReconcileError (the one line
-    on-call needs); the next successful tick removes it."""
-    status = RolloutStatus.model_validate(dict(old))
-    previous = next((c for c in status.conditions if c.type == "ReconcileError"), None)
-    since = previous.last_transition_time if previous is not None else now
-    if previous is not None and previous.message == message:
-        return {}
-    others = [c for c in status.conditions if c.type != "ReconcileError"]
-    error = Condition(
-        type="ReconcileError",
-        status="True",
-        reason="ReconcileError",
-        message=message,
-        last_transition_time=since,
-    )
-    return status_patch(old, status.model_copy(update={"conditions": [*others, error]}))
 
 
 def _with_prometheus(spec: RolloutSpec, url: str) -> RolloutSpec:

@@ -29,8 +29,10 @@ def _watch_canary(tick: _Tick) -> None:
         if since is not None:
             tick.update(canary_unavailable_since=None, weight_set_at=tick.now)
             tick.act(SetWeight(status.canary_weight))
-            tick.event("CanaryAvailable", f"{tick.label()}: canary pods Ready again: weight "
-                       f"{status.canary_weight}% restored")
+            tick.event(
+                "CanaryAvailable",
+                f"{tick.label()}: canary pods Ready again: weight {status.canary_weight}% restored",
+            )
         return
     if since is None:
         tick.update(canary_unavailable_since=tick.now)

@@ -78,8 +78,7 @@ def _progressing(tick: _Tick, phase: Phase | None) -> _ConditionWish:
             message = f"{what}: blocked for {deadline}s by the route: {tick.obs.route_problem}"
         else:
             message = (
-                f"{what}: stable track not Ready after {deadline}s "
-                f"({track.ready}/{tick.replicas})"
+                f"{what}: stable track not Ready after {deadline}s ({track.ready}/{tick.replicas})"
             )
         return ("Progressing", False, "ProgressDeadlineExceeded", message)
     if phase == "Progressing":
