@@ -485,6 +485,37 @@ INVALID: list[Case] = [
         "spec.template.metadata.labels",
         "needed when spec.selector is omitted",
     ),
+    Case(
+        "alert-event-twice",
+        edit("notifications", {"events": [{"event": "RolledBack"}, {"event": "RolledBack"}]}),
+        "spec.notifications.events",
+        "each event may be listed once",
+    ),
+    Case(
+        "alert-event-unknown",
+        edit("notifications", {"events": [{"event": "Exploded"}]}),
+        "spec.notifications.events[0].event",
+    ),
+    Case(
+        "alert-severity-unknown",
+        edit("notifications", {"events": [{"event": "Paused", "severity": "page"}]}),
+        "spec.notifications.events[0].severity",
+    ),
+    Case(
+        "gate-type-twice",
+        edit(
+            "strategy.gates",
+            [{"type": "pre-rollout", "provider": "a"}, {"type": "pre-rollout", "provider": "b"}],
+        ),
+        "spec.strategy.gates",
+        "each gate type may be listed once",
+    ),
+    Case(
+        "gate-zero-timeout",
+        edit("strategy.gates", [{"type": "pre-rollout", "provider": "a", "timeout": "0s"}]),
+        "spec.strategy.gates[0].timeout",
+        "timeout must be positive",
+    ),
 ]
 
 VALID: list[Case] = [
@@ -497,6 +528,22 @@ VALID: list[Case] = [
     ),
     Case("int-target-port", edit("service.targetPort", 8080), ""),
     Case("no-analysis", edit("strategy.analysis", DELETE), ""),
+    Case("notifications-defaults", edit("notifications", {"providers": ["oncall"]}), ""),
+    Case(
+        "notifications-and-gates",
+        edits(
+            edit(
+                "notifications",
+                {
+                    "providers": ["oncall", "chat"],
+                    "events": [{"event": "RolledBack"}, {"event": "Promoted", "severity": "info"}],
+                    "template": "{{rollout}}: {{reason}}",
+                },
+            ),
+            edit("strategy.gates", [{"type": "confirm-promotion", "provider": "gate"}]),
+        ),
+        "",
+    ),
 ]
 
 

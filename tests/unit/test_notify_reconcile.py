@@ -189,6 +189,7 @@ def test_alertmanager_gets_routable_labels_and_the_resolution(receiver: Receiver
     h = harness(notified(), receiver, kind="alertmanager")
     abort_at_5_percent(h)
     posts = receiver.wait(1)
+    assert posts[0]["path"] == "/hook/api/v2/alerts"  # the address is Alertmanager's base URL
     alert = posts[0]["body"][0]
     assert alert["labels"]["alertname"] == "KanaryRollback"
     assert {"namespace": NS, "rollout": NAME, "severity": "critical"}.items() <= alert[

@@ -47,6 +47,15 @@ def check_url(url: str) -> str | None:
     return None
 
 
+ALERTMANAGER_API = "/api/v2/alerts"
+
+
+def alertmanager_endpoint(address: str) -> str:
+    """An Alertmanager's base URL (as Prometheus is given it) -> where alerts are POSTed."""
+    base = address.rstrip("/")
+    return base if base.endswith(ALERTMANAGER_API) else base + ALERTMANAGER_API
+
+
 def resolve_one(
     ref: tuple[str, str],
     objects: Mapping[tuple[str, str], Mapping[str, Any]],
@@ -76,6 +85,8 @@ def resolve_one(
     bad = check_url(url)
     if bad is not None:
         return f"{who}: Secret {ns}/{secret_name} key `address`: {bad}"
+    if spec.type == "alertmanager":
+        url = alertmanager_endpoint(url)
     token = (data.get("token") or "").strip() or None
     return Target(
         name=f"{ns}/{name}",

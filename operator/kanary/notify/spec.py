@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
+from pydantic.alias_generators import to_camel
 
 from kanary.apimodel import POSITIVE_DURATION, ApiModel, api_config, cel
 from kanary.durations import DURATION_PATTERN, parse_duration
@@ -49,7 +50,8 @@ class NotificationsSpec(ApiModel):
 
     model_config = api_config(
         cel(
-            "self.events.all(e, self.events.exists_one(f, f.event == e.event))",
+            "!has(self.events)"
+            " || self.events.all(e, self.events.exists_one(f, f.event == e.event))",
             "each event may be listed once",
             ".events",
         )
@@ -115,11 +117,22 @@ class GateSpec(ApiModel):
     timeout: str = Field(default="5s", pattern=DURATION_PATTERN, max_length=64)
     interval: str = Field(default="5s", pattern=DURATION_PATTERN, max_length=64)
 
+    @field_validator("timeout", "interval")
+    @classmethod
+    def _positive(cls, v: str, info: ValidationInfo) -> str:
+        return _positive_duration(v, info)
+
     def timeout_seconds(self) -> float:
         return parse_duration(self.timeout)
 
     def interval_seconds(self) -> float:
         return parse_duration(self.interval)
+
+
+def _positive_duration(v: str, info: ValidationInfo) -> str:
+    if parse_duration(v) <= 0:
+        raise ValueError(f"{to_camel(info.field_name or '')} must be positive")
+    return v
 
 
 # ---- the AlertProvider resource ------------------------------------------------------------------
@@ -153,6 +166,11 @@ class AlertProviderSpec(ApiModel):
     )
     channel: str | None = Field(default=None, max_length=80, description="slack: the channel")
     timeout: str = Field(default="5s", pattern=DURATION_PATTERN, max_length=64)
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive(cls, v: str, info: ValidationInfo) -> str:
+        return _positive_duration(v, info)
 
     def timeout_seconds(self) -> float:
         return parse_duration(self.timeout)
