@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export KANARY_CACHE ?= $(HOME)/.cache/kanary
 PY := .venv/bin/python
 
-.PHONY: help install lint unit gotest integration test cluster-build cluster-up node-install images cluster-down dataplane-build dataplane-up app app-image demo crds operator-up kind-up kind-demo
+.PHONY: help install lint unit gotest integration test cluster-build cluster-up node-install images cluster-down dataplane-install dataplane-build dataplane-up app app-image demo crds operator-up kind-up kind-demo
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -33,7 +33,7 @@ gotest: ## go test for the Gin service and the image builder (hack/images)
 cluster-build: ## build the local cluster's binaries (cached in $KANARY_CACHE)
 	hack/cluster/build.sh
 
-cluster-up: install cluster-build dataplane-build app images ## the local cluster: control plane, a real node (kubelet, containerd), kwok nodes, data plane, in netns kanary
+cluster-up: install cluster-build dataplane-install dataplane-build app images ## the local cluster: control plane, a real node (kubelet, containerd), kwok nodes, data plane, in netns kanary
 	hack/cluster/up.sh
 	hack/cluster/node-up.sh
 	hack/dataplane/up.sh
@@ -47,10 +47,13 @@ images: node-install app cluster-build dataplane-build ## daemonless images (pau
 cluster-down: ## stop the local cluster, its data plane and the operator; remove its namespace
 	hack/cluster/down.sh
 
+dataplane-install: ## Debian's Alertmanager (prometheus-alertmanager, pinned; root; its system service stays off)
+	hack/dataplane/install.sh
+
 dataplane-build: ## build Traefik and Prometheus (with Kubernetes SD) from source (cached)
 	hack/dataplane/build.sh
 
-dataplane-up: install dataplane-build app ## Traefik, Prometheus and the pod runner in the local cluster
+dataplane-up: install dataplane-install dataplane-build app ## Traefik, Alertmanager, Prometheus and the pod runner in the local cluster
 	hack/dataplane/up.sh
 
 operator-up: ## install kanary (CRD, RBAC) and run the operator in the local cluster's netns
@@ -72,7 +75,7 @@ kind-up: ## with Docker + kind: cluster from kind-config.yaml, Traefik, Promethe
 kind-demo: install ## the demo on kind (after kind-up); load through the Gateway at 127.0.0.1:8000
 	$(PY) hack/demo.py --kubeconfig $(KIND_KUBECONFIG)
 
-integration: install cluster-build dataplane-build app images ## integration + e2e tests on the local cluster
+integration: install cluster-build dataplane-install dataplane-build app images ## integration + e2e tests on the local cluster
 	hack/cluster/exec.sh $(PY) -m pytest -q -rs tests/integration tests/e2e
 
 test: lint unit gotest integration ## everything CI runs

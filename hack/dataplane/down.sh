@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Stop the data plane (pod-runner, prometheus, traefik): only the processes named
-# by their pid files, then any app process the runner left behind (its per-pod
-# pid files, killed only if the process is inside the cluster's netns).
-# Prometheus' data is deleted unless KANARY_KEEP_DATA=1. The cluster keeps
+# Stop the data plane (pod-runner, prometheus, alertmanager, traefik): only the
+# processes named by their pid files, then any app process the runner left behind
+# (its per-pod pid files, killed only if the process is inside the cluster's netns).
+# Prometheus' and Alertmanager's data (TSDB; silences, notification log) are
+# deleted unless KANARY_KEEP_DATA=1. The cluster keeps
 # running: hack/cluster/down.sh stops it (and would stop these too).
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -42,7 +43,7 @@ if [[ -d "${PID_DIR}/pods" ]]; then
   done
 fi
 
-if [[ "${KANARY_KEEP_DATA:-0}" != 1 && -d "${DATAPLANE_STATE}/prometheus" ]]; then
-  rm -rf "${DATAPLANE_STATE}/prometheus"
+if [[ "${KANARY_KEEP_DATA:-0}" != 1 ]]; then
+  rm -rf "${DATAPLANE_STATE}/prometheus" "${DATAPLANE_STATE}/alertmanager"
 fi
 log "data plane down"

@@ -14,21 +14,31 @@ BIN_TRAEFIK="${KANARY_CACHE}/bin/traefik-${TRAEFIK_VERSION}"
 PROMETHEUS_VERSION="v2.42.0"
 PROMETHEUS_MODULE_VERSION="v0.42.0"   # github.com/prometheus/prometheus (tools/prometheus/go.mod)
 BIN_PROMETHEUS="${KANARY_CACHE}/bin/prometheus-${PROMETHEUS_VERSION}"
+# Alertmanager: Debian 12's own package at a pinned version (hack/dataplane/install.sh,
+# `make dataplane-install`); ALERTMANAGER_VERSION is what its /api/v2/status reports.
+ALERTMANAGER_VERSION="0.25.0"
+ALERTMANAGER_DEB_VERSION="0.25.0-1+b4"   # apt-cache policy prometheus-alertmanager (bookworm)
+BIN_ALERTMANAGER="/usr/bin/prometheus-alertmanager"
 
 # Where the data plane listens inside the netns.
 GATEWAY_PORT=8000              # Traefik entryPoint "web" = Gateway listener port
 TRAEFIK_API_PORT=8080          # Traefik ping/API entryPoint "traefik" (127.0.0.1 only)
 PROMETHEUS_ADDR="127.0.0.1:9090"
+# Alertmanager listens on loopback and on the node IP (an address of the netns), so that
+# pods on the real node reach it too; never on 0.0.0.0 (that would be every pod IP too).
+ALERTMANAGER_PORT=9093
+ALERTMANAGER_ADDR="127.0.0.1:${ALERTMANAGER_PORT}"
+ALERTMANAGER_NODE_ADDR="${NODE_IP}:${ALERTMANAGER_PORT}"
 
 # The Gin service binary the runner starts for pods of kanary/gin-demo:<tag>.
 APP_BIN="${KANARY_APP_BIN:-${REPO_ROOT}/app/bin/gin-demo}"
 
-DATAPLANE_STATE="${KANARY_STATE}/dataplane"   # generated configs, prometheus data
+DATAPLANE_STATE="${KANARY_STATE}/dataplane"   # generated configs, prometheus/alertmanager data
 RUNNER_LOG_DIR="${LOG_DIR}/pods"              # one log per pod process
 
 # Started by hack/dataplane/up.sh in this order (after the cluster is up);
 # hack/dataplane/down.sh stops them in reverse.
-DATAPLANE_COMPONENTS=(traefik prometheus pod-runner)
+DATAPLANE_COMPONENTS=(traefik alertmanager prometheus pod-runner)
 
 log() { printf '[dataplane %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }

@@ -4,14 +4,19 @@
 #   traefik     Gateway API implementation (GatewayClass "traefik"), entryPoint
 #               "web" on 127.0.0.1:8000 = the Gateway listener port; ping/API on
 #               127.0.0.1:8080
+#   alertmanager Debian's prometheus-alertmanager (hack/dataplane/install.sh), one route
+#               to a receiver that sends nothing (read alerts from its API v2), on
+#               127.0.0.1:9093 and the node IP 10.243.0.1:9093 (pods on the real node)
 #   prometheus  v2.42.0 built by build.sh (Debian's package lacks kubernetes_sd),
 #               the project's manifests/prometheus scrape config (kubernetes_sd
-#               against this API server), 1s scrape interval, 127.0.0.1:9090
+#               against this API server) and alert rules, 1s scrape and rule
+#               evaluation interval, alerts to the Alertmanager above, 127.0.0.1:9090
 #   pod-runner  starts app/bin/gin-demo for each Running pod of kanary/gin-demo:<tag>,
 #               bound to the pod IP (hack/dataplane/runner.py)
 # and applies manifests/namespace.yaml + manifests/gateway/. Idempotent: what
 # runs (per its pid file) is left alone. Needs root, the running cluster, the
-# binaries of hack/dataplane/build.sh, app/bin/gin-demo (make app) and .venv.
+# binaries of hack/dataplane/build.sh, Alertmanager (hack/dataplane/install.sh),
+# app/bin/gin-demo (make app) and .venv.
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -26,6 +31,7 @@ SCRAPE_INTERVAL="${KANARY_SCRAPE_INTERVAL:-1s}"
 [[ ${EUID} -eq 0 ]] || die "needs root (ip netns); run as root"
 [[ -x "${BIN_TRAEFIK}/traefik" ]] || die "missing ${BIN_TRAEFIK}/traefik: run hack/dataplane/build.sh first"
 [[ -x "${BIN_PROMETHEUS}/prometheus" ]] || die "missing ${BIN_PROMETHEUS}/prometheus: run hack/dataplane/build.sh first"
+[[ -x "${BIN_ALERTMANAGER}" ]] || die "missing ${BIN_ALERTMANAGER}: run 'make dataplane-install' (hack/dataplane/install.sh) first"
 [[ -x "${APP_BIN}" ]] || die "missing ${APP_BIN}: run 'make app' first"
 [[ -x "${VENV_PY}" ]] || die "missing ${VENV_PY}: run 'make install' first"
 PROMETHEUS_PATH="${BIN_PROMETHEUS}/prometheus"
@@ -64,6 +70,33 @@ dp_start traefik "${BIN_TRAEFIK}/traefik" env "KUBECONFIG=${KUBECONFIG_PATH}" "$
   --providers.kubernetesgateway=true \
   --providers.kubernetesgateway.statusaddress.ip=127.0.0.1
 
+# ----------------------------------------------------------- alertmanager ---
+# One route to a receiver without integrations: alerts are kept (and shown by
+# GET /api/v2/alerts), nothing is sent anywhere. No HA gossip (--cluster.listen-address
+# empty): it would listen on 0.0.0.0:9094. Two listen addresses, not 0.0.0.0:
+# the pod CIDR is local in the netns, so a wildcard would take 9093 on every pod IP.
+AM_CONFIG="${DATAPLANE_STATE}/alertmanager.yml"
+cat > "${AM_CONFIG}.tmp" <<'EOF'
+# written by hack/dataplane/up.sh: every alert goes to "default", which sends nothing
+route:
+  receiver: default
+receivers:
+  - name: default
+EOF
+mv -f "${AM_CONFIG}.tmp" "${AM_CONFIG}"
+if component_pid alertmanager >/dev/null; then  # already running: load the config
+  in_netns curl -fsS --max-time 5 -X POST "http://${ALERTMANAGER_ADDR}/-/reload" >/dev/null \
+    || log "WARNING: alertmanager did not reload ${AM_CONFIG}"
+fi
+dp_start alertmanager "${BIN_ALERTMANAGER}" "${BIN_ALERTMANAGER}" \
+  --config.file="${AM_CONFIG}" \
+  --storage.path="${DATAPLANE_STATE}/alertmanager" \
+  --web.listen-address="${ALERTMANAGER_ADDR}" \
+  --web.listen-address="${ALERTMANAGER_NODE_ADDR}" \
+  --web.external-url="http://${ALERTMANAGER_ADDR}/" \
+  --cluster.listen-address= \
+  --log.level=info
+
 # ------------------------------------------------------------- prometheus ---
 [[ -d "${PROMETHEUS_MANIFESTS}" ]] || die "${PROMETHEUS_MANIFESTS} missing (the project's scrape config)"
 # Discovery runs as the prometheus ServiceAccount of manifests/prometheus/rbac.yaml
@@ -78,7 +111,8 @@ mv -f "${PROM_TOKEN_FILE}.tmp" "${PROM_TOKEN_FILE}"
 PROM_CONFIG="$(in_netns "${VENV_PY}" "${HACK_DATAPLANE_DIR}/prometheus_config.py" \
   --source "${PROMETHEUS_MANIFESTS}" --kubeconfig "${KUBECONFIG_PATH}" \
   --token-file "${PROM_TOKEN_FILE}" \
-  --out-dir "${DATAPLANE_STATE}" --interval "${SCRAPE_INTERVAL}")"
+  --out-dir "${DATAPLANE_STATE}" --interval "${SCRAPE_INTERVAL}" \
+  --alertmanager "${ALERTMANAGER_ADDR}")"
 "${PROMETHEUS_PATH}" --version >/dev/null 2>&1 || die "${PROMETHEUS_PATH} does not run"
 if component_pid prometheus >/dev/null; then  # already running: load the new config
   in_netns curl -fsS --max-time 5 -X POST "http://${PROMETHEUS_ADDR}/-/reload" >/dev/null \
@@ -116,6 +150,8 @@ wait_for "traefik ping" http_ok "http://127.0.0.1:${TRAEFIK_API_PORT}/ping"
 while read -r gw; do
   [[ -n "${gw}" ]] && wait_for "Gateway ${gw} Programmed" gateway_programmed "${gw}"
 done < <(gateways)
+wait_for "alertmanager ready" http_ok "http://${ALERTMANAGER_ADDR}/-/ready"
+wait_for "alertmanager on the node IP" http_ok "http://${ALERTMANAGER_NODE_ADDR}/-/ready"
 wait_for "prometheus ready" http_ok "http://${PROMETHEUS_ADDR}/-/ready"
 wait_for "pod-runner watching" grep -q "watching pods" "${LOG_DIR}/pod-runner.log"
 check_alive "${WATCH[@]}"
@@ -125,8 +161,9 @@ cat >&2 <<EOF
 
 Inside network namespace '${KANARY_NETNS}' (hack/cluster/exec.sh CMD):
   Gateway (Traefik entryPoint web)   http://127.0.0.1:${GATEWAY_PORT}/   (Traefik API: http://127.0.0.1:${TRAEFIK_API_PORT}/api/http/services)
-  Prometheus                          http://${PROMETHEUS_ADDR}/
+  Prometheus                          http://${PROMETHEUS_ADDR}/   (rules: /api/v1/rules)
+  Alertmanager                        http://${ALERTMANAGER_ADDR}/   (alerts: /api/v2/alerts; pods on the real node: http://${ALERTMANAGER_NODE_ADDR}/)
   Load:  hack/cluster/exec.sh .venv/bin/python hack/dataplane/load.py --host HOST --rate 100 --duration 10
-Logs: ${LOG_DIR}/{traefik,prometheus,pod-runner}.log, ${RUNNER_LOG_DIR}/<ns>_<pod>_<container>.log
+Logs: ${LOG_DIR}/{traefik,alertmanager,prometheus,pod-runner}.log, ${RUNNER_LOG_DIR}/<ns>_<pod>_<container>.log
 Stop: hack/dataplane/down.sh (hack/cluster/down.sh stops it too)
 EOF

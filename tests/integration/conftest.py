@@ -6,7 +6,8 @@ The cluster runs inside a network namespace; run pytest inside it:
 
 The session fixture calls hack/cluster/up.sh and node-up.sh once (it is idempotent, so a
 cluster already up is reused; it is left running afterwards) and every test
-gets its own namespace.
+gets its own namespace. `receiver` is a real HTTP server in the netns that records
+POSTs (tests/integration/receiver.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from typing import TypeVar
 import pytest
 from kubernetes import client, config
 from kubernetes.client import ApiException
+
+from .receiver import Receiver
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_DIR = REPO_ROOT / "hack" / "cluster"
@@ -160,3 +163,21 @@ def namespace(request: pytest.FixtureRequest, core: client.CoreV1Api) -> Iterato
         except ApiException as e:
             if e.status != 404:
                 raise
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A real HTTP server in the cluster's netns, on an ephemeral port of 0.0.0.0, recording
+    every POST (tests/integration/receiver.py): `down()`, `up()`, `status(code)`. Pods on the
+    real node reach it at `receiver.node_url` (http://10.243.0.1:<port>/). Closed afterwards."""
+    if not in_cluster_netns():
+        pytest.fail(
+            f"the receiver must run inside network namespace {netns_name()!r} (pods reach it "
+            "at the node IP there): hack/cluster/exec.sh .venv/bin/python -m pytest ...",
+            pytrace=False,
+        )
+    r = Receiver().up()
+    try:
+        yield r
+    finally:
+        r.close()

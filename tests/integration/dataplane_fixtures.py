@@ -1,9 +1,11 @@
 """Fixtures and helpers for tests with real traffic (hack/dataplane).
 
 The session fixture `dataplane` makes sure Traefik (the Gateway API data
-plane), Prometheus and the pod runner run in the cluster's network namespace:
-hack/dataplane/up.sh is idempotent, so a data plane already up is reused. It
-is left running, like the cluster (make cluster-down stops both).
+plane), Alertmanager, Prometheus and the pod runner run in the cluster's network
+namespace: hack/dataplane/up.sh is idempotent, so a data plane already up is
+reused. It is left running, like the cluster (make cluster-down stops both).
+The session fixture `alertmanager` is the data plane's Alertmanager, with a small
+client for its API v2.
 
 Import the fixtures into a test module:
 
@@ -18,11 +20,14 @@ import json
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import yaml
@@ -116,6 +121,71 @@ def dataplane(cluster: Cluster) -> Iterator[DataPlane]:
         gateway=gateway_from_manifests(),
         state=Path(_dataplane_var("DATAPLANE_STATE")),
         pid_dir=lib_path("PID_DIR"),
+    )
+
+
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy
+
+
+def http_json(
+    url: str, method: str = "GET", body: Any = None, timeout: float = 5.0
+) -> tuple[int, Any]:
+    """One request (JSON body if given); (status, parsed JSON body or None). Any status is
+    returned, not raised; connection errors are raised."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with _DIRECT.open(req, timeout=timeout) as resp:
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        status, raw = err.code, err.read()
+    try:
+        return status, json.loads(raw) if raw else None
+    except ValueError:
+        return status, None
+
+
+@dataclass(frozen=True)
+class Alertmanager:
+    """The data plane's Alertmanager (hack/dataplane/up.sh): Debian's package at the version
+    hack/dataplane/lib.sh pins, one route to a receiver that sends nothing."""
+
+    url: str  # http://127.0.0.1:9093, in the netns
+    node_url: str  # http://10.243.0.1:9093, for pods on the real node
+    version: str  # ALERTMANAGER_VERSION of lib.sh
+    deb_version: str  # ALERTMANAGER_DEB_VERSION of lib.sh
+
+    def status(self) -> dict[str, Any]:
+        code, doc = http_json(f"{self.url}/api/v2/status")
+        assert code == 200 and isinstance(doc, dict), (code, doc)
+        return doc
+
+    def post(self, alerts: list[dict[str, Any]]) -> None:
+        """POST /api/v2/alerts (labels, annotations, startsAt/endsAt as RFC 3339)."""
+        code, doc = http_json(f"{self.url}/api/v2/alerts", "POST", alerts)
+        assert code == 200, f"POST /api/v2/alerts: HTTP {code} {doc}"
+
+    def alerts(self, active: bool = True, **labels: str) -> list[dict[str, Any]]:
+        """GET /api/v2/alerts: the alerts whose labels equal `labels` (active ones only, or
+        all that Alertmanager lists)."""
+        query = [("filter", f'{k}="{v}"') for k, v in sorted(labels.items())]
+        if active:
+            query += [("active", "true"), ("silenced", "false"), ("inhibited", "false")]
+        code, doc = http_json(f"{self.url}/api/v2/alerts?{urlencode(query)}")
+        assert code == 200 and isinstance(doc, list), (code, doc)
+        return doc
+
+
+@pytest.fixture(scope="session")
+def alertmanager(dataplane: DataPlane) -> Alertmanager:
+    """The data plane's Alertmanager, ready (up.sh waited for /-/ready)."""
+    return Alertmanager(
+        url=f"http://{_dataplane_var('ALERTMANAGER_ADDR')}",
+        node_url=f"http://{_dataplane_var('ALERTMANAGER_NODE_ADDR')}",
+        version=_dataplane_var("ALERTMANAGER_VERSION"),
+        deb_version=_dataplane_var("ALERTMANAGER_DEB_VERSION"),
     )
 
 

@@ -57,7 +57,7 @@ def test_kustomization_names_every_file_and_rbac_only_reads_pods() -> None:
     for name in kustomization["resources"]:
         assert (MANIFESTS / name).is_file(), name
     (generator,) = kustomization["configMapGenerator"]
-    assert generator["files"] == ["config/prometheus.yml"]
+    assert generator["files"] == ["config/prometheus.yml", "config/kanary-alerts.yml"]
     docs = {d["kind"]: d for d in load_all(MANIFESTS / "rbac.yaml")}
     assert docs["ClusterRole"]["rules"] == [
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}

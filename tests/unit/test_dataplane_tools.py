@@ -13,6 +13,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import yaml
 
 DATAPLANE = Path(__file__).resolve().parents[2] / "hack" / "dataplane"
 
@@ -163,7 +164,12 @@ def test_prometheus_config_is_localized() -> None:
         ],
     }
     out = promcfg.localize(cfg, "https://127.0.0.1:6443", "/s/ca", "/s/tok", "1s")
-    assert out["global"] == {"scrape_interval": "1s", "scrape_timeout": "1s"}
+    assert out["global"] == {
+        "scrape_interval": "1s",
+        "scrape_timeout": "1s",
+        "evaluation_interval": "1s",
+    }
+    assert "alerting" not in out and "rule_files" not in out  # nothing added without them
     pods, api = out["scrape_configs"]
     assert pods["scrape_interval"] == "1s"
     assert pods["kubernetes_sd_configs"] == [
@@ -176,6 +182,136 @@ def test_prometheus_config_is_localized() -> None:
     ]
     assert pods["relabel_configs"] == cfg["scrape_configs"][0]["relabel_configs"]  # type: ignore[index]
     assert api["tls_config"] == {"ca_file": "/s/ca"}
+
+
+REPO = Path(__file__).resolve().parents[2]
+PROM_MANIFESTS = REPO / "manifests" / "prometheus"
+RULES = PROM_MANIFESTS / "config" / "kanary-alerts.yml"
+
+
+def test_localize_points_every_alertmanager_entry_at_the_local_one() -> None:
+    cfg: dict[str, Any] = {
+        "scrape_configs": [],
+        "rule_files": ["kanary-alerts.yml", "extra-*.yml"],
+        "alerting": {
+            "alert_relabel_configs": [{"action": "labeldrop", "regex": "x"}],
+            "alertmanagers": [
+                {"path_prefix": "/am", "kubernetes_sd_configs": [{"role": "pod"}]},
+                {"static_configs": [{"targets": ["alertmanager.monitoring.svc:9093"]}]},
+            ],
+        },
+    }
+    out = promcfg.localize(cfg, "https://s", "/ca", "/tok", "1s", "127.0.0.1:9093")
+    local = [{"targets": ["127.0.0.1:9093"]}]
+    assert out["alerting"] == {
+        "alert_relabel_configs": [{"action": "labeldrop", "regex": "x"}],
+        "alertmanagers": [
+            {"path_prefix": "/am", "static_configs": local},
+            {"static_configs": local},
+        ],
+    }
+    assert out["rule_files"] == ["rules/kanary-alerts.yml", "rules/extra-*.yml"]
+    # no alerting section at all: one is added; without --alertmanager the config's stays
+    bare = promcfg.localize({"scrape_configs": []}, "https://s", "/ca", "/tok", "1s", "h:1")
+    assert bare["alerting"] == {"alertmanagers": [{"static_configs": [{"targets": ["h:1"]}]}]}
+    kept = promcfg.localize(cfg, "https://s", "/ca", "/tok", "1s")
+    assert kept["alerting"] == cfg["alerting"]
+
+
+def test_rule_files_are_found_next_to_the_config() -> None:
+    groups = "groups: []\n"
+    near = {"a.yml": groups, "b-1.yml": groups, "b-2.yml": groups, "notes.txt": "x"}
+    got = promcfg.rule_files({"rule_files": ["a.yml", "b-*.yml"]}, near, "cfg")
+    assert got == {"a.yml": groups, "b-1.yml": groups, "b-2.yml": groups}
+    assert promcfg.rule_files({}, near, "cfg") == {}
+    for bad in (["missing.yml"], ["sub/a.yml"], ["notes.txt"]):
+        with pytest.raises(SystemExit):
+            promcfg.rule_files({"rule_files": bad}, near, "cfg")
+
+
+def test_local_config_from_the_manifests_loads_their_rules_and_the_local_alertmanager(
+    tmp_path: Path,
+) -> None:
+    """What hack/dataplane/up.sh runs, on the real manifests/prometheus."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "current-context": "c",
+                "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+                "clusters": [
+                    {
+                        "name": "k",
+                        "cluster": {
+                            "server": "https://127.0.0.1:6443",
+                            "certificate-authority-data": "Q0E=",
+                        },
+                    }
+                ],
+                "users": [{"name": "u", "user": {"token": "t0ken"}}],
+            }
+        )
+    )
+    out_dir = tmp_path / "out"
+    (out_dir / "rules").mkdir(parents=True)
+    (out_dir / "rules" / "stale.yml").write_text("groups: []\n")  # from an older run
+    argv = ["--source", str(PROM_MANIFESTS), "--kubeconfig", str(kubeconfig)]
+    argv += ["--out-dir", str(out_dir), "--alertmanager", "127.0.0.1:9093"]
+    assert promcfg.main(argv) == 0
+    cfg = yaml.safe_load((out_dir / "prometheus.yml").read_text())
+    assert cfg["global"]["evaluation_interval"] == "1s"
+    assert cfg["rule_files"] == ["rules/kanary-alerts.yml"]
+    assert cfg["alerting"]["alertmanagers"] == [
+        {"static_configs": [{"targets": ["127.0.0.1:9093"]}]}
+    ]
+    assert sorted(p.name for p in (out_dir / "rules").iterdir()) == ["kanary-alerts.yml"]
+    assert (out_dir / "rules" / "kanary-alerts.yml").read_text() == RULES.read_text()
+
+
+def test_kind_manifests_ship_the_rules_and_name_an_alertmanager() -> None:
+    """The ConfigMap holds prometheus.yml and the rules file side by side (mounted flat at
+    /etc/prometheus), and prometheus.yml loads the rules by that relative name."""
+    kustomization = yaml.safe_load((PROM_MANIFESTS / "kustomization.yaml").read_text())
+    (generator,) = kustomization["configMapGenerator"]
+    assert f"config/{RULES.name}" in generator["files"]
+    cfg = yaml.safe_load((PROM_MANIFESTS / "config" / "prometheus.yml").read_text())
+    assert cfg["rule_files"] == [RULES.name]
+    assert cfg["alerting"]["alertmanagers"] == [
+        {"static_configs": [{"targets": ["alertmanager.monitoring.svc:9093"]}]}
+    ]
+
+
+def test_the_alert_rules_use_kanarys_metrics() -> None:
+    from kanary import metrics_export
+
+    (group,) = yaml.safe_load(RULES.read_text())["groups"]
+    rules = {r["alert"]: r for r in group["rules"]}
+    assert set(rules) == {"KanaryRolledBack", "KanaryWaitingForHuman", "KanaryOperatorDown"}
+    rollbacks = next(iter(metrics_export.ROLLBACKS.describe())).name + "_total"
+    rollouts = next(iter(metrics_export.ROLLOUTS.describe())).name
+    assert rollbacks in rules["KanaryRolledBack"]["expr"]
+    assert f'{rollouts}{{phase="Paused"}}' in rules["KanaryWaitingForHuman"]["expr"]
+    assert "Paused" in metrics_export.PHASES
+    assert 'up{job="kanary-operator"}' in rules["KanaryOperatorDown"]["expr"]
+    assert "absent(" in rules["KanaryOperatorDown"]["expr"]
+    job_names = [
+        j["job_name"]
+        for j in yaml.safe_load((PROM_MANIFESTS / "config" / "prometheus.yml").read_text())[
+            "scrape_configs"
+        ]
+    ]
+    assert "kanary-operator" in job_names
+    assert rules["KanaryWaitingForHuman"]["for"] == "30m"
+    assert rules["KanaryOperatorDown"]["for"] == "5m"
+    assert "for" not in rules["KanaryRolledBack"]  # a rollback is news at once
+    severities = {name: r["labels"]["severity"] for name, r in rules.items()}
+    assert severities == {
+        "KanaryRolledBack": "warning",
+        "KanaryWaitingForHuman": "warning",
+        "KanaryOperatorDown": "critical",
+    }
+    for r in rules.values():
+        assert r["annotations"]["summary"] and r["annotations"]["description"]
 
 
 def _named(p: dict[str, Any], name: str, uid: str, args: list[str]) -> dict[str, Any]:
@@ -440,7 +576,10 @@ def test_runner_leaves_the_real_nodes_pods_alone(tmp_path: Path) -> None:
     import ipaddress
 
     r = runner.Runner(
-        BINS, tmp_path / "logs", tmp_path / "pids", None,
+        BINS,
+        tmp_path / "logs",
+        tmp_path / "pids",
+        None,
         pod_cidr=ipaddress.ip_network("10.244.0.0/16"),
     )
     assert r.mine(pod(ip="10.244.0.7"))
