@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
@@ -247,12 +248,41 @@ def _counts(counts: object) -> str:
     return ", ".join(f"{k}: {v}" for k, v in counts.items())
 
 
+def rollback_alert(alertmanager: str, timeout: float = 60) -> dict[str, Any] | None:
+    """The active KanaryRollback alert of the demo's Rollout, from Alertmanager's API v2."""
+    query = urllib.parse.urlencode(
+        [
+            ("filter", 'alertname="KanaryRollback"'),
+            ("filter", f'namespace="{NS}"'),
+            ("filter", f'rollout="{NAME}"'),
+            ("active", "true"),
+        ]
+    )
+    url = f"{alertmanager.rstrip('/')}/api/v2/alerts?{query}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                alerts = json.loads(answer.read())
+            if alerts:
+                return _obj(alerts[0])
+        except (OSError, ValueError) as e:
+            say(f"Alertmanager at {alertmanager}: {e}")
+        time.sleep(1)
+    return None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kubeconfig", required=True)
     ap.add_argument("--rate", type=int, default=40, help="load, requests/s through the Gateway")
     ap.add_argument(
         "--gateway", default="http://127.0.0.1:8000/", help="the Gateway's URL (%(default)s)"
+    )
+    ap.add_argument(
+        "--alertmanager",
+        help="an Alertmanager the operator alerts (manifests/alerting/oncall.yaml): the summary "
+        "shows the rollback's alert from its API",
     )
     args = ap.parse_args()
     global GATEWAY
@@ -271,8 +301,10 @@ def main() -> int:
     say(f"steady load: {args.rate} requests/s through the Gateway for the rest of the demo")
     loader = load(duration=900, rate=args.rate)
 
-    say("rolling out v2 (healthy): 5% -> 25% -> 50%, promote at the pause, 100%; each weight"
-        " is held until a 30s analysis window has passed on it")
+    say(
+        "rolling out v2 (healthy): 5% -> 25% -> 50%, promote at the pause, 100%; each weight"
+        " is held until a 30s analysis window has passed on it"
+    )
     v2 = with_version(base, "v2", None)
     demo.apply_rollout(v2)
     healthy = demo.follow(v2, timeout=600)
@@ -283,6 +315,7 @@ def main() -> int:
     demo.apply_rollout(v3)
     failing = demo.follow(v3, timeout=300)
     final = demo.status()
+    alert = rollback_alert(args.alertmanager) if args.alertmanager else None
     loader.terminate()
     loader.wait(timeout=10)
 
@@ -315,7 +348,17 @@ def main() -> int:
             f"  load: {_text(report.get('sent'))} requests,"
             f" status {_counts(report.get('status'))}, versions {_counts(report.get('version'))}"
         )
+    if args.alertmanager:
+        if alert is None:
+            print(f"  alert: no KanaryRollback alert for {NS}/{NAME} in {args.alertmanager}")
+        else:
+            labels, notes = alert["labels"], alert["annotations"]
+            shown = ", ".join(f"{k}={labels[k]}" for k in sorted(labels))
+            print(f"  alert in Alertmanager ({args.alertmanager}): {shown}")
+            measured = f"{notes.get('metric', '?')} {notes.get('value', '?')}"
+            print(f"      {measured}: {notes.get('summary')}")
     ok = after_v2.get("phase") == "Healthy" and final.get("phase") == "RolledBack"
+    ok = ok and (alert is not None or not args.alertmanager)
     print("\n" + ("demo passed" if ok else "demo FAILED"))
     return 0 if ok else 1
 

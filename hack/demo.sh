@@ -4,8 +4,8 @@
 # Ctrl-C leaves the cluster running; `make cluster-down` removes it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source=cluster/lib.sh
-source hack/cluster/lib.sh
+# shellcheck source=dataplane/lib.sh
+source hack/dataplane/lib.sh
 t0=$SECONDS
 step() { printf '\n\033[1m==> %s\033[0m  (+%ss)\n' "$*" "$((SECONDS - t0))"; }
 
@@ -25,10 +25,19 @@ if component_pid kanary-operator >/dev/null || component_pid traefik >/dev/null;
   if pid="$(component_pid kanary-operator)"; then stop_pid kanary-operator "${pid}"; fi
 fi
 step "kanary, Traefik, Prometheus as pods (manifests/)";  hack/cluster/install.sh
+step "Alertmanager (Debian's, a process) as monitoring/alertmanager; alerts of every Rollout to it"
+hack/dataplane/install.sh
+hack/dataplane/alertmanager-up.sh
+kc() { in_netns "${KUBECTL}" --kubeconfig "${KUBECONFIG_PATH}" "$@"; }
+kc apply -f manifests/alerting/oncall.yaml
+kc -n kanary-system set env deployment/kanary KANARY_ALERT_PROVIDERS=kanary-system/oncall
+kc -n kanary-system rollout status deployment/kanary --timeout=120s
 step "Demo"
 hack/cluster/exec.sh .venv/bin/python hack/demo.py --kubeconfig "${KUBECONFIG_PATH}" \
-  --gateway "http://${NODE_IP}:8000/"
+  --gateway "http://${NODE_IP}:8000/" --alertmanager "http://${NODE_IP}:9093/"
 printf '\nDone in %ss. The cluster is still up:\n' "$((SECONDS - t0))"
 printf '  hack/cluster/exec.sh .venv/bin/kanary status gin-demo -n demo\n'
 printf '  hack/cluster/exec.sh kubectl -n kanary-system logs deploy/kanary\n'
-printf '  hack/cluster/exec.sh kubectl get rollouts -A\n  make cluster-down\n'
+printf '  hack/cluster/exec.sh kubectl get rollouts -A\n'
+printf '  hack/cluster/exec.sh curl -s http://%s:9093/api/v2/alerts   # Alertmanager\n' "${NODE_IP}"
+printf '  make cluster-down\n'

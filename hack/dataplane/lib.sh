@@ -84,3 +84,41 @@ stop_pid() {
   log "${name} (pid ${pid}) did not stop in $((n / 10))s; killing it"
   kill -KILL "${pid}" 2>/dev/null || true
 }
+
+# http_ok URL: the URL answers 2xx inside the netns.
+http_ok() { in_netns curl -fsS --max-time 2 -o /dev/null "$1"; }
+
+# alertmanager_start: write its config and start it (hack/dataplane/up.sh, alertmanager-up.sh).
+# One route to a receiver without integrations: alerts are kept (and shown by
+# GET /api/v2/alerts), nothing is sent anywhere. No HA gossip (--cluster.listen-address
+# empty): it would listen on 0.0.0.0:9094. Two listen addresses, not 0.0.0.0:
+# the pod CIDR is local in the netns, so a wildcard would take 9093 on every pod IP.
+alertmanager_start() {
+  AM_CONFIG="${DATAPLANE_STATE}/alertmanager.yml"
+  cat > "${AM_CONFIG}.tmp" <<'EOF'
+# written by hack/dataplane/lib.sh: every alert goes to "default", which sends nothing
+route:
+  receiver: default
+receivers:
+  - name: default
+EOF
+  mv -f "${AM_CONFIG}.tmp" "${AM_CONFIG}"
+  if component_pid alertmanager >/dev/null; then  # already running: load the config
+    in_netns curl -fsS --max-time 5 -X POST "http://${ALERTMANAGER_ADDR}/-/reload" >/dev/null \
+      || log "WARNING: alertmanager did not reload ${AM_CONFIG}"
+  fi
+  dp_start alertmanager "${BIN_ALERTMANAGER}" "${BIN_ALERTMANAGER}" \
+    --config.file="${AM_CONFIG}" \
+    --storage.path="${DATAPLANE_STATE}/alertmanager" \
+    --web.listen-address="${ALERTMANAGER_ADDR}" \
+    --web.listen-address="${ALERTMANAGER_NODE_ADDR}" \
+    --web.external-url="http://${ALERTMANAGER_ADDR}/" \
+    --cluster.listen-address= \
+    --log.level=info
+}
+
+# alertmanager_wait: until it answers on both addresses (the caller sets WATCH, WAIT_TIMEOUT, START).
+alertmanager_wait() {
+  wait_for "alertmanager ready" http_ok "http://${ALERTMANAGER_ADDR}/-/ready"
+  wait_for "alertmanager on the node IP" http_ok "http://${ALERTMANAGER_NODE_ADDR}/-/ready"
+}

@@ -71,31 +71,7 @@ dp_start traefik "${BIN_TRAEFIK}/traefik" env "KUBECONFIG=${KUBECONFIG_PATH}" "$
   --providers.kubernetesgateway.statusaddress.ip=127.0.0.1
 
 # ----------------------------------------------------------- alertmanager ---
-# One route to a receiver without integrations: alerts are kept (and shown by
-# GET /api/v2/alerts), nothing is sent anywhere. No HA gossip (--cluster.listen-address
-# empty): it would listen on 0.0.0.0:9094. Two listen addresses, not 0.0.0.0:
-# the pod CIDR is local in the netns, so a wildcard would take 9093 on every pod IP.
-AM_CONFIG="${DATAPLANE_STATE}/alertmanager.yml"
-cat > "${AM_CONFIG}.tmp" <<'EOF'
-# written by hack/dataplane/up.sh: every alert goes to "default", which sends nothing
-route:
-  receiver: default
-receivers:
-  - name: default
-EOF
-mv -f "${AM_CONFIG}.tmp" "${AM_CONFIG}"
-if component_pid alertmanager >/dev/null; then  # already running: load the config
-  in_netns curl -fsS --max-time 5 -X POST "http://${ALERTMANAGER_ADDR}/-/reload" >/dev/null \
-    || log "WARNING: alertmanager did not reload ${AM_CONFIG}"
-fi
-dp_start alertmanager "${BIN_ALERTMANAGER}" "${BIN_ALERTMANAGER}" \
-  --config.file="${AM_CONFIG}" \
-  --storage.path="${DATAPLANE_STATE}/alertmanager" \
-  --web.listen-address="${ALERTMANAGER_ADDR}" \
-  --web.listen-address="${ALERTMANAGER_NODE_ADDR}" \
-  --web.external-url="http://${ALERTMANAGER_ADDR}/" \
-  --cluster.listen-address= \
-  --log.level=info
+alertmanager_start
 
 # ------------------------------------------------------------- prometheus ---
 [[ -d "${PROMETHEUS_MANIFESTS}" ]] || die "${PROMETHEUS_MANIFESTS} missing (the project's scrape config)"
@@ -135,7 +111,6 @@ dp_start pod-runner "${HACK_DATAPLANE_DIR}/runner.py" "${VENV_PY}" -u "${HACK_DA
   --map "kanary/gin-demo=${APP_BIN}"
 
 # ------------------------------------------------------------------ waits ---
-http_ok() { in_netns curl -fsS --max-time 2 -o /dev/null "$1"; }
 gateways() { # namespace/name of every Gateway in manifests/gateway/
   kc get -f "${GATEWAY_MANIFESTS}/" --no-headers \
     -o custom-columns=KIND:.kind,NS:.metadata.namespace,NAME:.metadata.name \
@@ -150,8 +125,7 @@ wait_for "traefik ping" http_ok "http://127.0.0.1:${TRAEFIK_API_PORT}/ping"
 while read -r gw; do
   [[ -n "${gw}" ]] && wait_for "Gateway ${gw} Programmed" gateway_programmed "${gw}"
 done < <(gateways)
-wait_for "alertmanager ready" http_ok "http://${ALERTMANAGER_ADDR}/-/ready"
-wait_for "alertmanager on the node IP" http_ok "http://${ALERTMANAGER_NODE_ADDR}/-/ready"
+alertmanager_wait
 wait_for "prometheus ready" http_ok "http://${PROMETHEUS_ADDR}/-/ready"
 wait_for "pod-runner watching" grep -q "watching pods" "${LOG_DIR}/pod-runner.log"
 check_alive "${WATCH[@]}"
