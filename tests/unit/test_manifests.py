@@ -240,3 +240,19 @@ def test_gin_demo_example_uses_the_apps_port_and_probes() -> None:
     assert container["ports"] == [{"name": "http", "containerPort": 8080}]
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert gin["spec"]["service"]["targetPort"] == "http"
+
+
+def test_the_admins_alert_provider_is_valid_and_its_url_is_in_the_secret() -> None:
+    from kanary.notify.providers import check_url
+    from kanary.notify.spec import AlertProviderSpec
+
+    by_kind = {d["kind"]: d for d in load(MANIFESTS / "alerting" / "oncall.yaml")}
+    provider, secret = by_kind["AlertProvider"], by_kind["Secret"]
+    spec = AlertProviderSpec.model_validate(provider["spec"])
+    assert (spec.type, spec.secret_ref.name) == ("alertmanager", secret["metadata"]["name"])
+    assert provider["metadata"]["namespace"] == secret["metadata"]["namespace"] == NAMESPACE
+    assert check_url(secret["stringData"]["address"]) is None
+    assert "address" not in str(provider["spec"])  # the URL only in the Secret
+    operator = one("Deployment", MANIFESTS / "operator.yaml")
+    env = {e["name"] for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "KANARY_ALERT_PROVIDERS" in env
