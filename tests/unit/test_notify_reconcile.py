@@ -313,3 +313,53 @@ def test_an_unknown_template_variable_is_invalid(receiver: Receiver) -> None:
     start_operator(h)
     h.run_until(lambda s: s.phase == "Invalid")
     assert "spec.notifications.template: unknown variable {{nope}}" in h.status.message
+
+
+def test_a_firing_alert_is_re_sent_to_alertmanager_before_it_expires(receiver: Receiver) -> None:
+    h = harness(notified(), receiver, kind="alertmanager")
+    notifier = h.rt.notifier
+    assert notifier is not None
+    clock = [1000.0]
+    notifier.monotonic = lambda: clock[0]
+    abort_at_5_percent(h)
+    receiver.wait(1)
+    ticks(h, 3)
+    assert len(receiver.posts) == 1  # not again within the resend interval
+    clock[0] += notifier.resend_seconds + 1
+    ticks(h, 1)
+    posts = receiver.wait(2)
+    assert len(posts) == 2
+    again = posts[1]["body"][0]
+    assert again["labels"]["alertname"] == "KanaryRollback"
+    assert again["endsAt"] > h.now.isoformat()  # still firing: it ends 4 intervals later
+
+
+def test_a_provider_that_keeps_failing_is_a_condition_and_an_event(receiver: Receiver) -> None:
+    h = harness(notified(), receiver)
+    deliverer = Deliverer(
+        lambda p, m: notifier.on_failure(p, m),
+        backoff_base=0.05,
+        backoff_max=0.1,
+        give_up_after=0.5,
+    )
+    notifier = Notifier(deliverer, h.kube, h.kube.secret_data)
+    h.rt.notifier = notifier
+    receiver.code = 503
+    abort_at_5_percent(h)
+    deadline = time.monotonic() + 5
+    while not notifier.failing and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ticks(h, 2)
+    alerting = next(c for c in h.status.conditions if c.type == "Alerting")
+    assert alerting.status == "False", alerting
+    assert alerting.message.startswith(f"{NS}/hook: gave up after"), alerting.message
+    assert alerting.message.endswith("HTTP 503"), alerting.message
+    assert "AlertProviderProblem" in h.reasons()
+    assert h.status.alerts[0].sent == []  # given up, and said so; not recorded as sent
+    receiver.code = 200  # it is queued again by the next ticks and goes through
+    deadline = time.monotonic() + 5
+    while not h.status.alerts[0].sent and time.monotonic() < deadline:
+        ticks(h, 1, pause=0.1)
+    assert h.status.alerts[0].sent == [f"{NS}/hook"]
+    ticks(h, 2)
+    assert next(c for c in h.status.conditions if c.type == "Alerting").status == "True"
