@@ -45,6 +45,9 @@ type Config struct {
 	HasSeed bool
 	// AccessLog turns on one log line per request (ACCESS_LOG=true). Off by default.
 	AccessLog bool
+	// NoMetrics removes GET /metrics (METRICS=false): a service with no metrics endpoint,
+	// judged from the gateway's metrics alone. Served by default.
+	NoMetrics bool
 }
 
 // Limits on knob values; anything beyond is a typo, not an intent.
@@ -184,6 +187,15 @@ func loadConfig(getenv func(string) (string, bool), buildVersion, hostname strin
 			bad("ACCESS_LOG", v, "not a boolean (true/false)")
 		} else {
 			cfg.AccessLog = b
+		}
+	}
+
+	if v, ok := getenv("METRICS"); ok {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			bad("METRICS", v, "not a boolean (true/false)")
+		} else {
+			cfg.NoMetrics = !b
 		}
 	}
 

@@ -38,6 +38,7 @@ func TestConfigValid(t *testing.T) {
 		"PORT", "9090",
 		"RAND_SEED", "42",
 		"ACCESS_LOG", "true",
+		"METRICS", "false",
 	), "dev", "h")
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +47,7 @@ func TestConfigValid(t *testing.T) {
 		Version: "v2.0.1-rc1", Pod: "gin-demo-canary-abc12", ErrorRate: 0.25,
 		Latency: 200 * time.Millisecond, Jitter: 50 * time.Millisecond,
 		StartupDelay: 3 * time.Second, UnreadyAfter: 90 * time.Second, ShutdownDelay: 2 * time.Second, ShutdownTimeout: 20 * time.Second,
-		ListenAddr: ":9090", Seed: 42, HasSeed: true, AccessLog: true,
+		ListenAddr: ":9090", Seed: 42, HasSeed: true, AccessLog: true, NoMetrics: true,
 	}
 	if cfg != want {
 		t.Fatalf("\n got %+v\nwant %+v", cfg, want)
@@ -122,6 +123,7 @@ func TestConfigInvalid(t *testing.T) {
 		{"POD_NAME", "a\nb"},
 		{"RAND_SEED", "-1"},
 		{"ACCESS_LOG", "maybe"},
+		{"METRICS", "off"},
 	} {
 		_, err := loadConfig(env(tc.name, tc.value), "dev", "h")
 		if err == nil {

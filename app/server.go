@@ -73,8 +73,10 @@ func newServer(cfg Config, start time.Time) *server {
 	e.GET("/", s.handleRoot)
 	e.GET("/healthz", s.handleHealthz)
 	e.GET("/readyz", s.handleReadyz)
-	metricsHandler := s.metrics.handler()
-	e.GET("/metrics", func(c *gin.Context) { metricsHandler.ServeHTTP(c.Writer, c.Request) })
+	if !cfg.NoMetrics {
+		metricsHandler := s.metrics.handler()
+		e.GET("/metrics", func(c *gin.Context) { metricsHandler.ServeHTTP(c.Writer, c.Request) })
+	}
 	s.metrics.prepare(e.Routes())
 	s.engine = e
 	return s

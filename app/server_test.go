@@ -353,6 +353,16 @@ func histogramQuantile(t *testing.T, q float64, s *server, name string) float64 
 	return math.Inf(1)
 }
 
+func TestMetricsOffRemovesTheEndpoint(t *testing.T) {
+	s := testServer(t, Config{Version: "v1", NoMetrics: true})
+	if w := do(s, "GET", "/metrics"); w.Code != 404 {
+		t.Fatalf("METRICS=false: /metrics answered %d, want 404", w.Code)
+	}
+	if w := do(s, "GET", "/"); w.Code != 200 {
+		t.Fatalf("METRICS=false: / answered %d", w.Code)
+	}
+}
+
 func TestMetricsContent(t *testing.T) {
 	s := testServer(t, Config{Version: "v3.1.4", ErrorRate: 0.5, Seed: 3, HasSeed: true})
 	for range 20 {

@@ -66,6 +66,7 @@ dp_start traefik "${BIN_TRAEFIK}/traefik" env "KUBECONFIG=${KUBECONFIG_PATH}" "$
   --ping=true \
   --api=true --api.insecure=true --api.dashboard=false \
   --metrics.prometheus=true \
+  --metrics.prometheus.buckets=0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10 \
   --providers.providersThrottleDuration="${TRAEFIK_THROTTLE}" \
   --providers.kubernetesgateway=true \
   --providers.kubernetesgateway.statusaddress.ip=127.0.0.1
@@ -88,7 +89,7 @@ PROM_CONFIG="$(in_netns "${VENV_PY}" "${HACK_DATAPLANE_DIR}/prometheus_config.py
   --source "${PROMETHEUS_MANIFESTS}" --kubeconfig "${KUBECONFIG_PATH}" \
   --token-file "${PROM_TOKEN_FILE}" \
   --out-dir "${DATAPLANE_STATE}" --interval "${SCRAPE_INTERVAL}" \
-  --alertmanager "${ALERTMANAGER_ADDR}")"
+  --alertmanager "${ALERTMANAGER_ADDR}" --traefik "127.0.0.1:${TRAEFIK_API_PORT}")"
 "${PROMETHEUS_PATH}" --version >/dev/null 2>&1 || die "${PROMETHEUS_PATH} does not run"
 if component_pid prometheus >/dev/null; then  # already running: load the new config
   in_netns curl -fsS --max-time 5 -X POST "http://${PROMETHEUS_ADDR}/-/reload" >/dev/null \

@@ -471,3 +471,59 @@ def test_prometheus_discovers_and_scrapes_pods(
     canary_share = by_track["canary"] / (by_track["canary"] + by_track["stable"])
     record(dp, "prometheus_canary_rate_share", round(canary_share, 3))
     assert 0.10 <= canary_share <= 0.30, got
+
+
+def test_prometheus_scrapes_traefiks_requests_per_backend(
+    dataplane: DataPlane,  # noqa: F811
+    namespace: str,
+    apps: client.AppsV1Api,
+    core: client.CoreV1Api,
+) -> None:
+    """Traefik's own metrics, per backend Service, in the data plane's Prometheus (job
+    traefik): what the gateway metrics source (operator/kanary/analysis/gateway.py) reads. The
+    v2 backend runs with METRICS=false, so it has no /metrics of its own at all."""
+    from kanary.analysis.gateway import traefik_service_name
+
+    dp = dataplane
+    host = f"{namespace}.kanary.test"
+    v1 = {"app": "gin", "version": "v1"}
+    v2 = {"app": "gin", "version": "v2"}
+    _create(
+        apps,
+        core,
+        namespace,
+        gin_deployment("gin-v1", "v1", 1, v1),
+        gin_deployment("gin-v2", "v2", 1, v2, env={"METRICS": "false", "ERROR_RATE": "0.5"}),
+        service("gin-v1", v1),
+        service("gin-v2", v2),
+    )
+    pods = wait_ready_with_processes(core, namespace, v1, 1)
+    pods += wait_ready_with_processes(core, namespace, v2, 1)
+    no_metrics = next(p for p in pods if p.metadata.labels.get("version") == "v2")
+    assert get_json(f"http://{no_metrics.status.pod_ip}:{APP_PORT}/metrics")[0] == 404
+    _route(dp, namespace, http_route("gin", dp.gateway, host, [("gin-v1", 50), ("gin-v2", 50)]))
+    # v2 answers 500 half the time, so "serves" means both versions answered 200s
+    wait_until("both backends answer", lambda: {"v1", "v2"} <= set(sample(host, 50)[0]), 30)
+    rep = run_load(host, count=400, rate=200)
+    answered = Counter(rep["version_status"])
+
+    def counts() -> dict[tuple[str, str], float] | None:
+        query = (
+            f'sum by (service, code) (traefik_service_requests_total{{service=~"{namespace}-.*"}})'
+        )
+        got = {
+            (s["metric"]["service"], s["metric"]["code"]): float(s["value"][1])
+            for s in _prom("/api/v1/query", query=query)["result"]
+        }
+        return got if sum(got.values()) >= rep["sent"] else None
+
+    got = wait_until("Traefik's counters for both backends", counts, timeout=30, interval=0.5)
+    for version in ("v1", "v2"):
+        name = traefik_service_name(namespace, f"gin-{version}", 80) + "@kubernetesgateway"
+        for code in ("200", "500"):
+            # Traefik counts what it answered; the warm-up requests count too (at least)
+            assert got.get((name, code), 0) >= answered.get(f"{version} {code}", 0), (got, rep)
+    v2_errors = traefik_service_name(namespace, "gin-v2", 80) + "@kubernetesgateway"
+    assert got.get((v2_errors, "500"), 0) > 0 and not any(
+        k[1] == "500" and not k[0].startswith(f"{namespace}-gin-v2-") for k in got
+    ), got

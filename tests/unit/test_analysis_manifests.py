@@ -24,8 +24,12 @@ def config() -> dict[str, Any]:
 def test_scrape_config_discovers_pods_and_sets_the_analysis_labels() -> None:
     cfg = config()
     assert cfg["global"]["scrape_interval"] == "1s"
-    job, operator = cfg["scrape_configs"]
+    job, operator, traefik = cfg["scrape_configs"]
     assert job["kubernetes_sd_configs"] == [{"role": "pod"}]
+    # Traefik's own /metrics (the gateway metrics source): its pod in traefik, port "traefik"
+    assert traefik["job_name"] == "traefik"
+    keeps = {r["regex"] for r in traefik["relabel_configs"] if r.get("action") == "keep"}
+    assert keeps == {"traefik", "Running"}
     # the operator's own /metrics: its pod in kanary-system, port "metrics"
     assert operator["job_name"] == "kanary-operator"
     assert operator["kubernetes_sd_configs"] == [

@@ -218,6 +218,21 @@ def test_localize_points_every_alertmanager_entry_at_the_local_one() -> None:
     assert kept["alerting"] == cfg["alerting"]
 
 
+def test_localize_scrapes_the_traefik_process_instead_of_its_pod() -> None:
+    cfg, _ = promcfg.find_config(PROM_MANIFESTS)
+    job = next(j for j in cfg["scrape_configs"] if j["job_name"] == "traefik")
+    assert job["kubernetes_sd_configs"][0]["namespaces"] == {"names": ["traefik"]}
+    out = promcfg.localize(cfg, "https://s", "/ca", "/tok", "1s", traefik="127.0.0.1:8080")
+    local = next(j for j in out["scrape_configs"] if j["job_name"] == "traefik")
+    assert local == {"job_name": "traefik", "static_configs": [{"targets": ["127.0.0.1:8080"]}]}
+    pods = next(j for j in out["scrape_configs"] if j["job_name"] == "kanary-pods")
+    assert "kubernetes_sd_configs" in pods  # the other jobs keep their discovery
+    kept = promcfg.localize(cfg, "https://s", "/ca", "/tok", "1s")
+    assert "kubernetes_sd_configs" in next(
+        j for j in kept["scrape_configs"] if j["job_name"] == "traefik"
+    )
+
+
 def test_rule_files_are_found_next_to_the_config() -> None:
     groups = "groups: []\n"
     near = {"a.yml": groups, "b-1.yml": groups, "b-2.yml": groups, "notes.txt": "x"}
