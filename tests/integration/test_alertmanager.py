@@ -133,9 +133,16 @@ def test_dataplane_prometheus_loads_the_rules_and_sends_to_alertmanager(
     dataplane: DataPlane,  # noqa: F811
     alertmanager: Alertmanager,  # noqa: F811
 ) -> None:
-    code, doc = http_json(f"{PROMETHEUS}/api/v1/rules?type=alert")
-    assert code == 200, doc
-    groups = doc["data"]["groups"]
+    def evaluated() -> list[dict[str, Any]] | None:
+        """The rule groups once every rule was evaluated: a rule's health is "unknown" until
+        its first evaluation (CI caught this right after the data plane started)."""
+        code, doc = http_json(f"{PROMETHEUS}/api/v1/rules?type=alert")
+        assert code == 200, doc
+        groups: list[dict[str, Any]] = doc["data"]["groups"]
+        found = [r for g in groups for r in g["rules"]]
+        return groups if found and all(r["health"] != "unknown" for r in found) else None
+
+    groups = wait_until("every rule evaluated", evaluated, timeout=30)
     rules = {r["name"]: r for g in groups for r in g["rules"]}
     assert set(rules) == RULES
     for name, rule in rules.items():
