@@ -122,6 +122,10 @@ config containerd "${NODE_DIR}/containerd.toml"
 START_VIA=nsenter start containerd "$(command -v containerd)" --config "${NODE_DIR}/containerd.toml"
 ctr_() { ctr --address "${CONTAINERD_SOCK}" --namespace k8s.io "$@"; }
 wait_for "containerd serving" ctr_ version
+# The CRI plugin starts after the socket serves: until it logs this (and marks itself
+# initialized a moment later) every CRI call, the kubelet's first one included, fails with
+# "server is not initialized yet" and the kubelet exits (CI saw it).
+wait_for "containerd CRI initialized" grep -q 'msg="Start streaming server"' "${LOG_DIR}/containerd.log"
 
 # -------------------------------------------------------------- images ---
 # What hack/images/build.sh wrote: the pause image and the images manifests/ name.
