@@ -124,49 +124,27 @@ class Notifier:
         for index, record in enumerate(status.alerts):
             alert = _alert(record, uid, namespace, name, status.phase or "")
             for target in targets:
-                self._firing(uid, namespace, name, index, record, alert, target, now)
-                self._resolved(uid, namespace, name, index, record, alert, target, now)
+                state = self._due(uid, record, target)
+                if state is not None:
+                    self._submit(uid, namespace, name, index, record, alert, target, state, now)
 
-    def _firing(
-        self,
-        uid: str,
-        namespace: str,
-        name: str,
-        index: int,
-        record: AlertRecord,
-        alert: Alert,
-        target: Target,
-        now: datetime,
-    ) -> None:
-        if target.name in record.sent:
-            if target.type != "alertmanager" or record.resolved_at is not None:
-                return
+    def _due(self, uid: str, record: AlertRecord, target: Target) -> State | None:
+        """What `target` must be sent of `record` now, if anything: an alert it has not
+        accepted; for Alertmanager also a firing alert not re-sent recently, and the end of
+        one it was told of (not of one that was over when raised: its one POST said so)."""
+        if target.name not in record.sent:
+            accepted = self._was_accepted(uid, record.key, target.name, "firing")
+            return None if accepted else "firing"
+        if target.type != "alertmanager":
+            return None
+        if record.resolved_at is None:
             last = self._resent.get((uid, record.key, target.name))
-            if last is not None and self.monotonic() - last < self.resend_seconds:
-                return  # re-sent recently; Alertmanager keeps it active until 4x this
-        elif self._was_accepted(uid, record.key, target.name, "firing"):
-            return
-        self._submit(uid, namespace, name, index, record, alert, target, "firing", now)
-
-    def _resolved(
-        self,
-        uid: str,
-        namespace: str,
-        name: str,
-        index: int,
-        record: AlertRecord,
-        alert: Alert,
-        target: Target,
-        now: datetime,
-    ) -> None:
-        """Only Alertmanager is told an alert is over, and only one it was told of."""
-        if target.type != "alertmanager" or record.resolved_at in (None, record.at):
-            return  # not over, or over when raised (its one POST already said so)
-        if target.name not in record.sent or target.name in record.resolved_sent:
-            return
-        if self._was_accepted(uid, record.key, target.name, "resolved"):
-            return
-        self._submit(uid, namespace, name, index, record, alert, target, "resolved", now)
+            recent = last is not None and self.monotonic() - last < self.resend_seconds
+            return None if recent else "firing"  # Alertmanager keeps it active until 4x this
+        if record.resolved_at == record.at or target.name in record.resolved_sent:
+            return None
+        accepted = self._was_accepted(uid, record.key, target.name, "resolved")
+        return None if accepted else "resolved"
 
     def _submit(
         self,
