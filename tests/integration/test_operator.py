@@ -128,12 +128,15 @@ class WeightRecorder:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _sample(self) -> None:
+        pair = self.kit.weights(self.name)
+        if not self.seen or self.seen[-1] != pair:
+            self.seen.append(pair)
+
     def _run(self) -> None:
         deadline = time.monotonic() + 600
         while not self._stop.is_set() and time.monotonic() < deadline:
-            pair = self.kit.weights(self.name)
-            if not self.seen or self.seen[-1] != pair:
-                self.seen.append(pair)
+            self._sample()
             time.sleep(0.05)
 
     def __enter__(self) -> WeightRecorder:
@@ -141,8 +144,11 @@ class WeightRecorder:
         return self
 
     def __exit__(self, *_: object) -> None:
+        """Ends with what the route holds now: the last write before the status the caller
+        waited for can fall between two polls (CI: the final (100, 0) was missed)."""
         self._stop.set()
         self._thread.join(timeout=5)
+        self._sample()
 
     def canary(self) -> list[int]:
         return [c for _, c in self.seen]
@@ -175,7 +181,6 @@ def test_healthy_rollout_walks_every_step_and_promotes(kit: Kit) -> None:
     with WeightRecorder(kit, "web") as rec:
         kit.set_image("web", "kanary/gin-demo:v2")
         final = kit.wait_promoted("web", "kanary/gin-demo:v2")
-        time.sleep(0.5)
     assert rec.canary() == [0, 5, 25, 50, 100, 0], rec.seen
     assert rec.seen[-1] == (100, 0)
     assert final["stableRevision"] != first["stableRevision"]
