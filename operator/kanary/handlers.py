@@ -22,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kanary import metrics_export
 from kanary.analysis.endpoints import PrometheusPolicy
+from kanary.analysis.metrics_source import gateway_class_of
 from kanary.analysis.source import PrometheusSource
 from kanary.durations import parse_duration
 from kanary.kube import GATEWAY_GROUP, Kube
@@ -130,11 +131,27 @@ def revisions(
 def routes(
     namespace: str | None, name: str, body: kopf.Body, meta: kopf.Meta, **_: Any
 ) -> dict[tuple[str, str], dict[str, Any]]:
+    route_spec = body.get("spec") or {}
     kept = {
         "metadata": {"resourceVersion": meta.get("resourceVersion")},
-        "spec": {"rules": list((body.get("spec") or {}).get("rules") or [])},
+        "spec": {
+            "rules": list(route_spec.get("rules") or []),
+            "parentRefs": list(route_spec.get("parentRefs") or []),
+        },
     }
     return {(namespace or "", name): kept}
+
+
+@kopf.index(GATEWAY_GROUP, "v1", "gateways")
+def gateways(
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[tuple[str, str], str]:
+    return {(namespace or "", name): str(spec.get("gatewayClassName", ""))}
+
+
+@kopf.index(GATEWAY_GROUP, "v1", "gatewayclasses")
+def gateway_classes(name: str, spec: kopf.Spec, **_: Any) -> dict[str, str]:
+    return {name: str(spec.get("controllerName", ""))}
 
 
 @kopf.index(API_GROUP, API_VERSION, PROVIDER_PLURAL)
@@ -156,18 +173,23 @@ def canary_pod(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> N
         metrics_export.record_pod_ready(seconds)
 
 
-def _view(
-    spec: Mapping[str, Any],
-    namespace: str,
-    name: str,
-    tracks: kopf.Index[Any, SeenDeployment],
-    owned_services: kopf.Index[Any, tuple[str, dict[str, Any]]],
-    revisions: kopf.Index[Any, tuple[str, dict[str, Any]]],
-    routes: kopf.Index[Any, dict[str, Any]],
-    alert_providers: kopf.Index[Any, dict[str, Any]],
-) -> View:
+def _view(spec: Mapping[str, Any], namespace: str, name: str, idx: Mapping[str, Any]) -> View:
+    """This Rollout's part of the indexes Kopf passes as keyword arguments (named as above)."""
+    tracks: kopf.Index[Any, SeenDeployment] = idx["tracks"]
+    owned_services: kopf.Index[Any, tuple[str, dict[str, Any]]] = idx["owned_services"]
+    revisions: kopf.Index[Any, tuple[str, dict[str, Any]]] = idx["revisions"]
+    routes: kopf.Index[Any, dict[str, Any]] = idx["routes"]
+    alert_providers: kopf.Index[Any, dict[str, Any]] = idx["alert_providers"]
     gateway = ((spec.get("trafficRouting") or {}).get("gatewayAPI") or {}).get("httpRoute")
     route = next(iter(routes.get((namespace, gateway), [])), None) if gateway else None
+    gateways: kopf.Index[Any, str] = idx["gateways"]
+    classes: kopf.Index[Any, str] = idx["gateway_classes"]
+    seen_class = gateway_class_of(
+        route,
+        namespace,
+        lambda key: next(iter(gateways.get(key, [])), None),
+        lambda name: next(iter(classes.get(name, [])), None),
+    )
     strategy = spec.get("strategy") or {}
     notifier = runtime().notifier
     refs = [
@@ -188,6 +210,7 @@ def _view(
         route=route,
         revisions=dict(revisions.get((namespace, name), [])),
         alert_providers=providers,
+        gateway_class=seen_class,
     )
 
 
@@ -202,12 +225,7 @@ async def tick(
     spec: kopf.Spec,
     namespace: str,
     name: str,
-    tracks: kopf.Index[Any, SeenDeployment],
-    owned_services: kopf.Index[Any, tuple[str, dict[str, Any]]],
-    revisions: kopf.Index[Any, tuple[str, dict[str, Any]]],
-    routes: kopf.Index[Any, dict[str, Any]],
-    alert_providers: kopf.Index[Any, dict[str, Any]],
-    **_: Any,
+    **indexes: Any,
 ) -> None:
     rt = runtime()
     if rt.namespace_terminating(namespace):
@@ -218,7 +236,7 @@ async def tick(
         "spec": dict(spec),
         "status": dict(body.status),
     }
-    view = _view(spec, namespace, name, tracks, owned_services, revisions, routes, alert_providers)
+    view = _view(spec, namespace, name, indexes)
 
     def post(kind: str, reason: str, message: str) -> None:
         kopf.event(body, type=kind, reason=reason, message=message)

@@ -59,6 +59,7 @@ class AnalysisOutcome:
     verdict: Verdict
     metrics: tuple[MetricResult, ...] = ()
     summary: str = ""  # one line on-call reads: "error-rate 12.4% > 1.0% over 30s, 640 requests"
+    source: str = ""  # where the built-ins were read (metrics_source.Measurement.why)
 
 
 @dataclass(frozen=True)

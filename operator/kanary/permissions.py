@@ -49,6 +49,12 @@ PERMISSIONS: tuple[Permission, ...] = (
     ("gateway.networking.k8s.io", "httproutes", "watch"),
     ("gateway.networking.k8s.io", "httproutes", "get"),
     ("gateway.networking.k8s.io", "httproutes", "patch"),
+    # The route's parent Gateway and its GatewayClass (kopf.index): which implementation's
+    # metrics measure the backends (analysis source gateway/auto).
+    ("gateway.networking.k8s.io", "gateways", "list"),
+    ("gateway.networking.k8s.io", "gateways", "watch"),
+    ("gateway.networking.k8s.io", "gatewayclasses", "list"),
+    ("gateway.networking.k8s.io", "gatewayclasses", "watch"),
     # AlertProviders (kopf.index): where a Rollout's alerts and gates go.
     ("kanary.dev", "alertproviders", "list"),
     ("kanary.dev", "alertproviders", "watch"),

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from kanary import actions as act
 from kanary import metrics_export
 from kanary.analysis.check import run_check
+from kanary.analysis.metrics_source import APP, GatewayClassSeen, Measurement, choose
 from kanary.analysis.source import MetricSource
 from kanary.analysis.templating import template_errors
 from kanary.engine import Decision, analysis_due, decide, template_hash
@@ -109,6 +110,16 @@ class View:
     alert_providers: Mapping[tuple[str, str], Mapping[str, Any]] = dataclasses.field(
         default_factory=dict
     )
+    gateway_class: GatewayClassSeen | None = None  # behind the route's parent Gateway, if seen
+
+
+def measurement_of(spec: RolloutSpec, view: View) -> Measurement | str:
+    """Where this Rollout's built-in metrics are read, or why they cannot be."""
+    analysis = spec.strategy.analysis
+    if analysis is None:
+        return APP
+    routed = spec.traffic_routing is not None and spec.traffic_routing.gateway_api is not None
+    return choose(analysis, routed, view.gateway_class, spec.service.port)
 
 
 @dataclasses.dataclass
@@ -238,6 +249,8 @@ def reconcile(
             current.canary_revision or "",
             current.stable_revision or "",
             now,
+            measurement_of(spec, view),
+            current.rollout_started_at,
         )
         obs = dataclasses.replace(obs, analysis=outcome)
         metrics_export.record_analysis(namespace, name, outcome)

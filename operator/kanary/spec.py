@@ -29,6 +29,10 @@ KIND = "Rollout"
 PLURAL = "rollouts"
 
 BUILTIN_METRICS = ("error-rate", "latency-p99")
+GATEWAY_NEEDS_ROUTE = (
+    "strategy.analysis.source gateway needs spec.trafficRouting.gatewayAPI: the gateway's "
+    "metrics are per HTTPRoute backend"
+)
 
 
 Duration = Field(pattern=DURATION_PATTERN, description="Go-style duration: 500ms, 10s, 5m, 1h")
@@ -152,6 +156,12 @@ class OnInconclusive(StrEnum):
     ROLLBACK = "rollback"
 
 
+class MetricsSource(StrEnum):
+    AUTO = "auto"
+    APP = "app"
+    GATEWAY = "gateway"
+
+
 class PrometheusSpec(ApiModel):
     model_config = api_config(
         cel(POSITIVE_DURATION % "self.timeout", "timeout must be positive", ".timeout")
@@ -227,7 +237,20 @@ class AnalysisSpec(ApiModel):
     prometheus: PrometheusSpec = Field(
         default_factory=PrometheusSpec, description="omitted: the operator's default Prometheus"
     )
-    min_requests: int = Field(default=50, ge=0)
+    source: MetricsSource = Field(
+        default=MetricsSource.AUTO,
+        description="where the built-in metrics (error-rate, latency-p99) and minRequests are "
+        "read: app (the service's own http_requests_total and "
+        "http_request_duration_seconds), gateway (the Gateway implementation's metrics per "
+        "backend: Traefik, Istio), auto (gateway when the HTTPRoute's GatewayClass is one "
+        "kanary knows, else app)",
+    )
+    min_requests: int = Field(
+        default=50,
+        ge=0,
+        description="canary requests in the window before a metric is judged, counted at the "
+        "source",
+    )
     failure_limit: int = Field(default=2, ge=1)
     inconclusive_limit: int = Field(default=6, ge=1)
     on_inconclusive: OnInconclusive = OnInconclusive.PAUSE
@@ -367,6 +390,13 @@ class RolloutSpec(ApiModel):
             "create a new Rollout instead",
             ".selector",
         ),
+        cel(
+            "!has(self.strategy.analysis) || !has(self.strategy.analysis.source)"
+            " || self.strategy.analysis.source != 'gateway'"
+            " || (has(self.trafficRouting) && has(self.trafficRouting.gatewayAPI))",
+            GATEWAY_NEEDS_ROUTE,
+            ".strategy.analysis.source",
+        ),
     )
     replicas: int = Field(default=1, ge=1, le=1000)
     selector: LabelSelector | None = None
@@ -393,6 +423,10 @@ class RolloutSpec(ApiModel):
             raise ValueError(
                 f"spec.selector.matchLabels {missing} do not match spec.template.metadata.labels"
             )
+        analysis = self.strategy.analysis
+        routed = self.traffic_routing is not None and self.traffic_routing.gateway_api is not None
+        if analysis and analysis.source == MetricsSource.GATEWAY and not routed:
+            raise ValueError(GATEWAY_NEEDS_ROUTE)
         return self
 
 

@@ -60,6 +60,11 @@ class AnalysisStatus(StatusModel):
     consecutive_errors: int = 0
     metrics: list[MetricResult] = Field(default_factory=list)
     summary: str = Field(default="", description="the latest check in one line, for the message")
+    source: str = Field(
+        default="",
+        description="where the built-in metrics and request counts were read, and why: "
+        "'gateway: traefik metrics of ...' or 'app: ...'",
+    )
 
 
 class ReadinessStatus(StatusModel):

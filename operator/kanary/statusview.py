@@ -95,6 +95,8 @@ def render_status(body: Mapping[str, Any], events: Sequence[Mapping[str, Any]] =
             f" inconclusive {analysis.get('consecutiveInconclusive', 0)},"
             f" errors {analysis.get('consecutiveErrors', 0)})"
         )
+        if analysis.get("source"):
+            lines.append(f"    measured at {analysis['source']}")
         lines.extend(_metric_line(m) for m in analysis.get("metrics") or [])
     if events:
         lines.append("  Events:")

@@ -376,11 +376,12 @@ class Scenario:
         analysis: dict[str, Any] | None = None,
         readiness_probe: dict[str, Any] | None = None,
         notifications: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
         **strategy: Any,
     ) -> dict[str, Any]:
         """HTTPRoute (stable 100 / canary 0) + Rollout of v1; returns once v1 is Healthy and
         the Gateway serves it. `strategy` adds strategy fields (readiness, deadlines, gates);
-        `notifications` is spec.notifications."""
+        `notifications` is spec.notifications; `env` adds to the app's environment."""
         route = httproute(self.name)
         route["spec"]["hostnames"] = [self.host]
         self.kit.custom.create_namespaced_custom_object(GW[0], GW[1], self.ns, GW[2], route)
@@ -398,7 +399,7 @@ class Scenario:
                 **strategy,
             },
         )
-        body["spec"]["template"]["spec"]["containers"][0]["env"] = _env(None)
+        body["spec"]["template"]["spec"]["containers"][0]["env"] = _env(env)
         if notifications is not None:
             body["spec"]["notifications"] = notifications
         if readiness_probe is None and not self.kwok:

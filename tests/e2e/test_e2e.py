@@ -44,7 +44,13 @@ from .e2e_fixtures import (
 
 # pytest fixtures, imported for the tests below
 __all__ = [
-    "apps", "cluster", "core", "dataplane", "e2e_operator", "namespace", "scenario",
+    "apps",
+    "cluster",
+    "core",
+    "dataplane",
+    "e2e_operator",
+    "namespace",
+    "scenario",
 ]
 
 pytestmark = pytest.mark.e2e
@@ -275,7 +281,9 @@ def test_crashing_canary_rolls_back_at_the_progress_deadline(scenario: Scenario)
 
     assert rec.canary() == [0], rec.seen
     _assert_rolled_back(
-        sc, status, "ProgressDeadlineExceeded",
+        sc,
+        status,
+        "ProgressDeadlineExceeded",
         ["progress deadline", "0/1", "container app exited with code 2"],
     )
     assert t_rolled - t_change >= 15, "rolled back before the deadline"

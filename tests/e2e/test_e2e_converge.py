@@ -36,7 +36,13 @@ from .e2e_fixtures import (
 )
 
 __all__ = [
-    "apps", "cluster", "core", "dataplane", "e2e_operator", "kwok_scenario", "namespace",
+    "apps",
+    "cluster",
+    "core",
+    "dataplane",
+    "e2e_operator",
+    "kwok_scenario",
+    "namespace",
     "scenario",
 ]
 

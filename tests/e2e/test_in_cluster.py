@@ -39,7 +39,11 @@ def run(*argv: str, timeout: float = 60, check: bool = True) -> subprocess.Compl
     """A command in the kanary-ic cluster's netns (exec.sh: its kubeconfig, kubectl on PATH)."""
     return subprocess.run(
         [str(CLUSTER_DIR / "exec.sh"), *argv],
-        env=ENV, capture_output=True, text=True, timeout=timeout, check=check,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
     )
 
 
@@ -55,7 +59,11 @@ def raw(path: str) -> str:
 def in_cluster() -> Iterator[None]:
     for script in ("up.sh", "node-up.sh", "install.sh"):
         done = subprocess.run(
-            [str(CLUSTER_DIR / script)], env=ENV, capture_output=True, text=True, timeout=600,
+            [str(CLUSTER_DIR / script)],
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=600,
             check=False,
         )
         if done.returncode != 0:
@@ -65,7 +73,11 @@ def in_cluster() -> Iterator[None]:
         yield
     finally:
         down = subprocess.run(
-            [str(CLUSTER_DIR / "down.sh")], env=ENV, capture_output=True, text=True, timeout=300,
+            [str(CLUSTER_DIR / "down.sh")],
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=300,
             check=False,
         )
         assert down.returncode == 0, down.stderr[-3000:]
@@ -74,14 +86,19 @@ def in_cluster() -> Iterator[None]:
         mounts = Path("/proc/self/mountinfo").read_text()
         assert str(STATE) not in mounts and "kanary-containerd-ic" not in mounts
         assert not Path(f"/sys/fs/cgroup/pids/{NETNS}").exists()
-        assert NETNS not in subprocess.run(["ip", "netns", "list"], capture_output=True,
-                                           text=True, check=True).stdout
+        assert (
+            NETNS
+            not in subprocess.run(
+                ["ip", "netns", "list"], capture_output=True, text=True, check=True
+            ).stdout
+        )
         assert set(Path("/run/netns").iterdir()) <= netns_before, "pod network namespaces left"
 
 
 def test_operator_pod_runs_as_its_service_account_and_stays_live(in_cluster: None) -> None:
-    (pod,) = kubectl_json("-n", "kanary-system", "get", "pods",
-                          "-l", "app.kubernetes.io/name=kanary")["items"]
+    (pod,) = kubectl_json(
+        "-n", "kanary-system", "get", "pods", "-l", "app.kubernetes.io/name=kanary"
+    )["items"]
     assert pod["spec"]["serviceAccountName"] == "kanary"
     assert pod["spec"]["nodeName"] == "kanary-node"
     (cs,) = pod["status"]["containerStatuses"]
@@ -89,15 +106,20 @@ def test_operator_pod_runs_as_its_service_account_and_stays_live(in_cluster: Non
 
     def liveness_passed() -> bool:
         for line in raw("/api/v1/nodes/kanary-node/proxy/metrics/probes").splitlines():
-            if (line.startswith("prober_probe_total{") and 'container="operator"' in line
-                    and 'probe_type="Liveness"' in line and 'result="successful"' in line):
+            if (
+                line.startswith("prober_probe_total{")
+                and 'container="operator"' in line
+                and 'probe_type="Liveness"' in line
+                and 'result="successful"' in line
+            ):
                 return float(line.rsplit(" ", 1)[1]) >= 1
         return False
 
     # initialDelaySeconds 10, periodSeconds 10
     wait_until("the kubelet's liveness probe of the operator passed", liveness_passed, timeout=60)
-    (pod,) = kubectl_json("-n", "kanary-system", "get", "pods",
-                          "-l", "app.kubernetes.io/name=kanary")["items"]
+    (pod,) = kubectl_json(
+        "-n", "kanary-system", "get", "pods", "-l", "app.kubernetes.io/name=kanary"
+    )["items"]
     assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
 
 
@@ -126,16 +148,20 @@ def test_examples_roll_out_through_the_operator_pod_and_prometheus_pod(in_cluste
     run("kubectl", "apply", "-f", str(manifest))
 
     def phase() -> str:
-        return str(kubectl_json("-n", NS, "get", "rollout", "gin-demo").get("status", {})
-                   .get("phase"))
+        return str(
+            kubectl_json("-n", NS, "get", "rollout", "gin-demo").get("status", {}).get("phase")
+        )
 
     wait_until("gin-demo v1 Healthy", lambda: phase() == "Healthy", timeout=120)
     wait_until("the Gateway (hostPort) serves v1", lambda: _gateway(node_ip) == "v1", timeout=60)
 
     # Prometheus (a pod) scrapes the operator pod and the Gin pods, found by Kubernetes SD.
     def scraped() -> bool:
-        up = [(t["labels"].get("job"), t["labels"].get("namespace"))
-              for t in _targets() if t["health"] == "up"]
+        up = [
+            (t["labels"].get("job"), t["labels"].get("namespace"))
+            for t in _targets()
+            if t["health"] == "up"
+        ]
         return ("kanary-operator", "kanary-system") in up and ("kanary-pods", NS) in up
 
     wait_until("Prometheus scraping the operator and the Gin pods", scraped, timeout=60)
@@ -145,15 +171,31 @@ def test_examples_roll_out_through_the_operator_pod_and_prometheus_pod(in_cluste
     container = rollout["spec"]["template"]["spec"]["containers"][0]
     at = next(i for i, e in enumerate(container["env"]) if e["name"] == "APP_VERSION")
     patch = [
-        {"op": "replace", "path": "/spec/template/spec/containers/0/image",
-         "value": container["image"].replace(":v1", ":v2")},
-        {"op": "replace", "path": f"/spec/template/spec/containers/0/env/{at}/value",
-         "value": "v2"},
+        {
+            "op": "replace",
+            "path": "/spec/template/spec/containers/0/image",
+            "value": container["image"].replace(":v1", ":v2"),
+        },
+        {
+            "op": "replace",
+            "path": f"/spec/template/spec/containers/0/env/{at}/value",
+            "value": "v2",
+        },
     ]
     run("kubectl", "-n", NS, "patch", "rollout", "gin-demo", "--type=json", "-p", json.dumps(patch))
-    wait_until("the canary gets traffic", lambda: phase() == "Progressing" and (
-        kubectl_json("-n", NS, "get", "rollout", "gin-demo")["status"].get("canaryWeight", 0) > 0
-    ), timeout=90)
+    wait_until(
+        "the canary gets traffic",
+        lambda: (
+            phase() == "Progressing"
+            and (
+                kubectl_json("-n", NS, "get", "rollout", "gin-demo")["status"].get(
+                    "canaryWeight", 0
+                )
+                > 0
+            )
+        ),
+        timeout=90,
+    )
     kanary = str(REPO_ROOT / ".venv/bin/kanary")
     run(kanary, "promote", "gin-demo", "-n", NS, "--full")
     wait_until("gin-demo v2 Healthy", lambda: phase() == "Healthy", timeout=120)

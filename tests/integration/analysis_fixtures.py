@@ -209,8 +209,7 @@ def scrape_config(targets: Sequence[Gin], interval: str = "1s") -> dict[str, Any
             {
                 "job_name": "gin",
                 "static_configs": [
-                    {"targets": [g.address], "labels": {**g.labels, "pod": g.name}}
-                    for g in targets
+                    {"targets": [g.address], "labels": {**g.labels, "pod": g.name}} for g in targets
                 ],
             }
         ],

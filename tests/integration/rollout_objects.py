@@ -17,6 +17,7 @@ def example_security_context() -> dict[str, Any]:
     context: dict[str, Any] = body["spec"]["template"]["spec"]["containers"][0]["securityContext"]
     return context
 
+
 # The local cluster has one real node (kubelet + containerd) and kwok nodes tainted
 # kwok.x-k8s.io/node=fake:NoSchedule. A pod spec with ON_KWOK lands on a kwok node: its
 # lifecycle is kwok's (annotations), its process the pod runner's. Without it, it lands on

@@ -201,9 +201,7 @@ def test_broken_queries_are_errors_from_prometheus_itself(fleet: Fleet) -> None:
     assert isinstance(range_vector, QueryError) and range_vector.kind == "bad-query"
 
 
-def test_prometheus_stopped_gives_errors_and_no_promotion(
-    fleet: Fleet, tmp_path: Path
-) -> None:
+def test_prometheus_stopped_gives_errors_and_no_promotion(fleet: Fleet, tmp_path: Path) -> None:
     # its own Prometheus, so the shared one keeps running for the other tests
     targets = [fleet.gins["good-canary"], fleet.gins["good-stable"]]
     prom = PrometheusServer(tmp_path / "prometheus", scrape_config(targets)).start()

@@ -697,8 +697,9 @@ def test_manual_action_written_during_a_slow_tick_is_applied(
         # write refused with 409 must not lose the request), so a reader may see both briefly
         wait_until(
             "the abort annotation consumed",
-            lambda: "kanary.dev/action"
-            not in (kit.rollout(name)["metadata"].get("annotations") or {}),
+            lambda: (
+                "kanary.dev/action" not in (kit.rollout(name)["metadata"].get("annotations") or {})
+            ),
             timeout=5,
         )
         assert kit.split(name) == (100, 0)

@@ -81,7 +81,10 @@ def ctr(*args: str) -> str:
     sock = lib_path("CONTAINERD_SOCK")
     out = subprocess.run(
         ["ctr", "--address", str(sock), "--namespace", "k8s.io", *args],
-        capture_output=True, text=True, check=True, timeout=30,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
     )
     return out.stdout
 
@@ -124,10 +127,16 @@ def test_readyz_gates_ready(core: client.CoreV1Api, namespace: str) -> None:
     3 s come from the app, not from the node."""
     create(core, namespace, gin_pod("slow", {"STARTUP_DELAY": "3s"}))
     create(core, namespace, gin_pod("quick", {}))
-    slow = wait_until("pod slow Ready", lambda: (p := pod(core, namespace, "slow")) and
-                      is_ready(p) and p, timeout=90)
-    quick = wait_until("pod quick Ready", lambda: (p := pod(core, namespace, "quick")) and
-                       is_ready(p) and p, timeout=90)
+    slow = wait_until(
+        "pod slow Ready",
+        lambda: (p := pod(core, namespace, "slow")) and is_ready(p) and p,
+        timeout=90,
+    )
+    quick = wait_until(
+        "pod quick Ready",
+        lambda: (p := pod(core, namespace, "quick")) and is_ready(p) and p,
+        timeout=90,
+    )
     assert slow.spec.node_name == NODE and quick.spec.node_name == NODE
     # Both timestamps are whole seconds, rounded down: ready >= started + 3 holds for them too.
     slow_started, quick_started = started_at(slow), started_at(quick)
@@ -143,8 +152,11 @@ def test_the_examples_security_context_is_enforced(core: client.CoreV1Api, names
     """runc applies what the kubelet asks: uid/gid 65532, no capabilities, no new privileges,
     the RuntimeDefault seccomp filter, a read-only root filesystem."""
     create(core, namespace, gin_pod("locked", {}))
-    p = wait_until("pod locked Ready", lambda: (q := pod(core, namespace, "locked")) and
-                   is_ready(q) and q, timeout=90)
+    p = wait_until(
+        "pod locked Ready",
+        lambda: (q := pod(core, namespace, "locked")) and is_ready(q) and q,
+        timeout=90,
+    )
     pid = container_pid(p)
     proc = Path(f"/proc/{pid}")
     status = dict(line.split(":", 1) for line in proc.joinpath("status").read_text().splitlines())
@@ -153,7 +165,8 @@ def test_the_examples_security_context_is_enforced(core: client.CoreV1Api, names
     assert status["NoNewPrivs"].strip() == "1"
     assert status["Seccomp"].strip() == "2"  # a filter
     root = next(
-        line.split() for line in proc.joinpath("mountinfo").read_text().splitlines()
+        line.split()
+        for line in proc.joinpath("mountinfo").read_text().splitlines()
         if line.split()[4] == "/"
     )
     assert "ro" in root[5].split(","), root
@@ -183,9 +196,11 @@ def test_a_pod_goes_unready_after_it_was_ready(core: client.CoreV1Api, namespace
     """UNREADY_AFTER=4s: /readyz turns 503 four seconds after start; the probe takes Ready away."""
     create(core, namespace, gin_pod("fading", {"UNREADY_AFTER": "4s"}))
     wait_until("pod fading Ready", lambda: is_ready(pod(core, namespace, "fading")), timeout=90)
-    p = wait_until("pod fading not Ready again",
-                   lambda: (q := pod(core, namespace, "fading")) and not is_ready(q) and q,
-                   timeout=30)
+    p = wait_until(
+        "pod fading not Ready again",
+        lambda: (q := pod(core, namespace, "fading")) and not is_ready(q) and q,
+        timeout=30,
+    )
     assert p.status.phase == "Running"  # the process lives on: only readiness changed
 
 
@@ -202,10 +217,10 @@ def _dns_a(name: str, server: str) -> list[str]:
     out = []
     for _ in range(answers):
         at += 2 if reply[at] & 0xC0 == 0xC0 else len(qname)
-        rtype, _cls, _ttl, size = struct.unpack(">HHIH", reply[at:at + 10])
+        rtype, _cls, _ttl, size = struct.unpack(">HHIH", reply[at : at + 10])
         at += 10
         if rtype == 1:
-            out.append(socket.inet_ntoa(reply[at:at + size]))
+            out.append(socket.inet_ntoa(reply[at : at + size]))
         at += size
     return out
 
@@ -217,13 +232,21 @@ def test_cluster_dns_and_a_cluster_ip_reach_a_real_pod(
     dns = str(lib_path("CLUSTER_DNS"))
     assert _dns_a("kubernetes.default.svc.cluster.local", dns) == ["10.96.0.1"]
     create(core, namespace, gin_pod("web", {"APP_VERSION": "v-dns"}))
-    core.create_namespaced_service(namespace, {
-        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": "http"}]},
-    })
+    core.create_namespaced_service(
+        namespace,
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": "http"}]},
+        },
+    )
     wait_until("pod web Ready", lambda: is_ready(pod(core, namespace, "web")), timeout=90)
-    ip = wait_until("web.<ns>.svc resolves",
-                    lambda: _dns_a(f"web.{namespace}.svc.cluster.local", dns), timeout=30)[0]
+    ip = wait_until(
+        "web.<ns>.svc resolves",
+        lambda: _dns_a(f"web.{namespace}.svc.cluster.local", dns),
+        timeout=30,
+    )[0]
     assert ip == core.read_namespaced_service("web", namespace).spec.cluster_ip
 
     def get() -> Any:
@@ -241,4 +264,4 @@ def test_kubelet_serves_logs_to_the_api_server(core: client.CoreV1Api, namespace
     create(core, namespace, gin_pod("talk", {"APP_VERSION": "v-logs"}))
     wait_until("pod talk Ready", lambda: is_ready(pod(core, namespace, "talk")), timeout=90)
     logs = core.read_namespaced_pod_log("talk", namespace)
-    assert 'msg=listening' in logs and "v-logs" in logs, logs
+    assert "msg=listening" in logs and "v-logs" in logs, logs

@@ -58,8 +58,13 @@ def make_spec(**overrides: Any) -> RolloutSpec:
         "trafficRouting": {"gatewayAPI": {"httpRoute": "demo"}},
     }
     for key, value in overrides.items():
-        if key in ("steps", "analysis", "readiness", "progressDeadlineSeconds",
-                   "abortScaleDownDelaySeconds"):
+        if key in (
+            "steps",
+            "analysis",
+            "readiness",
+            "progressDeadlineSeconds",
+            "abortScaleDownDelaySeconds",
+        ):
             strategy[key] = value
         else:
             body[key] = value
@@ -165,13 +170,9 @@ class World:
     def pass_time(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
         if self.canary_healthy and self.canary.exists:
-            self.canary = dataclasses.replace(
-                self.canary, ready=self.canary.replicas, settled=True
-            )
+            self.canary = dataclasses.replace(self.canary, ready=self.canary.replicas, settled=True)
         if self.stable_healthy and self.stable.exists:
-            self.stable = dataclasses.replace(
-                self.stable, ready=self.stable.replicas, settled=True
-            )
+            self.stable = dataclasses.replace(self.stable, ready=self.stable.replicas, settled=True)
 
     def event_reasons(self) -> list[str]:
         return [e.reason for e in self.events]
@@ -192,9 +193,7 @@ class Driver:
     tick_seconds: float = 1.0
     decisions: list[Decision] = dataclasses.field(default_factory=list)
 
-    def tick(
-        self, manual: ManualAction | None = None, manual_id: str | None = None
-    ) -> Decision:
+    def tick(self, manual: ManualAction | None = None, manual_id: str | None = None) -> Decision:
         obs = self.world.observe(manual=manual, manual_id=manual_id)
         if self.analyst is not None and analysis_due(self.world.spec, self.status, obs.now):
             verdict = self.analyst(self.world)
@@ -208,9 +207,7 @@ class Driver:
         self.world.pass_time(self.tick_seconds)
         return decision
 
-    def run_until(
-        self, done: Callable[[RolloutStatus], bool], limit: int = 2000
-    ) -> RolloutStatus:
+    def run_until(self, done: Callable[[RolloutStatus], bool], limit: int = 2000) -> RolloutStatus:
         """Tick at least once, then until `done` holds."""
         for _ in range(limit):
             self.tick()

@@ -18,6 +18,7 @@ from typing import Any
 import jsonpatch  # type: ignore[import-untyped]
 from kubernetes.client.exceptions import ApiException
 
+from kanary.analysis.metrics_source import gateway_class_of
 from kanary.objects import LABEL_REVISION, LABEL_ROLLOUT, LABEL_TRACK
 from kanary.reconcile import Runtime, View, reconcile, seen_deployment
 from kanary.status import RolloutStatus
@@ -156,7 +157,9 @@ class FakeKube:
         obj = copy.deepcopy(obj)
         obj["metadata"].setdefault("generation", 1)
         self._bump(obj)
-        self.objects[(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])] = obj
+        self.objects[
+            (obj["kind"], obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+        ] = obj
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         return self.objects.get((kind, namespace, name))
@@ -200,11 +203,17 @@ class FakeKube:
         }
         spec = self.objects[("Rollout", namespace, rollout)]["spec"]
         route_name = ((spec.get("trafficRouting") or {}).get("gatewayAPI") or {}).get("httpRoute")
+        route = self.get_httproute(namespace, route_name) if route_name else None
+
+        def spec_field(kind: str, ns: str, name: str, key: str) -> str | None:
+            found = self.objects.get((kind, ns, name))
+            return None if found is None else str(found["spec"].get(key, ""))
+
         return View(
             stable=tracks.get("stable"),
             canary=tracks.get("canary"),
             services={o["metadata"]["name"]: o for o in owned("Service")},
-            route=self.get_httproute(namespace, route_name) if route_name else None,
+            route=route,
             revisions={
                 o["metadata"]["labels"][LABEL_REVISION]: o["data"]["template"]
                 for o in owned("ControllerRevision")
@@ -214,6 +223,12 @@ class FakeKube:
                 for (kind, ns, name), o in self.objects.items()
                 if kind == "AlertProvider"
             },
+            gateway_class=gateway_class_of(
+                route,
+                namespace,
+                lambda key: spec_field("Gateway", key[0], key[1], "gatewayClassName"),
+                lambda name: spec_field("GatewayClass", "", name, "controllerName"),
+            ),
         )
 
 

@@ -49,8 +49,6 @@ def error_rate_of(track: str, v: float) -> tuple[tuple[str, ...], QueryResult]:
     return ((f'track="{track}"', 'code=~"5.."'), Value(v))
 
 
-
-
 def check(spec: AnalysisSpec | RolloutSpec, src: FakeSource, stable_rev: str | None = "s1") -> Any:
     return run_check(spec, src, "demo", "gin-demo", "c2", stable_rev, NOW)
 
@@ -68,8 +66,10 @@ def test_canary_only_without_comparison() -> None:
 def test_comparison_asks_stable_in_the_same_window() -> None:
     src = FakeSource(
         [
-            error_rate_of("canary", 0.10), requests_of("canary", 640),
-            error_rate_of("stable", 0.09), requests_of("stable", 5000),
+            error_rate_of("canary", 0.10),
+            requests_of("canary", 640),
+            error_rate_of("stable", 0.09),
+            requests_of("stable", 5000),
         ]
     )
     outcome = check(analysis({"name": "error-rate", "maxIncrease": 0.02}), src)

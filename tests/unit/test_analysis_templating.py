@@ -76,8 +76,8 @@ def test_revision_unknown_is_an_error_not_an_empty_matcher() -> None:
 def test_template_errors_lists_each_problem_with_its_field() -> None:
     spec = analysis(
         {"name": "error-rate", "max": 0.01},
-        {"name": "a", "query": "x{a=\"{{nope}}\"}", "max": 1},
-        {"name": "b", "query": "sum(x{r=\"{{rollout}}\"})", "max": 1},
+        {"name": "a", "query": 'x{a="{{nope}}"}', "max": 1},
+        {"name": "b", "query": 'sum(x{r="{{rollout}}"})', "max": 1},
         {"name": "c", "query": 'sum(rate(x{rollout="{{rollout}}"}[{{window}}]))', "maxRatio": 2},
     )
     errors = template_errors(spec)

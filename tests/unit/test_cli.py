@@ -386,3 +386,10 @@ def test_run_prometheus_flags_become_the_environment() -> None:
     }
     plain = cli.parser().parse_args(["run"])
     assert cli.prometheus_env(plain.prometheus_url, plain.allow_prometheus_url) == {}
+
+
+def test_status_says_where_the_metrics_were_measured() -> None:
+    where = "gateway: traefik metrics of web/edge (GatewayClass traefik (traefik.io/x))"
+    analysis = {"lastCheckAt": "2026-01-01T12:00:00Z", "source": where, "metrics": []}
+    lines = [line.strip() for line in render_status(rollout(analysis=analysis)).splitlines()]
+    assert f"measured at {where}" in lines

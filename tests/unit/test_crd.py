@@ -130,7 +130,10 @@ def test_alert_provider_crd_schema_is_structural() -> None:
     root = crdgen.provider_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     assert structural_problems(root) == []
     assert root["properties"]["spec"]["properties"]["type"]["enum"] == [
-        "alertmanager", "slack", "msteams", "webhook"
+        "alertmanager",
+        "slack",
+        "msteams",
+        "webhook",
     ]
 
 
@@ -414,6 +417,17 @@ INVALID: list[Case] = [
         edit("strategy.analysis.metrics[2].query", DELETE),
         "spec.strategy.analysis.metrics[2]",
         "needs a query",
+    ),
+    Case(
+        "source-gateway-without-route",
+        edits(edit("trafficRouting", DELETE), edit("strategy.analysis.source", "gateway")),
+        "spec.strategy.analysis.source",
+        "source gateway needs spec.trafficRouting.gatewayAPI",
+    ),
+    Case(
+        "unknown-source",
+        edit("strategy.analysis.source", "mesh"),
+        "spec.strategy.analysis.source",
     ),
     Case(
         "metric-min-over-max",

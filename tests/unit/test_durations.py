@@ -34,8 +34,15 @@ def test_parse_refuses_and_names_the_text(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(0.5, "500ms"), (30, "30s"), (90, "1m30s"), (3600, "1h"), (3723, "1h2m3s"), (0, "0ms"),
-     (2.5, "2.5s")],
+    [
+        (0.5, "500ms"),
+        (30, "30s"),
+        (90, "1m30s"),
+        (3600, "1h"),
+        (3723, "1h2m3s"),
+        (0, "0ms"),
+        (2.5, "2.5s"),
+    ],
 )
 def test_format(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text

@@ -197,8 +197,9 @@ def test_a_healthy_rollout_walks_every_step_and_promotes() -> None:
     assert condition(driver.status, "Completed") == ("True", "Promoted")
     # step 1 is announced in RolloutStarted, each later one in its own Event (fewer writes)
     announced = [e for e in driver.world.events if e.reason in ("RolloutStarted", "Step", "Paused")]
-    steps = [e.message.split("; ")[-1] if e.reason == "RolloutStarted" else e.message
-             for e in announced]
+    steps = [
+        e.message.split("; ")[-1] if e.reason == "RolloutStarted" else e.message for e in announced
+    ]
     assert [m.split(":")[0] for m in steps] == [f"step {i}/7" for i in range(1, 8)]
     assert "WeightSet" not in driver.world.event_reasons()  # said by the next step's Event
     assert any("canary weight 5% (step 1/7 done)" in m for m in steps), steps
@@ -363,24 +364,41 @@ def _rolled_back_after_delay() -> Driver:
 TABLE: list[tuple[str, Any, ManualAction | None, str, int | None, list[str]]] = [
     # (situation, setup, manual action, phase after, step index after, writes after)
     ("healthy, same template", _healthy, None, "Healthy", None, []),
-    ("healthy, new template", _healthy_new_template, None, "Progressing", 0,
-     ["ApplyCanary(new,1)"]),
+    (
+        "healthy, new template",
+        _healthy_new_template,
+        None,
+        "Progressing",
+        0,
+        ["ApplyCanary(new,1)"],
+    ),
     ("setWeight, canary unready", _weight_step_unready, None, "Progressing", 0, []),
     ("setWeight, canary ready", _weight_step_ready, None, "Progressing", 1, ["SetWeight(5)"]),
     ("timed pause running", _timed_pause_running, None, "Progressing", 1, []),
     ("timed pause elapsed", _timed_pause_elapsed, None, "Progressing", 2, []),
     ("timed pause, promote", _timed_pause_running, "promote", "Progressing", 2, []),
     # promote --full: the canary takes 100% before stable is re-templated
-    ("timed pause, promote-full", _timed_pause_running, "promote-full", "Progressing", 7,
-     ["ApplyCanary(new,4)"]),
+    (
+        "timed pause, promote-full",
+        _timed_pause_running,
+        "promote-full",
+        "Progressing",
+        7,
+        ["ApplyCanary(new,4)"],
+    ),
     ("timed pause, abort", _timed_pause_running, "abort", "RolledBack", 1, ["SetWeight(0)"]),
     ("timed pause, pause", _timed_pause_running, "pause", "Paused", 1, []),
     ("setWeight, abort", _weight_step_unready, "abort", "RolledBack", 0, ["SetWeight(0)"]),
-    ("setWeight ready, promote", _weight_step_ready, "promote", "Progressing", 1,
-     ["SetWeight(5)"]),
+    ("setWeight ready, promote", _weight_step_ready, "promote", "Progressing", 1, ["SetWeight(5)"]),
     ("pause {}", _pause_until_promote, None, "Paused", 3, []),
-    ("pause {}, promote", _pause_until_promote, "promote", "Progressing", 4,
-     ["ApplyCanary(new,4)"]),
+    (
+        "pause {}, promote",
+        _pause_until_promote,
+        "promote",
+        "Progressing",
+        4,
+        ["ApplyCanary(new,4)"],
+    ),
     ("pause {}, resume", _pause_until_promote, "resume", "Paused", 3, []),
     ("pause {}, abort", _pause_until_promote, "abort", "RolledBack", 3, ["SetWeight(0)"]),
     ("paused by user", _paused_by_user, None, "Paused", 1, []),
@@ -391,11 +409,23 @@ TABLE: list[tuple[str, Any, ManualAction | None, str, int | None, list[str]]] = 
     # the old canary keeps its pods for scaleDownDelaySeconds after the weight write
     ("promoting, stable ready", _promoting_stable_ready, None, "Healthy", None, ["SetWeight(0)"]),
     # abort during promotion: weight 0 at once, stable gets its old template back
-    ("promoting, abort", _promoting_stable_unready, "abort", "RolledBack", 7,
-     ["SetWeight(0)", "ApplyStable(old,4)"]),
+    (
+        "promoting, abort",
+        _promoting_stable_unready,
+        "abort",
+        "RolledBack",
+        7,
+        ["SetWeight(0)", "ApplyStable(old,4)"],
+    ),
     ("rolled back, before delay", _rolled_back_before_delay, None, "RolledBack", 1, []),
-    ("rolled back, after delay", _rolled_back_after_delay, None, "RolledBack", 1,
-     ["ApplyCanary(new,0)"]),
+    (
+        "rolled back, after delay",
+        _rolled_back_after_delay,
+        None,
+        "RolledBack",
+        1,
+        ["ApplyCanary(new,0)"],
+    ),
     ("rolled back, retry", _rolled_back_before_delay, "retry", "Progressing", 0, []),
     ("rolled back, abort", _rolled_back_before_delay, "abort", "RolledBack", 1, []),
     ("healthy, promote", _healthy, "promote", "Healthy", None, []),
@@ -704,13 +734,16 @@ def test_weights_never_move_backwards_except_on_rollback_or_reset() -> None:
 
 
 def _promoted(status: RolloutStatus, revision: str) -> bool:
-    return bool(status.history) and status.history[-1].outcome == "Promoted" and (
-        status.history[-1].revision == revision
+    return (
+        bool(status.history)
+        and status.history[-1].outcome == "Promoted"
+        and (status.history[-1].revision == revision)
     )
 
 
-def _full_run(spec: RolloutSpec, crash_at: int | None = None, restart_every_tick: bool = False
-              ) -> Driver:
+def _full_run(
+    spec: RolloutSpec, crash_at: int | None = None, restart_every_tick: bool = False
+) -> Driver:
     """A rollout from Healthy to Healthy; at tick `crash_at` the actions run but the status is
     lost (the operator died before writing it)."""
     driver = healthy_driver(spec)
@@ -766,8 +799,9 @@ def test_a_restart_at_every_step_boundary_repeats_no_step() -> None:
 @pytest.mark.parametrize("crash_at", range(0, 100, 3))
 def test_a_crash_between_writes_and_status_neither_repeats_nor_skips_a_step(crash_at: int) -> None:
     driver = _full_run(make_spec(), crash_at=crash_at)
-    deduped = [w for i, w in enumerate(driver.world.weights)
-               if i == 0 or w != driver.world.weights[i - 1]]
+    deduped = [
+        w for i, w in enumerate(driver.world.weights) if i == 0 or w != driver.world.weights[i - 1]
+    ]
     assert deduped == [0, 5, 25, 50, 100, 0]
     assert driver.status.history[-1].outcome == "Promoted"
 
@@ -913,8 +947,7 @@ def test_a_failure_followed_by_a_pass_does_not_roll_back() -> None:
 
 
 def test_a_pause_ends_only_on_a_passing_check() -> None:
-    driver = at_step(analysed(interval="5s", inconclusiveLimit=100), 1,
-                     analyst=verdicts("Pass"))
+    driver = at_step(analysed(interval="5s", inconclusiveLimit=100), 1, analyst=verdicts("Pass"))
     driver.analyst = verdicts("Inconclusive")
     driver.run(120)
     assert driver.status.current_step_index == 1
@@ -935,8 +968,9 @@ def test_errors_block_advancing_and_roll_back_at_the_limit() -> None:
 
 
 def test_inconclusive_at_the_limit_pauses_and_resume_goes_on() -> None:
-    driver = at_step(analysed(interval="5s", inconclusiveLimit=3), 0,
-                     analyst=verdicts("Inconclusive"))
+    driver = at_step(
+        analysed(interval="5s", inconclusiveLimit=3), 0, analyst=verdicts("Inconclusive")
+    )
     driver.run_until(lambda s: s.phase == "Paused", limit=60)
     assert condition(driver.status, "Paused") == ("True", "AnalysisInconclusive")
     assert "AnalysisInconclusive" in driver.world.event_reasons()
@@ -950,8 +984,11 @@ def test_inconclusive_at_the_limit_pauses_and_resume_goes_on() -> None:
 
 
 def test_inconclusive_at_the_limit_rolls_back_when_configured() -> None:
-    driver = at_step(analysed(inconclusiveLimit=2, onInconclusive="rollback"), 0,
-                     analyst=verdicts("Inconclusive"))
+    driver = at_step(
+        analysed(inconclusiveLimit=2, onInconclusive="rollback"),
+        0,
+        analyst=verdicts("Inconclusive"),
+    )
     driver.run_until(lambda s: s.phase == "RolledBack", limit=60)
     assert condition(driver.status, "RolledBack") == ("True", "AnalysisInconclusive")
 
@@ -978,9 +1015,7 @@ def test_a_check_about_a_superseded_canary_is_not_counted_for_the_new_one() -> N
 
 def test_the_message_carries_the_latest_analysis_summary() -> None:
     driver = at_step(analysed(), 1, analyst=verdicts("Pass"))
-    outcome = AnalysisOutcome(
-        at=driver.world.now, verdict="Pass", summary="error-rate 0.21% <= 1%"
-    )
+    outcome = AnalysisOutcome(at=driver.world.now, verdict="Pass", summary="error-rate 0.21% <= 1%")
     decision = decide(driver.world.spec, driver.status, driver.world.observe(analysis=outcome))
     assert decision.status.message.endswith("; error-rate 0.21% <= 1%")
     assert decision.status.message.startswith("step 2/7: weight 5%; pause 30s until ")
@@ -995,8 +1030,11 @@ def test_replica_ratio_mode_scales_both_tracks_and_reports_the_actual_ratio() ->
     seen: list[tuple[int, int, int]] = []
     while driver.status.stage != "Promoting":
         driver.tick()
-        shape = (driver.world.canary.replicas, driver.world.stable.replicas,
-                 driver.status.canary_weight)
+        shape = (
+            driver.world.canary.replicas,
+            driver.world.stable.replicas,
+            driver.status.canary_weight,
+        )
         if driver.status.stage == "Stepping" and (not seen or seen[-1] != shape):
             seen.append(shape)
     # setWeight 5 and 25 both mean 1 pod of 4 (25%); 50: 2 of 4; 100: all 4.
@@ -1149,8 +1187,10 @@ def test_history_keeps_the_last_ten() -> None:
 def test_template_hash_is_short_stable_and_sensitive() -> None:
     a = PodTemplate.model_validate(image_template("v1"))
     reordered = PodTemplate.model_validate(
-        {"spec": {"containers": [{"image": "demo:v1", "name": "app"}]},
-         "metadata": {"labels": {"app": "demo"}}}
+        {
+            "spec": {"containers": [{"image": "demo:v1", "name": "app"}]},
+            "metadata": {"labels": {"app": "demo"}},
+        }
     )
     b = PodTemplate.model_validate(image_template("v2"))
     assert template_hash(a) == template_hash(reordered)
@@ -1193,9 +1233,14 @@ def test_a_lowered_weight_in_an_edited_plan_never_takes_weight_back(routing: str
     written = driver.status.canary_weight
     canary_pods = driver.world.canary.replicas
     lowered: list[dict[str, Any]] = [
-        {"setWeight": 5}, {"pause": {"duration": "30s"}}, {"setWeight": 10},
-        {"pause": {"duration": "30s"}}, {"setWeight": 10}, {"pause": {"duration": "30s"}},
-        {"setWeight": 20}, {"pause": {}},
+        {"setWeight": 5},
+        {"pause": {"duration": "30s"}},
+        {"setWeight": 10},
+        {"pause": {"duration": "30s"}},
+        {"setWeight": 10},
+        {"pause": {"duration": "30s"}},
+        {"setWeight": 20},
+        {"pause": {}},
     ]
     _edit_steps(driver, lowered)
     driver.run_until(lambda s: s.current_step_index == 7)
@@ -1210,7 +1255,6 @@ def test_a_replicas_change_mid_rollout_keeps_stable_at_full_size_in_gateway_mode
     decision = driver.tick()
     assert ScaleStable(replicas=8) in decision.actions
     assert ApplyCanary(revision=driver.status.canary_revision or "", replicas=2) in decision.actions
-
 
 
 SHORT_PLAN = [
@@ -1250,8 +1294,9 @@ def test_the_short_plan_takes_a_known_number_of_ticks() -> None:
 @pytest.mark.parametrize("crash_at", range(30))
 def test_a_crash_at_any_tick_neither_repeats_nor_skips_a_step(crash_at: int) -> None:
     driver, _ = _run_with_annotation(crash_at)
-    deduped = [w for i, w in enumerate(driver.world.weights)
-               if i == 0 or w != driver.world.weights[i - 1]]
+    deduped = [
+        w for i, w in enumerate(driver.world.weights) if i == 0 or w != driver.world.weights[i - 1]
+    ]
     assert deduped == [0, 5, 50, 100, 0]
     promotes = [e for e in driver.world.events if e.reason == "ManualPromote"]
     assert len(promotes) in (1, 2)  # a second only if the crash lost the first one's status

@@ -71,8 +71,11 @@ def test_container_trouble_names_crashes_and_bad_starts_not_normal_starts() -> N
     assert container_trouble(_with_container(crash)) == (
         "container app exited with code 2 - CrashLoopBackOff after 3 restarts"
     )
-    oom = {"restartCount": 1, "state": {"running": {}},
-           "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}
+    oom = {
+        "restartCount": 1,
+        "state": {"running": {}},
+        "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}},
+    }
     assert container_trouble(_with_container(oom)) == (
         "container app exited with code 137 (OOMKilled) after 1 restart"
     )

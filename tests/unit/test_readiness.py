@@ -26,9 +26,7 @@ def test_no_pods_gives_empty_figures() -> None:
 
 
 def test_counts_median_max_and_slowest_pod() -> None:
-    figures = readiness_figures(
-        [pod("a", 60, 2.0), pod("b", 60, 8.25), pod("c", 60, 3.0)], NOW
-    )
+    figures = readiness_figures([pod("a", 60, 2.0), pod("b", 60, 8.25), pod("c", 60, 3.0)], NOW)
     assert figures.count == 3
     assert figures.p50_seconds == 3.0
     assert figures.max_seconds == 8.25

@@ -474,7 +474,6 @@ def test_spec_without_selector_keeps_services_on_kanary_labels() -> None:
     assert svc is not None and "app" not in svc["spec"]["selector"]
 
 
-
 def test_a_failed_tick_is_a_condition_once_and_cleared_by_the_next_good_tick() -> None:
     """An error is state: condition ReconcileError with the one line, not rewritten while the
     same error repeats, removed by the next tick that gets through."""
@@ -498,9 +497,9 @@ def test_a_terminating_namespace_gets_no_event_for_a_refused_recreate() -> None:
 
     h = healthy()
     h.kube.delete("Deployment", NS, "demo-stable")
-    h.kube.delete("ControllerRevision", NS, next(
-        k[2] for k in h.kube.objects if k[0] == "ControllerRevision"
-    ))
+    h.kube.delete(
+        "ControllerRevision", NS, next(k[2] for k in h.kube.objects if k[0] == "ControllerRevision")
+    )
     h.kube.terminating.add(NS)
     with pytest.raises(ApiException) as refused:
         h.tick()
@@ -528,3 +527,43 @@ def test_an_abort_is_applied_before_a_slow_analysis_check() -> None:
     h.tick()
     assert h.status.phase == "RolledBack" and split(h) == (100, 0)
     assert len(asked) == before  # no query in the tick that applied the abort
+
+
+# ---- where the analysis reads its metrics (issue 14) -------------------------------------------
+
+
+def gateway_objects(controller: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "kind": "Gateway",
+            "metadata": {"name": "gw", "namespace": NS},
+            "spec": {"gatewayClassName": "edge"},
+        },
+        {
+            "kind": "GatewayClass",
+            "metadata": {"name": "edge"},
+            "spec": {"controllerName": controller},
+        },
+    ]
+
+
+@pytest.mark.parametrize(
+    ("controller", "reads"),
+    [
+        ("traefik.io/gateway-controller", "traefik_service_requests_total"),
+        ("example.com/unknown", "http_requests_total"),
+    ],
+)
+def test_auto_source_reads_the_routes_gateway_when_its_class_is_known(
+    controller: str, reads: str
+) -> None:
+    body = rollout(analysis={"interval": "1s", "metrics": [{"name": "error-rate", "max": 0.01}]})
+    h, asked = analysed_harness(body)
+    for obj in gateway_objects(controller):
+        h.kube.put(obj)
+    h.run_until(lambda s: s.phase == "Healthy")
+    new_version(h)
+    h.run_until(lambda s: len(asked) >= 4)  # two checks
+    assert all(reads in q for q in asked), asked
+    if reads.startswith("traefik"):
+        assert all('service="ns-demo-canary-http-80@kubernetesgateway"' in q for q in asked)

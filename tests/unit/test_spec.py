@@ -116,8 +116,11 @@ def test_round_trips_through_camel_case() -> None:
         ("strategy.analysis.metrics", [], "at least 1 item"),
         ("strategy.analysis.metrics.0", {"name": "error-rate"}, "needs a bound"),
         ("strategy.analysis.metrics.1", {"name": "custom", "max": 1}, "needs a query"),
-        ("strategy.analysis.metrics.0", {"name": "error-rate", "min": 2, "max": 1},
-         "min must not exceed max"),
+        (
+            "strategy.analysis.metrics.0",
+            {"name": "error-rate", "min": 2, "max": 1},
+            "min must not exceed max",
+        ),
         ("strategy.analysis.metrics.0", {"name": "Error_Rate", "max": 1}, "should match pattern"),
         ("strategy.analysis.failureLimit", 0, "greater than or equal to 1"),
         ("strategy.readiness.maxPodReadySeconds", 0, "greater than 0"),

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 
-from kanary.analysis.builtin import metric_query, requests_query
+from kanary.analysis import builtin
+from kanary.analysis.gateway import gateway_query
 from kanary.analysis.judgement import Measured, Traffic, judge
+from kanary.analysis.metrics_source import APP, Measurement, window_seconds
 from kanary.analysis.source import MetricSource, QueryError, QueryResult
-from kanary.analysis.templating import Scope, Track, compares, template_errors
+from kanary.analysis.templating import Scope, Track, compares, promql_duration, template_errors
 from kanary.observation import AnalysisOutcome
-from kanary.spec import AnalysisSpec, RolloutSpec
+from kanary.spec import AnalysisSpec, MetricSpec, RolloutSpec
 from kanary.status import MetricResult
 
 
@@ -33,6 +36,21 @@ class _Asker:
         return result
 
 
+def requests_query(measurement: Measurement, scope: Scope) -> str:
+    """The PromQL counting scope's requests at the measurement's source."""
+    if measurement.source == "gateway" and measurement.implementation is not None:
+        return gateway_query(measurement.implementation, "requests", scope, measurement.port)
+    return builtin.requests_query(scope)
+
+
+def metric_query(measurement: Measurement, metric: MetricSpec, scope: Scope) -> str:
+    """A custom metric's template rendered, or the built-in of that name at the source."""
+    if metric.query is None and measurement.source == "gateway":
+        assert measurement.implementation is not None
+        return gateway_query(measurement.implementation, metric.name, scope, measurement.port)
+    return builtin.metric_query(metric, scope)
+
+
 def run_check(
     spec: RolloutSpec | AnalysisSpec,
     source: MetricSource,
@@ -41,18 +59,25 @@ def run_check(
     canary_revision: str | None,
     stable_revision: str | None,
     now: datetime,
+    measurement: Measurement | str = APP,
+    since: datetime | None = None,
 ) -> AnalysisOutcome:
     """The outcome of one check of the canary over the window ending at ``now``.
 
     Blocking (it waits on the source): the operator calls it with ``asyncio.to_thread``.
     Revisions scope the queries to the pods of that template; None or "" leaves them unscoped.
-    A spec with template errors is judged Error without any query being sent.
+    ``measurement``: where the built-ins and the request count are read (metrics_source.choose),
+    or why they cannot be; ``since``: when the rollout started (a gateway's window starts no
+    earlier). A spec with template errors, or a measurement that is a reason, is judged Error
+    without any query being sent.
     """
     analysis = spec.strategy.analysis if isinstance(spec, RolloutSpec) else spec
     if analysis is None:
         raise ValueError(f"rollout {namespace}/{rollout} has no analysis to check")
     problems = template_errors(analysis)
-    if problems:
+    if isinstance(measurement, str):
+        problems.append(measurement)
+    if problems or isinstance(measurement, str):
         return AnalysisOutcome(
             at=now,
             verdict="Error",
@@ -69,22 +94,26 @@ def run_check(
             summary="analysis error: " + "; ".join(problems),
         )
 
+    window = window_seconds(measurement, analysis.window_seconds(), now, since)
+
     def scope(track: Track, revision: str | None) -> Scope:
-        return Scope(namespace, rollout, track, revision or None, analysis.window_seconds())
+        return Scope(namespace, rollout, track, revision or None, window)
 
     canary, stable = scope("canary", canary_revision), scope("stable", stable_revision)
     ask = _Asker(source, now)
     comparing = any(compares(m) for m in analysis.metrics)
     traffic = Traffic(
-        canary=ask(requests_query(canary)),
-        stable=ask(requests_query(stable)) if comparing else None,
+        canary=ask(requests_query(measurement, canary)),
+        stable=ask(requests_query(measurement, stable)) if comparing else None,
     )
     measured = [
         Measured(
             metric=m,
-            canary=ask(metric_query(m, canary)),
-            stable=ask(metric_query(m, stable)) if compares(m) else None,
+            canary=ask(metric_query(measurement, m, canary)),
+            stable=ask(metric_query(measurement, m, stable)) if compares(m) else None,
         )
         for m in analysis.metrics
     ]
-    return judge(analysis, measured, traffic, now)
+    shown = None if window == analysis.window_seconds() else promql_duration(window)
+    outcome = judge(analysis, measured, traffic, now, shown)
+    return dataclasses.replace(outcome, source=measurement.why)

@@ -5,7 +5,8 @@ Per metric, in this order (the first that applies decides):
 1. Error: the canary's query failed, or gave several series, or (when ``minRequests`` > 0) the
    canary's request count could not be read.
 2. Inconclusive: fewer than ``minRequests`` canary requests in the window, whatever the value.
-   Requests are the Gin service's ``http_requests_total`` (builtin.requests_query), for custom
+   Requests are counted at the Rollout's metrics source (metrics_source.py: the service's
+   ``http_requests_total`` or the gateway's per-backend counter), for custom
    metrics too; a service without that counter needs ``minRequests: 0``.
 3. Inconclusive: no data, or NaN, for the canary.
 4. The bounds, each checked on its own; the metric takes the worst: Fail > Error >
@@ -308,16 +309,24 @@ def judge_metric(
 
 
 def judge(
-    spec: AnalysisSpec, measured: Sequence[Measured], traffic: Traffic, at: datetime
+    spec: AnalysisSpec,
+    measured: Sequence[Measured],
+    traffic: Traffic,
+    at: datetime,
+    window: str | None = None,
 ) -> AnalysisOutcome:
-    """The outcome of one check: each metric judged, the worst verdict, and the summary line."""
+    """The outcome of one check: each metric judged, the worst verdict, and the summary line.
+
+    ``window``: the range the queries read, when shorter than the spec's (a gateway's window
+    starts no earlier than the rollout)."""
+    shown = window or spec.window
     judged = [
         judge_metric(
             m.metric,
             m.canary,
             traffic.canary,
             min_requests=spec.min_requests,
-            window=spec.window,
+            window=shown,
             stable=m.stable,
             stable_requests=traffic.stable,
         )
@@ -328,7 +337,7 @@ def judge(
         at=at,
         verdict=verdict,
         metrics=tuple(j.result for j in judged),
-        summary=summary(verdict, judged, spec.window, traffic.canary),
+        summary=summary(verdict, judged, shown, traffic.canary),
     )
 
 
@@ -381,6 +390,7 @@ def next_counters(prev: AnalysisStatus, outcome: AnalysisOutcome) -> AnalysisSta
         consecutive_errors=errors,
         metrics=list(outcome.metrics),
         summary=outcome.summary,
+        source=outcome.source,
     )
 
 

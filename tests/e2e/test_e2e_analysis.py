@@ -1,0 +1,99 @@
+"""End to end: analysis for a service that exports no metrics at all, judged from Traefik's.
+
+The Gin service runs with METRICS=false (no /metrics route: Prometheus scrapes a 404), so the
+only figures of its requests are the ones Traefik keeps per backend
+(traefik_service_requests_total{service="<ns>-<name>-canary-http-80@kubernetesgateway"}).
+The Rollout leaves strategy.analysis.source at its default (auto): its HTTPRoute's Gateway has
+the GatewayClass traefik, so kanary reads the gateway. Issue 14's first "must show".
+
+    hack/cluster/exec.sh .venv/bin/python -m pytest -q tests/e2e/test_e2e_analysis.py
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+import urllib.request
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import apps, cluster, core, namespace
+from tests.integration.dataplane_fixtures import PROMETHEUS, dataplane, record
+
+from .e2e_fixtures import (
+    Scenario,
+    TimedWeightRecorder,
+    Traffic,
+    e2e_operator,
+    failures,
+    scenario,
+    versions,
+)
+
+__all__ = ["apps", "cluster", "core", "dataplane", "e2e_operator", "namespace", "scenario"]
+
+pytestmark = pytest.mark.e2e
+
+NO_METRICS = {"METRICS": "false"}
+
+
+def _series(promql: str) -> list[dict[str, Any]]:
+    url = f"{PROMETHEUS}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        result: list[dict[str, Any]] = json.load(answer)["data"]["result"]
+    return result
+
+
+def _no_app_metrics(sc: Scenario) -> None:
+    """Prometheus holds not one series of the service's own for this namespace."""
+    assert _series(f'http_requests_total{{namespace="{sc.ns}"}}') == []
+    assert _series(f'http_request_duration_seconds_count{{namespace="{sc.ns}"}}') == []
+
+
+def _source(status: dict[str, Any]) -> str:
+    return str((status.get("analysis") or {}).get("source", ""))
+
+
+def test_a_service_without_metrics_is_promoted_judged_by_the_gateway(sc: Scenario) -> None:
+    sc.start_v1(env=NO_METRICS)
+    with Traffic(sc.host) as traffic:
+        t_serving = traffic.wait_only({"v1"})
+        sc.set_version("v2", env=NO_METRICS)
+        final = sc.kit.wait_promoted(sc.name, sc.image("v2"), timeout=240)
+        traffic.wait_only({"v2"}, n=50)
+    everything = traffic.samples(t_serving)
+
+    assert final["analysis"]["verdict"] == "Pass", final["analysis"]
+    assert _source(final).startswith("gateway: traefik metrics of kanary-system/kanary-gateway")
+    error_rate = next(m for m in final["analysis"]["metrics"] if m["name"] == "error-rate")
+    assert error_rate["value"] == 0 and error_rate["requests"] >= 20, error_rate
+    assert not failures(everything), failures(everything)
+    _no_app_metrics(sc)
+    record(sc.dp, "e2e_no_metrics_promoted_analysis", final["analysis"]["summary"])
+
+
+def test_a_service_without_metrics_is_rolled_back_on_the_gateways_5xx(sc: Scenario) -> None:
+    sc.start_v1(env=NO_METRICS)
+    with Traffic(sc.host) as traffic:
+        traffic.wait_only({"v1"})
+        with TimedWeightRecorder(sc.kit, sc.name) as rec:
+            sc.set_version("v2", env={**NO_METRICS, "ERROR_RATE": "0.2"})
+            status = sc.kit.wait_phase(sc.name, "RolledBack", timeout=120)
+
+    assert rec.canary() == [0, 5, 0], rec.seen
+    assert status["conditions"], status
+    rolled = sc.condition(status, "RolledBack")
+    assert rolled["reason"] == "AnalysisFailed", rolled
+    assert "error-rate" in status["message"], status["message"]
+    assert _source(status).startswith("gateway: traefik"), status["analysis"]
+    metric = next(m for m in status["analysis"]["metrics"] if m["name"] == "error-rate")
+    assert metric["verdict"] == "Fail" and metric["value"] > 0.01, metric
+    assert versions(traffic.samples())["v2"] > 0
+    _no_app_metrics(sc)
+    record(sc.dp, "e2e_no_metrics_rolled_back_message", status["message"])
+
+
+@pytest.fixture
+def sc(scenario: Scenario) -> Scenario:
+    return scenario
