@@ -63,6 +63,19 @@ class AnalysisOutcome:
 
 
 @dataclass(frozen=True)
+class SequentialOutcome:
+    """This tick's sequential test of the canary's error rate (analysis/sequential.py)."""
+
+    at: datetime
+    errors: int
+    requests: int
+    llr: float  # ln of the likelihood ratio, bad rate : max
+    threshold: float  # ln(1 / (1 - confidence))
+    rejects: bool  # conclusive: roll back
+    reason: str  # one line for on-call
+
+
+@dataclass(frozen=True)
 class GateOutcome:
     """A gate's answer this tick (asked because status.gate said the engine waits for it)."""
 
@@ -96,3 +109,4 @@ class Observation:
     # code 2 - CrashLoopBackOff after 3 restarts"); named in the rollback message.
     canary_trouble: str | None = None
     gate: GateOutcome | None = None  # the answer of the gate the engine waits for, if asked
+    sequential: SequentialOutcome | None = None  # the error-rate's sequential test this tick

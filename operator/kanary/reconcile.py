@@ -21,11 +21,9 @@ from pydantic import ValidationError
 
 from kanary import actions as act
 from kanary import metrics_export
-from kanary.analysis.check import run_check
-from kanary.analysis.metrics_source import APP, GatewayClassSeen, Measurement, choose
-from kanary.analysis.source import MetricSource
+from kanary.analysis.metrics_source import GatewayClassSeen
 from kanary.analysis.templating import template_errors
-from kanary.engine import Decision, analysis_due, decide, template_hash
+from kanary.engine import Decision, decide, template_hash
 from kanary.kube import Kube
 from kanary.notify import text
 from kanary.notify.alerts import raise_alerts
@@ -51,6 +49,7 @@ from kanary.observation import (
 )
 from kanary.podclock import PodClock
 from kanary.readiness import readiness_figures
+from kanary.reconcile_analysis import SourceFor, analyse, with_prometheus
 from kanary.routers import RouteProblem
 from kanary.routers.gateway import GatewayRouter, find_rule, split_of
 from kanary.routers.replica_ratio import ReplicaRatioRouter
@@ -85,7 +84,6 @@ TERMINATING_SECONDS = 30.0
 EVENT_FOLD_SECONDS = 60.0  # the same Event (reason and message) for one Rollout, at most this often
 
 PostEvent = Callable[[str, str, str], None]  # (type, reason, message)
-SourceFor = Callable[[RolloutSpec], MetricSource]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,15 +109,6 @@ class View:
         default_factory=dict
     )
     gateway_class: GatewayClassSeen | None = None  # behind the route's parent Gateway, if seen
-
-
-def measurement_of(spec: RolloutSpec, view: View) -> Measurement | str:
-    """Where this Rollout's built-in metrics are read, or why they cannot be."""
-    analysis = spec.strategy.analysis
-    if analysis is None:
-        return APP
-    routed = spec.traffic_routing is not None and spec.traffic_routing.gateway_api is not None
-    return choose(analysis, routed, view.gateway_class, spec.service.port)
 
 
 @dataclasses.dataclass
@@ -237,23 +226,10 @@ def reconcile(
     )
     # A person's request is applied at once: a tick that has one runs no analysis check (which
     # can take seconds), the next tick does.
-    check_due = manual is None and analysis_due(spec, current, now)
-    if invalid is None and spec.strategy.analysis and check_due:
+    if invalid is None and manual is None and spec.strategy.analysis is not None:
         if prometheus_url is not None:
-            spec = _with_prometheus(spec, prometheus_url)
-        outcome = run_check(
-            spec,
-            source_for(spec),
-            namespace,
-            name,
-            current.canary_revision or "",
-            current.stable_revision or "",
-            now,
-            measurement_of(spec, view),
-            current.rollout_started_at,
-        )
-        obs = dataclasses.replace(obs, analysis=outcome)
-        metrics_export.record_analysis(namespace, name, outcome)
+            spec = with_prometheus(spec, prometheus_url)
+        obs = analyse(spec, current, obs, view.gateway_class, namespace, name, source_for)
 
     if invalid is None and manual is None:
         answer = ask_gate(
@@ -498,16 +474,6 @@ def _router(
 def _without_weights(decision: Decision) -> Decision:
     kept = [a for a in decision.actions if not isinstance(a, act.SetWeight)]
     return dataclasses.replace(decision, actions=kept)
-
-
-def _with_prometheus(spec: RolloutSpec, url: str) -> RolloutSpec:
-    analysis = spec.strategy.analysis
-    assert analysis is not None
-    prometheus = analysis.prometheus.model_copy(update={"url": url})
-    strategy = spec.strategy.model_copy(
-        update={"analysis": analysis.model_copy(update={"prometheus": prometheus})}
-    )
-    return spec.model_copy(update={"strategy": strategy})
 
 
 def is_terminating(error: ApiException) -> bool:

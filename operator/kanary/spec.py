@@ -227,6 +227,28 @@ class MetricSpec(ApiModel):
         return self
 
 
+class SequentialSpec(ApiModel):
+    enabled: bool = Field(
+        default=True,
+        description="test the built-in error-rate every tick and roll back as soon as the "
+        "evidence is conclusive, without waiting for minRequests or the next interval",
+    )
+    confidence: float = Field(
+        default=0.98,
+        ge=0.5,
+        le=0.9999,
+        description="a canary at or below the error-rate max is rolled back by the test with "
+        "probability at most 1 - confidence",
+    )
+    bad_rate: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="the error rate the test is built to catch fast; default 10 x max (at "
+        "least max + 0.01, at most 0.5)",
+    )
+
+
 class AnalysisSpec(ApiModel):
     model_config = api_config(
         cel(POSITIVE_DURATION % "self.interval", "interval must be positive", ".interval"),
@@ -250,6 +272,10 @@ class AnalysisSpec(ApiModel):
         ge=0,
         description="canary requests in the window before a metric is judged, counted at the "
         "source",
+    )
+    sequential: SequentialSpec = Field(
+        default_factory=SequentialSpec,
+        description="the error-rate's sequential test (analysis/sequential.py)",
     )
     failure_limit: int = Field(default=2, ge=1)
     inconclusive_limit: int = Field(default=6, ge=1)

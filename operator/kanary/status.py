@@ -52,6 +52,16 @@ class MetricResult(StatusModel):
     reason: str = ""
 
 
+class SequentialStatus(StatusModel):
+    """The sequential test of the error rate that rolled the canary back."""
+
+    at: datetime
+    errors: int
+    requests: int
+    likelihood_ratio_log: float = Field(description="ln(P(counts | bad rate) / P(counts | max))")
+    threshold_log: float = Field(description="ln(1 / (1 - confidence)): rolls back at or above")
+
+
 class AnalysisStatus(StatusModel):
     last_check_at: datetime | None = None
     verdict: Verdict | None = None
@@ -60,6 +70,7 @@ class AnalysisStatus(StatusModel):
     consecutive_errors: int = 0
     metrics: list[MetricResult] = Field(default_factory=list)
     summary: str = Field(default="", description="the latest check in one line, for the message")
+    sequential: SequentialStatus | None = None
     source: str = Field(
         default="",
         description="where the built-in metrics and request counts were read, and why: "

@@ -67,11 +67,16 @@ def pod_body(name: str) -> dict[str, Any]:
         "metadata": {"name": name, "labels": {"bench": "node"}},
         "spec": {
             "terminationGracePeriodSeconds": 0,
-            "containers": [{
-                "name": "app", "image": "kanary/gin-demo:v1", "imagePullPolicy": "Never",
-                "ports": [{"name": "http", "containerPort": 8080}],
-                "readinessProbe": PROBE, "securityContext": SECURITY,
-            }],
+            "containers": [
+                {
+                    "name": "app",
+                    "image": "kanary/gin-demo:v1",
+                    "imagePullPolicy": "Never",
+                    "ports": [{"name": "http", "containerPort": 8080}],
+                    "readinessProbe": PROBE,
+                    "securityContext": SECURITY,
+                }
+            ],
         },
     }
 
@@ -98,8 +103,7 @@ class Sightings:
                 for cs in p.status.container_statuses or []:
                     if cs.state and cs.state.running:
                         marks.setdefault("started", now)
-                if any(c.type == "Ready" and c.status == "True"
-                       for c in p.status.conditions or []):
+                if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or []):
                     marks.setdefault("ready", now)
             if self.stop.is_set():
                 w.stop()

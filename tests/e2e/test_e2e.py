@@ -172,7 +172,10 @@ def test_error_rate_rolls_back(scenario: Scenario) -> None:
     _assert_rolled_back(sc, status, "AnalysisFailed", ["error-rate"])
     metric = next(m for m in status["analysis"]["metrics"] if m["name"] == "error-rate")
     assert metric["verdict"] == "Fail" and metric["value"] > 0.01, metric
-    assert status["analysis"]["consecutiveFailures"] >= 2, status["analysis"]
+    # the error rate's sequential test is conclusive before a second interval check (issue 14)
+    sequential = status["analysis"]["sequential"]
+    assert sequential["errors"] >= 2 and sequential["requests"] >= sequential["errors"], sequential
+    assert "sequential test" in status["message"], status["message"]
     # every failed request was the canary's own 500; v1 only once the weight was back to 0
     assert set(failures(everything)) == {"v2 500"}, failures(everything)
     _only(traffic.samples(t_v1_only), "v1")

@@ -29,6 +29,10 @@ class FakeSource:
                 return answer
         return NoData()
 
+    def query_by(self, promql: str, at: datetime, label: str) -> dict[str, float] | QueryError:
+        self.sent.append((promql, at))
+        return {}
+
 
 def analysis(*metrics: dict[str, Any], **kw: Any) -> AnalysisSpec:
     return AnalysisSpec.model_validate(

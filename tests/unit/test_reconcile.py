@@ -121,6 +121,10 @@ class RecordingPrometheus:
         self.asked.append(promql)
         return Value(0.0)
 
+    def query_by(self, promql: str, at: datetime, label: str) -> dict[str, float]:
+        self.asked.append(promql)
+        return {}
+
 
 def analysed_harness(body: dict[str, Any]) -> tuple[Harness, list[str]]:
     """A Rollout with analysis, the operator allowing only http://prometheus:9090."""

@@ -5,13 +5,13 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime
 
-from kanary.analysis import builtin
+from kanary.analysis import builtin, sequential
 from kanary.analysis.gateway import gateway_query
 from kanary.analysis.judgement import Measured, Traffic, judge
 from kanary.analysis.metrics_source import APP, Measurement, window_seconds
 from kanary.analysis.source import MetricSource, QueryError, QueryResult
 from kanary.analysis.templating import Scope, Track, compares, promql_duration, template_errors
-from kanary.observation import AnalysisOutcome
+from kanary.observation import AnalysisOutcome, SequentialOutcome
 from kanary.spec import AnalysisSpec, MetricSpec, RolloutSpec
 from kanary.status import MetricResult
 
@@ -117,3 +117,28 @@ def run_check(
     shown = None if window == analysis.window_seconds() else promql_duration(window)
     outcome = judge(analysis, measured, traffic, now, shown)
     return dataclasses.replace(outcome, source=measurement.why)
+
+
+def run_sequential(
+    spec: RolloutSpec,
+    source: MetricSource,
+    namespace: str,
+    rollout: str,
+    canary_revision: str | None,
+    measurement: Measurement,
+    since: datetime,
+    now: datetime,
+) -> SequentialOutcome | None:
+    """This tick's sequential test of the canary's error rate: one instant query (the counts
+    since ``since``, the rollout's start), then sequential.judge. None when Prometheus did not
+    answer or there is nothing to test yet: the interval checks report those."""
+    analysis = spec.strategy.analysis
+    if analysis is None:
+        return None
+    scope = Scope(namespace, rollout, "canary", canary_revision or None, analysis.window_seconds())
+    promql = sequential.counts_query(measurement, scope, since)
+    answer = source.query_by(promql, now, sequential.COUNT_LABEL)
+    if isinstance(answer, QueryError):
+        return None
+    counts = sequential.counts_of(answer)
+    return None if counts is None else sequential.judge(analysis, counts, now)

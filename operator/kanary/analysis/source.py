@@ -72,6 +72,10 @@ class MetricSource(Protocol):
 
     def query(self, promql: str, at: datetime) -> QueryResult: ...
 
+    def query_by(self, promql: str, at: datetime, label: str) -> dict[str, float] | QueryError:
+        """An instant query's series by the value of ``label`` (finite values only)."""
+        ...
+
 
 _API_ERROR_MAX = 200  # of Prometheus' "errorType: error"
 
@@ -130,6 +134,15 @@ class PrometheusSource:
 
     def query(self, promql: str, at: datetime) -> QueryResult:
         """The instant query at ``at`` (aware; a naive datetime is taken as UTC)."""
+        answer = self._ask(promql, at)
+        return answer if isinstance(answer, QueryError) else classify(answer)
+
+    def query_by(self, promql: str, at: datetime, label: str) -> dict[str, float] | QueryError:
+        answer = self._ask(promql, at)
+        return answer if isinstance(answer, QueryError) else by_label(answer, label)
+
+    def _ask(self, promql: str, at: datetime) -> Any:
+        """The API's data.result, or a QueryError."""
         if at.tzinfo is None:
             at = at.replace(tzinfo=UTC)
         params = {"time": f"{at.timestamp():.3f}", "timeout": f"{self.timeout_seconds:g}"}
@@ -152,7 +165,7 @@ class PrometheusSource:
             return QueryError("unreachable", f"cannot reach {shown(self.url)}: {_root_cause(exc)}")
         except (ValueError, KeyError, TypeError, RecursionError):  # not the API's JSON shape
             return self._malformed()
-        return classify(answer)
+        return answer
 
     def _malformed(self) -> QueryError:
         return QueryError(
@@ -176,6 +189,20 @@ def classify(result: Any) -> QueryResult:
     if len(result) > 1:
         return ManySeries(len(result), _labels(result[0]))
     return _number(result[0]["value"][1])
+
+
+def by_label(result: Any, label: str) -> dict[str, float] | QueryError:
+    """An instant vector's finite values by their ``label`` (a series without it: "")."""
+    if not isinstance(result, list) or not all(
+        isinstance(s, dict) and isinstance(s.get("value"), list) for s in result
+    ):
+        return QueryError("bad-query", "not an instant vector: the query must give series")
+    out: dict[str, float] = {}
+    for series in result:
+        number = _number(series["value"][1] if len(series["value"]) == 2 else None)
+        if isinstance(number, Value):
+            out[str((series.get("metric") or {}).get(label, ""))] = number.value
+    return out
 
 
 def _number(text: Any) -> QueryResult:

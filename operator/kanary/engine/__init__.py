@@ -46,13 +46,19 @@ from kanary.engine.converge import (
 )
 from kanary.engine.manual import _acknowledge, _apply_manual, _manual_is_new
 from kanary.engine.report import _finish, _set_conditions
-from kanary.engine.steps import _follow_template, _roll_back, _run_stage, _take_analysis
-from kanary.engine.tick import Decision, _Tick, analysis_due, template_hash
+from kanary.engine.steps import (
+    _follow_template,
+    _roll_back,
+    _run_stage,
+    _take_analysis,
+    _take_sequential,
+)
+from kanary.engine.tick import Decision, _Tick, analysis_due, sequential_due, template_hash
 from kanary.observation import Observation
 from kanary.spec import RolloutSpec
 from kanary.status import RolloutStatus
 
-__all__ = ["Decision", "analysis_due", "decide", "template_hash"]
+__all__ = ["Decision", "analysis_due", "decide", "sequential_due", "template_hash"]
 
 
 def decide(spec: RolloutSpec, status: RolloutStatus, obs: Observation) -> Decision:
@@ -63,6 +69,7 @@ def decide(spec: RolloutSpec, status: RolloutStatus, obs: Observation) -> Decisi
     else:
         _note_route_problem(tick)
         _take_analysis(tick)
+        _take_sequential(tick)
         _follow_template(tick)
         _apply_manual(tick)
         _watch_canary(tick)

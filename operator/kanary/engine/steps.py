@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from kanary import canary_math
 from kanary.actions import SetWeight
 from kanary.analysis import judgement
+from kanary.analysis.templating import promql_duration
 from kanary.engine.gates import _gate_holds
 from kanary.engine.tick import (
     _canary_pods_for,
@@ -18,7 +19,7 @@ from kanary.engine.tick import (
     _track_ready,
 )
 from kanary.spec import AnalysisSpec
-from kanary.status import AnalysisStatus, ReadinessStatus
+from kanary.status import AnalysisStatus, MetricResult, ReadinessStatus, SequentialStatus
 
 # ---- analysis ----------------------------------------------------------------------------------
 
@@ -35,6 +36,47 @@ def _take_analysis(tick: _Tick) -> None:
     counts = judgement.next_counters(tick.status.analysis, outcome)
     tick.update(analysis=counts.model_copy(update={"summary": outcome.summary}))
     _judge_analysis(tick, analysis)
+
+
+def _take_sequential(tick: _Tick) -> None:
+    """A conclusive sequential test of the error rate rolls back at once (analysis/sequential.py);
+    an inconclusive one changes nothing, so it costs no write."""
+    seq = tick.obs.sequential
+    analysis = tick.spec.strategy.analysis
+    if seq is None or not seq.rejects or analysis is None or tick.status.stage != "Stepping":
+        return
+    if tick.status.canary_weight <= 0:
+        return
+    metric = next(m for m in analysis.metrics if m.name == "error-rate")
+    started = tick.status.rollout_started_at
+    seconds = max(1, round((seq.at - started).total_seconds())) if started else None
+    result = MetricResult(
+        name="error-rate",
+        verdict="Fail",
+        value=seq.errors / seq.requests,
+        max=metric.max,
+        requests=seq.requests,
+        window=None if seconds is None else promql_duration(seconds),  # since the rollout began
+        track="canary",
+        reason=seq.reason,
+    )
+    others = [m for m in tick.status.analysis.metrics if m.name != "error-rate"]
+    counts = tick.status.analysis.model_copy(
+        update={
+            "verdict": "Fail",
+            "metrics": [result, *others],
+            "summary": seq.reason,
+            "sequential": SequentialStatus(
+                at=seq.at,
+                errors=seq.errors,
+                requests=seq.requests,
+                likelihood_ratio_log=min(seq.llr, 1e9),  # +inf (max 0, an error): JSON has none
+                threshold_log=seq.threshold,
+            ),
+        }
+    )
+    tick.update(analysis=counts)
+    _roll_back(tick, "AnalysisFailed", seq.reason)
 
 
 def _judge_analysis(tick: _Tick, analysis: AnalysisSpec) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from kanary import canary_math
 from kanary.actions import Action, EmitEvent
+from kanary.analysis import sequential
 from kanary.observation import Observation, TrackState
 from kanary.spec import Phase, PodTemplate, RolloutSpec, Step
 from kanary.status import (
@@ -50,19 +51,29 @@ def template_hash(template: PodTemplate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:10]
 
 
-def analysis_due(spec: RolloutSpec, status: RolloutStatus, now: datetime) -> bool:
-    """Run a check now? Only while the canary takes traffic in a running or step-paused rollout."""
-    analysis = spec.strategy.analysis
-    if analysis is None or status.phase == "Invalid":
-        return False
-    if status.stage != "Stepping" or status.canary_weight <= 0:
+def _canary_judged(status: RolloutStatus) -> bool:
+    """The canary takes traffic in a running or step-paused rollout."""
+    if status.phase == "Invalid" or status.stage != "Stepping" or status.canary_weight <= 0:
         return False
     if status.canary_unavailable_since is not None:
         return False  # no Ready canary pod, so no canary traffic to judge
-    if status.pause_reason not in (None, "Step"):
+    return status.pause_reason in (None, "Step")
+
+
+def analysis_due(spec: RolloutSpec, status: RolloutStatus, now: datetime) -> bool:
+    """Run a check now? Every interval while the canary is judged (_canary_judged)."""
+    analysis = spec.strategy.analysis
+    if analysis is None or not _canary_judged(status):
         return False
     last = status.analysis.last_check_at
     return last is None or (now - last).total_seconds() >= analysis.interval_seconds()
+
+
+def sequential_due(spec: RolloutSpec, status: RolloutStatus) -> bool:
+    """Test the error rate this tick? Every tick while the canary is judged, when the spec has
+    the built-in error-rate with a max and the test is enabled."""
+    analysis = spec.strategy.analysis
+    return analysis is not None and sequential.applies(analysis) and _canary_judged(status)
 
 
 # ---- the decision in the making ----------------------------------------------------------------
