@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates .venv with kanary (editable), its pinned dev tools and the judge extra (scipy).
+# Creates .venv with kanary (editable) and its pinned dev tools.
 # Re-running is cheap: it only reinstalls when pyproject.toml or the lock file changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,6 @@ fi
 echo ">> creating .venv with $($PYTHON --version)"
 [[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip==25.3
-.venv/bin/python -m pip install -q -c requirements.lock -e '.[dev,judge]'
+.venv/bin/python -m pip install -q -c requirements.lock -e '.[dev]'
 echo "$want" > "$stamp"
 echo ">> .venv ready: $(.venv/bin/kanary --version 2>/dev/null || echo kanary installed)"
