@@ -60,6 +60,7 @@ class AnalysisOutcome:
     metrics: tuple[MetricResult, ...] = ()
     summary: str = ""  # one line on-call reads: "error-rate 12.4% > 1.0% over 30s, 640 requests"
     source: str = ""  # where the built-ins were read (metrics_source.Measurement.why)
+    score: float | None = None  # judge mannWhitney's score, 0..100
 
 
 @dataclass(frozen=True)

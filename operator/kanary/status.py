@@ -50,6 +50,17 @@ class MetricResult(StatusModel):
     window: str | None = None
     track: str | None = Field(default=None, description="the track `value` was measured on")
     reason: str = ""
+    # judge mannWhitney: value and baseline are the samples' means
+    classification: str | None = Field(
+        default=None, description="mannWhitney: Pass, High, Low, Nodata, NodataFailMetric, Error"
+    )
+    p_value: float | None = Field(default=None, description="mannWhitney: two-sided U test")
+    shift: list[float] | None = Field(
+        default=None,
+        description="mannWhitney: the confidence interval of canary - stable (Hodges-Lehmann)",
+    )
+    canary_samples: int | None = None
+    stable_samples: int | None = None
 
 
 class SequentialStatus(StatusModel):
@@ -71,6 +82,7 @@ class AnalysisStatus(StatusModel):
     metrics: list[MetricResult] = Field(default_factory=list)
     summary: str = Field(default="", description="the latest check in one line, for the message")
     sequential: SequentialStatus | None = None
+    score: float | None = Field(default=None, description="mannWhitney: passed / judged x 100")
     source: str = Field(
         default="",
         description="where the built-in metrics and request counts were read, and why: "

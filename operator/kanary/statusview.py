@@ -94,6 +94,11 @@ def render_status(body: Mapping[str, Any], events: Sequence[Mapping[str, Any]] =
             f" (failures {analysis.get('consecutiveFailures', 0)},"
             f" inconclusive {analysis.get('consecutiveInconclusive', 0)},"
             f" errors {analysis.get('consecutiveErrors', 0)})"
+            + (
+                ""
+                if analysis.get("score") is None
+                else f", mannWhitney score {analysis['score']:g}"
+            )
         )
         if analysis.get("source"):
             lines.append(f"    measured at {analysis['source']}")

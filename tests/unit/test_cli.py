@@ -393,3 +393,6 @@ def test_status_says_where_the_metrics_were_measured() -> None:
     analysis = {"lastCheckAt": "2026-01-01T12:00:00Z", "source": where, "metrics": []}
     lines = [line.strip() for line in render_status(rollout(analysis=analysis)).splitlines()]
     assert f"measured at {where}" in lines
+    judged = {**analysis, "verdict": "Fail", "score": 50.0}
+    head = render_status(rollout(analysis=judged)).splitlines()
+    assert any(line.endswith("errors 0), mannWhitney score 50") for line in head), head

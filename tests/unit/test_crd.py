@@ -409,8 +409,19 @@ INVALID: list[Case] = [
     Case(
         "metric-without-bound",
         edit("strategy.analysis.metrics[0]", {"name": "error-rate"}),
-        "spec.strategy.analysis.metrics[0]",
+        "spec.strategy.analysis.metrics",
         "needs a bound",
+    ),
+    Case(
+        "judge-marginal-over-pass",
+        edit("strategy.analysis.mannWhitney", {"pass": 70, "marginal": 80}),
+        "spec.strategy.analysis.mannWhitney.marginal",
+        "marginal must not exceed pass",
+    ),
+    Case(
+        "judge-unknown",
+        edit("strategy.analysis.judge", "kayenta"),
+        "spec.strategy.analysis.judge",
     ),
     Case(
         "custom-metric-without-query",
@@ -542,6 +553,21 @@ VALID: list[Case] = [
     ),
     Case("int-target-port", edit("service.targetPort", 8080), ""),
     Case("no-analysis", edit("strategy.analysis", DELETE), ""),
+    Case(
+        "judge-without-bounds",
+        edits(
+            edit("strategy.analysis.judge", "mannWhitney"),
+            edit(
+                "strategy.analysis.metrics",
+                [
+                    {"name": "latency-p50", "direction": "increase", "allowedIncrease": 1.1},
+                    {"name": "error-rate", "critical": True, "mustHaveData": True},
+                ],
+            ),
+            edit("strategy.analysis.mannWhitney", {"confidence": 0.95, "step": "5s"}),
+        ),
+        "",
+    ),
     Case("notifications-defaults", edit("notifications", {"providers": ["oncall"]}), ""),
     Case(
         "notifications-and-gates",

@@ -450,7 +450,7 @@ def test_gateway_classes() -> None:
 def test_every_metric_for_every_implementation() -> None:
     for impl in IMPLEMENTATIONS:
         queries = gateway_queries(impl, CANARY, 80, envoy_merge_backends=True)
-        assert list(queries) == ["requests", "error-rate", "latency-p99"]
+        assert list(queries) == ["requests", "error-rate", "latency-p99", "latency-p50"]
         assert queries["requests"] == query(impl, "requests", CANARY)
 
 

@@ -19,7 +19,11 @@ from kanary.spec import MetricSpec
 EXCLUDED_ROUTES = ("/metrics", "/healthz", "/readyz")
 
 Unit = Literal["ratio", "seconds"]
-UNITS: dict[str, Unit] = {"error-rate": "ratio", "latency-p99": "seconds"}
+UNITS: dict[str, Unit] = {
+    "error-rate": "ratio",
+    "latency-p99": "seconds",
+    "latency-p50": "seconds",
+}
 
 
 def selector(scope: Scope, *extra: str) -> str:
@@ -57,13 +61,23 @@ def error_rate_query(scope: Scope) -> str:
 
 def latency_p99_query(scope: Scope) -> str:
     """The 99th percentile of request duration in the window, in seconds (NaN: no requests)."""
+    return _quantile(0.99, scope)
+
+
+def latency_p50_query(scope: Scope) -> str:
+    """The median request duration in the window, in seconds (NaN: no requests)."""
+    return _quantile(0.5, scope)
+
+
+def _quantile(q: float, scope: Scope) -> str:
     buckets = f"http_request_duration_seconds_bucket{{{selector(scope)}}}"
-    return f"histogram_quantile(0.99, sum by (le) (increase({buckets}[{scope.window}])))"
+    return f"histogram_quantile({q:g}, sum by (le) (increase({buckets}[{scope.window}])))"
 
 
 BUILTIN_QUERIES: dict[str, Callable[[Scope], str]] = {
     "error-rate": error_rate_query,
     "latency-p99": latency_p99_query,
+    "latency-p50": latency_p50_query,
 }
 
 

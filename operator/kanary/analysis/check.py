@@ -12,7 +12,7 @@ from kanary.analysis.metrics_source import APP, Measurement, window_seconds
 from kanary.analysis.source import MetricSource, QueryError, QueryResult
 from kanary.analysis.templating import Scope, Track, compares, promql_duration, template_errors
 from kanary.observation import AnalysisOutcome, SequentialOutcome
-from kanary.spec import AnalysisSpec, MetricSpec, RolloutSpec
+from kanary.spec import AnalysisSpec, Judge, MetricSpec, RolloutSpec
 from kanary.status import MetricResult
 
 
@@ -101,6 +101,21 @@ def run_check(
 
     canary, stable = scope("canary", canary_revision), scope("stable", stable_revision)
     ask = _Asker(source, now)
+    shown = None if window == analysis.window_seconds() else promql_duration(window)
+    if analysis.judge == Judge.MANN_WHITNEY:
+        from kanary.analysis.judge_mannwhitney import judge_check  # scipy, on first use
+
+        outcome = judge_check(
+            analysis,
+            source.query_range,
+            lambda metric, at: metric_query(measurement, metric, at),
+            canary,
+            stable,
+            ask(requests_query(measurement, canary)),
+            now,
+            shown or analysis.window,
+        )
+        return dataclasses.replace(outcome, source=measurement.why)
     comparing = any(compares(m) for m in analysis.metrics)
     traffic = Traffic(
         canary=ask(requests_query(measurement, canary)),
@@ -114,7 +129,6 @@ def run_check(
         )
         for m in analysis.metrics
     ]
-    shown = None if window == analysis.window_seconds() else promql_duration(window)
     outcome = judge(analysis, measured, traffic, now, shown)
     return dataclasses.replace(outcome, source=measurement.why)
 

@@ -8,7 +8,7 @@ backend's namespace, so the queries never match on it.
 
 Metrics are the built-ins' names: ``requests``, ``error-rate`` (5xx / all, with ``or vector(0)``
 so a track without 5xx has rate 0, and 0/0 = NaN when series exist but nothing was answered;
-no series at all gives an empty answer), ``latency-p99`` (seconds).
+no series at all gives an empty answer), ``latency-p99`` and ``latency-p50`` (seconds).
 
 GATEWAY_CLASSES maps a GatewayClass' spec.controllerName to an implementation:
 
@@ -91,7 +91,8 @@ GATEWAY_CLASSES: dict[str, Implementation] = {
     "istio.io/gateway-controller": "istio",
 }
 
-METRICS = ("requests", "error-rate", "latency-p99")
+METRICS = ("requests", "error-rate", "latency-p99", "latency-p50")
+_QUANTILES = {"latency-p99": 0.99, "latency-p50": 0.5}
 
 ENVOY_PER_RULE = (
     "envoy-gateway: Envoy Gateway puts every backendRef of an HTTPRoute rule in one Envoy "
@@ -212,7 +213,7 @@ def selectors(
     if metric == "error-rate":
         errors = Selector(src.errors, {**backend, **src.errors_matchers})
         return [errors, Selector(src.requests, backend)]
-    if metric == "latency-p99":
+    if metric in _QUANTILES:
         return [Selector(src.buckets, backend)]
     raise ValueError(f"unknown gateway metric {metric!r}; known: {', '.join(METRICS)}")
 
@@ -239,7 +240,8 @@ def gateway_query(
             f"(sum(increase({errors.promql()}[{w}])) or vector(0))"
             f" / sum(increase({every.promql()}[{w}]))"
         )
-    quantile = f"histogram_quantile(0.99, sum by (le) (increase({read[0].promql()}[{w}])))"
+    q = _QUANTILES[metric]
+    quantile = f"histogram_quantile({q:g}, sum by (le) (increase({read[0].promql()}[{w}])))"
     per_second = _source(implementation).per_second
     return quantile if per_second == 1 else f"{quantile} / {per_second}"
 

@@ -391,6 +391,7 @@ def next_counters(prev: AnalysisStatus, outcome: AnalysisOutcome) -> AnalysisSta
         metrics=list(outcome.metrics),
         summary=outcome.summary,
         source=outcome.source,
+        score=outcome.score,
     )
 
 
