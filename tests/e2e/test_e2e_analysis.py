@@ -25,6 +25,7 @@ from .e2e_fixtures import (
     Scenario,
     TimedWeightRecorder,
     Traffic,
+    analysis_spec,
     e2e_operator,
     failures,
     scenario,
@@ -97,3 +98,57 @@ def test_a_service_without_metrics_is_rolled_back_on_the_gateways_5xx(sc: Scenar
 @pytest.fixture
 def sc(scenario: Scenario) -> Scenario:
     return scenario
+
+
+# ---- the judge: a canary 30% slower in p50, with a p99 where the stable track's sits -------
+# Uniform 30..90 ms (stable) and 66..90 ms (canary): medians 60 and 78 ms (+30%), both p99s
+# just under 90 ms. The histograms' buckets (0.05, 0.1 at Traefik) put both p99s at ~0.1 s.
+STABLE_LATENCY = {"LATENCY": "60ms+-30ms"}
+SLOW_LATENCY = {"LATENCY": "78ms+-12ms"}
+P99_WHERE_STABLE_SITS = 0.11
+
+
+def _judged(**fields: Any) -> dict[str, Any]:
+    return analysis_spec(window="20s", interval="4s", **fields)
+
+
+def test_a_static_p99_threshold_misses_a_canary_30_percent_slower_in_p50(sc: Scenario) -> None:
+    """The control for the next test: the same slow canary passes the static thresholds."""
+    sc.start_v1(
+        env=STABLE_LATENCY,
+        analysis=_judged(
+            metrics=[
+                {"name": "error-rate", "max": 0.01},
+                {"name": "latency-p99", "max": P99_WHERE_STABLE_SITS},
+            ]
+        ),
+    )
+    with Traffic(sc.host):
+        sc.set_version("v2", env=SLOW_LATENCY)
+        final = sc.kit.wait_promoted(sc.name, sc.image("v2"), timeout=240)
+    assert final["analysis"]["verdict"] == "Pass", final["analysis"]
+    record(sc.dp, "e2e_judge_control_threshold_summary", final["analysis"]["summary"])
+
+
+def test_the_judge_rolls_back_a_canary_30_percent_slower_in_p50(sc: Scenario) -> None:
+    sc.start_v1(
+        env=STABLE_LATENCY,
+        analysis=_judged(
+            judge="mannWhitney",
+            metrics=[{"name": "latency-p50"}, {"name": "error-rate"}],
+        ),
+    )
+    with Traffic(sc.host), TimedWeightRecorder(sc.kit, sc.name) as rec:
+        sc.set_version("v2", env=SLOW_LATENCY)
+        status = sc.kit.wait_phase(sc.name, "RolledBack", timeout=240)
+
+    assert rec.canary()[:2] == [0, 5] and rec.canary()[-1] == 0, rec.seen
+    assert sc.condition(status, "RolledBack")["reason"] == "AnalysisFailed"
+    analysis = status["analysis"]
+    assert analysis["score"] == 50, analysis
+    p50 = next(m for m in analysis["metrics"] if m["name"] == "latency-p50")
+    assert p50["classification"] == "High" and p50["pValue"] < 0.02, p50
+    assert 1.15 < p50["value"] / p50["baseline"] < 1.5, p50
+    assert p50["canarySamples"] >= 5 and p50["stableSamples"] >= 5, p50
+    assert "latency-p50 High" in status["message"], status["message"]
+    record(sc.dp, "e2e_judge_rolled_back_message", status["message"])
