@@ -92,6 +92,7 @@ def test_parent_gateways_defaults_namespace_kind_and_group() -> None:
 def test_gateway_window_starts_no_earlier_than_the_rollout() -> None:
     gw = Measurement("gateway", "traefik")
     assert window_seconds(gw, 30, NOW, NOW - timedelta(seconds=12)) == 12
+    assert window_seconds(gw, 30, NOW, NOW - timedelta(seconds=12.75)) == 12
     assert window_seconds(gw, 30, NOW, NOW - timedelta(seconds=300)) == 30
     assert window_seconds(gw, 30, NOW, NOW) == 1  # never an empty range
     assert window_seconds(gw, 30, NOW, None) == 30

@@ -122,4 +122,5 @@ def window_seconds(
     revision and app series are scoped by revision instead."""
     if measurement.source != "gateway" or since is None:
         return window
-    return max(MIN_WINDOW_SECONDS, min(window, (now - since).total_seconds()))
+    elapsed = float(int((now - since).total_seconds()))  # whole seconds: "15s", not "15250ms"
+    return max(MIN_WINDOW_SECONDS, min(window, elapsed))
