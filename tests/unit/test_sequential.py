@@ -200,3 +200,22 @@ def test_the_reconcile_rolls_back_on_the_tick_the_test_is_conclusive() -> None:
     rolled = next(c for c in st.conditions if c.type == "RolledBack")
     assert rolled.reason == "AnalysisFailed"
     assert st.analysis.metrics[0].name == "error-rate" and st.analysis.metrics[0].verdict == "Fail"
+
+
+@pytest.mark.parametrize(
+    ("errors", "requests", "p0", "p1"),
+    [
+        (0, 10, 0.01, 0.1),
+        (3, 27, 0.01, 0.1),
+        (40, 200, 0.05, 0.5),
+        (0, 1, 0.0, 0.01),
+        (5, 5, 0.2, 0.5),
+    ],
+)
+def test_the_ratio_is_scipys_binomial_log_pmf_ratio(
+    errors: int, requests: int, p0: float, p1: float
+) -> None:
+    from scipy import stats  # type: ignore[import-untyped]
+
+    want = stats.binom.logpmf(errors, requests, p1) - stats.binom.logpmf(errors, requests, p0)
+    assert sequential.log_likelihood_ratio(errors, requests, p0, p1) == pytest.approx(want)

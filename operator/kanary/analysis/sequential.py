@@ -8,8 +8,8 @@ canary's 5xx count since the rollout started:
 - H0: the canary's error rate is ``max`` (the error-rate metric's bound), p0;
 - H1: it is ``badRate`` (default: 10 x max, at least max + 1 point, at most 50%), p1;
 - the log likelihood ratio of ``errors`` in ``requests`` is
-  ``binom.logpmf(errors, requests, p1) - binom.logpmf(errors, requests, p0)``
-  (scipy.stats; the binomial coefficients cancel);
+  ``binom.logpmf(errors, requests, p1) - binom.logpmf(errors, requests, p0)`` (computed with
+  scipy.special's xlogy / xlog1py; the binomial coefficients cancel);
 - it rolls back when that ratio reaches ``1 / (1 - confidence)`` (default confidence 0.98:
   a likelihood ratio of 50). Under H0, or any rate below it, the ratio is a (super)martingale
   that starts at 1, so by Ville's inequality a canary at or below ``max`` is ever rolled back
@@ -25,7 +25,7 @@ miss. For the app source the series are scoped by revision, so the start's sums 
 for a gateway they hold the backend's earlier revisions. Counts that went down (a counter
 reset: the gateway restarted) give no verdict that tick.
 
-Pure: no I/O, no clock. scipy is imported on the first test, not with the operator.
+Pure: no I/O, no clock. scipy.special is imported on the first test, not with the operator.
 """
 
 from __future__ import annotations
@@ -104,14 +104,22 @@ def _times(llr: float) -> str:
 
 
 def log_likelihood_ratio(errors: int, requests: int, p0: float, p1: float) -> float:
-    """ln P(errors | requests, p1) / P(errors | requests, p0); +inf when p0 = 0 and errors > 0."""
-    from scipy import stats  # type: ignore[import-untyped]  # ~70 MiB: only once tested
+    """ln P(errors | requests, p1) / P(errors | requests, p0); +inf when p0 = 0 and errors > 0.
 
-    high = float(stats.binom.logpmf(errors, requests, p1))
-    low = float(stats.binom.logpmf(errors, requests, p0))
+    The binomial log-pmf as scipy.stats.binom.logpmf builds it, from scipy.special's xlogy and
+    xlog1py (0 log 0 = 0, log1p accurate near 0), without its binomial coefficient, which
+    cancels. scipy.special costs the operator about 25 MiB when first used; scipy.stats (the
+    judge only) about 50 MiB more. tests/unit/test_sequential.py checks it against binom.logpmf.
+    """
+    from scipy import special  # type: ignore[import-untyped]
+
+    def log_pmf(p: float) -> float:
+        return float(special.xlogy(errors, p) + special.xlog1py(requests - errors, -p))
+
+    low = log_pmf(p0)
     if low == -math.inf:
         return math.inf
-    return high - low
+    return log_pmf(p1) - low
 
 
 def _since(selector: str, at: datetime) -> str:
