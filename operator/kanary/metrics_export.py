@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from kanary.observation import AnalysisOutcome
+from kanary.observation import AnalysisOutcome, SequentialOutcome
 from kanary.status import RolloutStatus
 
 PHASES = ("Healthy", "Progressing", "Paused", "RolledBack", "Invalid")
@@ -21,6 +23,12 @@ POD_READY = Histogram(
 )
 ANALYSIS_VALUE = Gauge(
     "kanary_analysis_value", "Last measured value per metric", ["namespace", "rollout", "metric"]
+)
+SEQUENTIAL = Gauge(
+    "kanary_analysis_sequential_log_likelihood_ratio",
+    "The error rate's sequential test this tick: ln(P(counts | badRate) / P(counts | max)); "
+    "the canary is rolled back at ln(1 / (1 - confidence))",
+    ["namespace", "rollout"],
 )
 
 _phases: dict[tuple[str, str], str] = {}
@@ -52,9 +60,15 @@ def record_analysis(namespace: str, rollout: str, outcome: AnalysisOutcome) -> N
             ANALYSIS_VALUE.labels(namespace, rollout, m.name).set(m.value)
 
 
+def record_sequential(namespace: str, rollout: str, outcome: SequentialOutcome) -> None:
+    SEQUENTIAL.labels(namespace, rollout).set(min(outcome.llr, 1e9))
+
+
 def record_pod_ready(seconds: float) -> None:
     POD_READY.observe(seconds)
 
 
 def forget(namespace: str, rollout: str) -> None:
     _phases.pop((namespace, rollout), None)
+    with contextlib.suppress(KeyError):  # never tested
+        SEQUENTIAL.remove(namespace, rollout)

@@ -57,6 +57,8 @@ def analyse(
             now,
         )
         obs = dataclasses.replace(obs, sequential=seq)
+        if seq is not None:
+            metrics_export.record_sequential(namespace, name, seq)
     return obs
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from tests.unit.fake_kube import FakeKube, Harness
 from tests.unit.test_reconcile import httproute, new_version, rollout
 
@@ -193,6 +195,10 @@ def test_the_reconcile_rolls_back_on_the_tick_the_test_is_conclusive() -> None:
     assert h.status.phase == "Progressing" and h.status.canary_weight == 5
     prom.requests, prom.errors = 14, 3
     h.tick()
+    gauge = REGISTRY.get_sample_value(
+        "kanary_analysis_sequential_log_likelihood_ratio", {"namespace": "ns", "rollout": "demo"}
+    )
+    assert gauge is not None and gauge >= math.log(50), gauge
     st = h.status
     assert st.phase == "RolledBack" and st.canary_weight == 0, st.message
     assert "error-rate 3 errors in 14 canary requests" in st.message
