@@ -31,7 +31,17 @@ kc apply -k manifests/traefik >/dev/null
 kc apply -k manifests/prometheus >/dev/null
 log "kanary: CRD, namespace, RBAC, operator (manifests/)"
 kc apply --server-side --force-conflicts --field-manager=kanary-install -f crds/ >/dev/null
-kc wait --for=condition=Established --timeout=60s crd/rollouts.kanary.dev >/dev/null
+# Not `kubectl wait --for=condition=Established`: right after the apply the CRD's
+# status.conditions can still be null, and kubectl 1.34 then fails at once (CI: ".status.conditions
+# accessor error: <nil> is of the type <nil>") instead of waiting.
+established() {
+  local crd
+  for crd in rollouts.kanary.dev alertproviders.kanary.dev; do
+    [[ "$(kc get crd "${crd}" -o jsonpath='{.status.conditions[?(@.type=="Established")].status}')" == True ]] \
+      || return 1
+  done
+}
+wait_for "CRDs Established" established
 kc apply -f manifests/namespace.yaml -f manifests/rbac.yaml -f manifests/operator.yaml >/dev/null
 kc apply -f manifests/gateway/ >/dev/null
 
