@@ -25,12 +25,12 @@ from kanary.analysis.endpoints import PrometheusPolicy
 from kanary.analysis.metrics_source import gateway_class_of
 from kanary.analysis.source import PrometheusSource
 from kanary.durations import parse_duration
-from kanary.kube import GATEWAY_GROUP, Kube
+from kanary.kube import Kube
 from kanary.notify.delivery import Deliverer
 from kanary.notify.dispatch import Notifier
 from kanary.notify.providers import SecretUnreadable, parse_ref
 from kanary.notify.spec import PROVIDER_PLURAL
-from kanary.objects import LABEL_REVISION, LABEL_ROLLOUT, LABEL_TRACK
+from kanary.objects import GATEWAY_GROUP, LABEL_REVISION, LABEL_ROLLOUT, LABEL_TRACK
 from kanary.reconcile import (
     Conflict,
     Runtime,

@@ -14,13 +14,12 @@ from typing import Any, cast
 
 from kubernetes import client as k8s
 
-from kanary.objects import FIELD_MANAGER, Manifest
+from kanary.objects import FIELD_MANAGER, GATEWAY_GROUP, Manifest
 from kanary.spec import API_GROUP, API_VERSION, PLURAL
 
 APPLY = "application/apply-patch+yaml"
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
-GATEWAY_GROUP = "gateway.networking.k8s.io"
 GATEWAY_VERSION = "v1"
 
 

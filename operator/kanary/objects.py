@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from kanary.spec import API_GROUP, API_VERSION, KIND, RolloutSpec
 
+GATEWAY_GROUP = "gateway.networking.k8s.io"  # the Gateway API's resources
+
 Track = Literal["stable", "canary"]
 TRACKS: tuple[Track, Track] = ("stable", "canary")
 

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -118,35 +119,28 @@ def main() -> None:
                 def now() -> datetime:
                     return datetime.now(UTC) - timedelta(seconds=1)
 
-                seq = run_sequential(threshold, source, NS, ROLLOUT, "c1", APP, started, now())
-                print(f"sequential: {seq.reason if seq else 'no verdict'}")
-                print(
-                    "sequential counts query + judge: "
-                    + timed(
+                kinds: list[tuple[str, Callable[[], Any], Callable[[Any], str]]] = [
+                    (
+                        "sequential counts query + judge",
                         lambda: run_sequential(
                             threshold, source, NS, ROLLOUT, "c1", APP, started, now()
                         ),
-                        args.repeat,
-                    )
-                )
-                check = run_check(threshold, source, NS, ROLLOUT, "c1", "s1", now())
-                print(f"threshold check: {check.verdict}: {check.summary}")
-                print(
-                    "threshold check (4 instant queries): "
-                    + timed(
+                        lambda seq: seq.reason if seq else "no verdict",
+                    ),
+                    (
+                        "threshold check (4 instant queries)",
                         lambda: run_check(threshold, source, NS, ROLLOUT, "c1", "s1", now()),
-                        args.repeat,
-                    )
-                )
-                check = run_check(judged, source, NS, ROLLOUT, "c1", "s1", now())
-                print(f"mannWhitney check: {check.verdict}: {check.summary}")
-                print(
-                    "mannWhitney check (1 instant + 4 range queries): "
-                    + timed(
+                        lambda out: f"{out.verdict}: {out.summary}",
+                    ),
+                    (
+                        "mannWhitney check (1 instant + 4 range queries)",
                         lambda: run_check(judged, source, NS, ROLLOUT, "c1", "s1", now()),
-                        args.repeat,
-                    )
-                )
+                        lambda out: f"{out.verdict}: {out.summary}",
+                    ),
+                ]
+                for label, run, shown in kinds:
+                    print(f"{label}: {shown(run())}")
+                    print(f"{label}: {timed(run, args.repeat)}")
         finally:
             prom.stop()
             for g in gins:

@@ -21,9 +21,9 @@ from datetime import datetime
 from typing import Any, Literal
 
 from kanary.analysis.gateway import ENVOY_PER_RULE, GATEWAY_CLASSES, Implementation
+from kanary.objects import GATEWAY_GROUP
 from kanary.spec import AnalysisSpec, MetricsSource
 
-GATEWAY_GROUP = "gateway.networking.k8s.io"
 # The implementations whose metrics tell kanary's two backends apart by default.
 PER_BACKEND: tuple[Implementation, ...] = ("traefik", "istio")
 # A gateway's counters for <name>-canary outlive a revision: a window never reaches back past
