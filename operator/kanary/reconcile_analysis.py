@@ -30,10 +30,11 @@ def analyse(
     """The analysis check when one is due, and the error rate's sequential test every tick."""
     measurement = measurement_of(spec, gateway_class)
     now = obs.now
+    source = source_for(spec)
     if analysis_due(spec, current, now):
         outcome = run_check(
             spec,
-            source_for(spec),
+            source,
             namespace,
             name,
             current.canary_revision or "",
@@ -48,7 +49,7 @@ def analyse(
     if sequential_due(spec, current) and isinstance(measurement, Measurement) and since:
         seq = run_sequential(
             spec,
-            source_for(spec),
+            source,
             namespace,
             name,
             current.canary_revision,
