@@ -315,10 +315,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from kanary import handlers, metrics_export
 
+    handlers.set_options(_operator_options(args))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
     _load_config_for_operator()
     if args.metrics_port:
-        metrics_export.serve(args.metrics_port)
+        metrics_export.serve(args.metrics_port, handlers.readiness)
     handlers.runtime()
     kopf.run(
         standalone=True,
@@ -327,6 +328,29 @@ def cmd_run(args: argparse.Namespace) -> int:
         liveness_endpoint=args.liveness,
     )
     return 0
+
+
+def _operator_options(args: argparse.Namespace) -> Any:
+    from kanary.handlers import Options
+    from kanary.leader import Timings
+    from kanary.scope import Selector
+
+    try:
+        timings = Timings(args.lease_duration, args.lease_renew_deadline, args.lease_retry_period)
+        selector = Selector.parse(args.selector)
+    except ValueError as e:
+        raise CliError(str(e)) from e
+    defaults = Options()
+    return Options(
+        identity=args.identity or os.environ.get("POD_NAME") or defaults.identity,
+        leader_elect=args.leader_elect,
+        lease_namespace=args.lease_namespace
+        or os.environ.get("POD_NAMESPACE")
+        or defaults.lease_namespace,
+        lease_name=args.lease_name,
+        timings=timings,
+        selector=selector,
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -349,6 +373,53 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         help="a Prometheus base URL a Rollout may name; repeat for several"
         " (sets KANARY_PROMETHEUS_ALLOWED_URLS, comma-separated)",
+    )
+    run.add_argument(
+        "-l",
+        "--selector",
+        default="",
+        help="serve only Rollouts with these labels (key=value,key!=value,key,!key), to shard"
+        " Rollouts between operator instances",
+    )
+    lease = run.add_argument_group("leader election (a coordination.k8s.io Lease)")
+    lease.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="only the Lease holder acts (default: on; off only for a single replica)",
+    )
+    lease.add_argument(
+        "--identity",
+        default=None,
+        help="this replica's name in the Lease, unique per replica (default: $POD_NAME, else"
+        " hostname-pid)",
+    )
+    lease.add_argument(
+        "--lease-namespace",
+        default=None,
+        help="namespace of the Lease (default: $POD_NAMESPACE, else kanary-system)",
+    )
+    lease.add_argument("--lease-name", default="kanary-leader", help="(default: kanary-leader)")
+    lease.add_argument(
+        "--lease-duration",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="a standby takes over a Lease not renewed for this long (default: 15)",
+    )
+    lease.add_argument(
+        "--lease-renew-deadline",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="the leader stops writing when it could not renew for this long (default: 10)",
+    )
+    lease.add_argument(
+        "--lease-retry-period",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="seconds between election rounds (default: 2)",
     )
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=cmd_run)

@@ -1,17 +1,23 @@
 """Kopf wiring only: watch-fed indexes in, one reconcile (reconcile.py) per Rollout per tick.
 
-One timer per Rollout ticks every TICK_SECONDS. The indexes keep what kanary owns (Deployments,
-Services, ControllerRevisions) and the HTTPRoutes, so a tick reads nothing from the API server
-unless it has to write. A tick's error becomes state (condition ReconcileError and a folded
-Warning Event) and is retried in 2 s without a traceback; a Rollout whose namespace is being
-deleted is left alone quietly.
+Kopf watches and indexes; it runs no timer. A Rollout ticks when a watch event that matters
+wakes it (its own spec or annotations, its Deployments, Services, canary pods, its route) and
+on the deadlines its status has (wakeups.next_tick: every second while it has work in flight;
+a Rollout at rest sleeps). Only the Lease holder ticks (election.py), and every write is fenced
+(Kube.fence). The indexes keep what kanary owns (Deployments, Services, ControllerRevisions) and
+the HTTPRoutes, so a tick reads nothing from the API server unless it has to write. A tick's
+error becomes state (condition ReconcileError and a folded Warning Event) and is retried in 2 s
+without a traceback; a Rollout whose namespace is being deleted is left alone quietly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import os
+import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -25,7 +31,9 @@ from kanary.analysis.endpoints import PrometheusPolicy
 from kanary.analysis.metrics_source import gateway_class_of
 from kanary.analysis.source import PrometheusSource
 from kanary.durations import parse_duration
-from kanary.kube import Kube
+from kanary.election import Elector
+from kanary.kube import Kube, NotLeader
+from kanary.leader import Timings
 from kanary.notify.delivery import Deliverer
 from kanary.notify.dispatch import Notifier
 from kanary.notify.providers import SecretUnreadable, parse_ref
@@ -42,22 +50,73 @@ from kanary.reconcile import (
     seen_deployment,
     with_reconcile_error,
 )
+from kanary.scope import Selector
 from kanary.spec import API_GROUP, API_VERSION, PLURAL, RolloutSpec
+from kanary.status import RolloutStatus
+from kanary.wakeups import TICK_SECONDS, WakeQueue, next_tick
 
-TICK_SECONDS = 1.0
 log = logging.getLogger("kanary")
 
+EVENT_GAP_SECONDS = 0.5  # a watch event wakes a Rollout at most this soon after its last tick
+WORKERS = 8  # Rollouts reconciled at once (a tick may wait seconds for Prometheus)
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """What `kanary run` was told (cli.py); the defaults are a single replica's."""
+
+    identity: str = dataclasses.field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}"
+    )
+    leader_elect: bool = True
+    lease_namespace: str = "kanary-system"
+    lease_name: str = "kanary-leader"
+    timings: Timings = dataclasses.field(default_factory=Timings)
+    selector: Selector = dataclasses.field(default_factory=lambda: Selector(()))
+
+
+_options = Options()
 _runtime: Runtime | None = None
 _policy: PrometheusPolicy | None = None
+_elector: Elector | None = None
+
+
+def set_options(options: Options) -> None:
+    global _options
+    _options = options
 
 
 def runtime() -> Runtime:
-    global _runtime, _policy
+    global _runtime, _policy, _elector
     if _runtime is None:
         _policy = PrometheusPolicy.from_env(os.environ)
-        kube = Kube()
+        kube = Kube(identity=_options.identity)
+        if _options.leader_elect:
+            from kubernetes import client as k8s
+
+            _elector = Elector(
+                k8s.CoordinationV1Api(kube.api_client),
+                _options.lease_namespace,
+                _options.lease_name,
+                _options.identity,
+                _options.timings,
+            )
+            kube.fence = _elector.may_act
         _runtime = Runtime(kube=kube, notifier=_notifier(kube))
     return _runtime
+
+
+def leading() -> bool:
+    return _elector is None or _elector.may_act()
+
+
+def readiness() -> tuple[bool, str]:
+    """For /readyz: both replicas are ready (a standby serves by standing by); the body says
+    which one leads."""
+    if leading():
+        return True, f"leader {_options.identity}"
+    holder = _elector.holder if _elector is not None else None
+    return True, f"standby (leader: {holder or 'none yet'})"
 
 
 ALERT_PROVIDERS_ENV = "KANARY_ALERT_PROVIDERS"
@@ -86,7 +145,7 @@ def _notifier(kube: Kube) -> Notifier:
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = f"{API_GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -96,6 +155,21 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.ERROR
     settings.watching.server_timeout = 300
     runtime()
+    global _signal
+    _signal = asyncio.Event()
+    _tasks.append(asyncio.create_task(_schedule(), name="kanary-schedule"))
+    if _elector is not None:
+        _tasks.append(asyncio.create_task(_elect(_elector), name="kanary-elect"))
+    else:
+        metrics_export.record_leader(_options.identity, True)
+
+
+@kopf.on.cleanup()
+async def release(**_: Any) -> None:
+    for task in _tasks:
+        task.cancel()
+    if _elector is not None:
+        await asyncio.to_thread(_elector.release)
 
 
 # ---- watch-fed state -------------------------------------------------------------------------
@@ -162,7 +236,7 @@ def alert_providers(
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_TRACK: "canary"})
-def canary_pod(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:
+async def canary_pod(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:
     seen_at = datetime.now(UTC)
     meta = body.get("metadata", {})
     if event.get("type") == "DELETED":
@@ -171,6 +245,7 @@ def canary_pod(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> N
     seconds = runtime().clock.observe(body, seen_at)
     if seconds is not None:
         metrics_export.record_pod_ready(seconds)
+    _wake_owner(meta)
 
 
 def _view(spec: Mapping[str, Any], namespace: str, name: str, idx: Mapping[str, Any]) -> View:
@@ -214,51 +289,194 @@ def _view(spec: Mapping[str, Any], namespace: str, name: str, idx: Mapping[str, 
     )
 
 
-# ---- the tick --------------------------------------------------------------------------------
+# ---- what wakes a Rollout ------------------------------------------------------------------
+
+Key = tuple[str, str]
+_rollouts: dict[Key, dict[str, Any]] = {}  # the Rollouts this replica serves, as last watched
+_indexes: dict[str, Any] = {}  # Kopf's live index views, as handed to the first handler
+_queue: WakeQueue[Key] = WakeQueue()
+_last_tick: dict[Key, float] = {}
+_signal: asyncio.Event | None = None
+_tasks: list[asyncio.Task[None]] = []
+_ticking: set[asyncio.Task[None]] = set()  # held, so the loop does not drop them
 
 
-# backoff: a failed tick is retried in seconds, not Kopf's default 60 s, which would stall a
-# rollout (even a rollback) for a minute.
-@kopf.timer(API_GROUP, API_VERSION, PLURAL, interval=TICK_SECONDS, backoff=2 * TICK_SECONDS)  # type: ignore[arg-type]
-async def tick(
-    body: kopf.Body,
-    spec: kopf.Spec,
-    namespace: str,
-    name: str,
-    **indexes: Any,
+def _wake(key: Key, delay: float = 0.0) -> None:
+    loop = asyncio.get_running_loop()
+    at = max(loop.time() + delay, _last_tick.get(key, 0.0) + EVENT_GAP_SECONDS)
+    _queue.wake(key, at)
+    if _signal is not None:
+        _signal.set()
+
+
+def _wake_owner(meta: Mapping[str, Any]) -> None:
+    owner = (meta.get("labels") or {}).get(LABEL_ROLLOUT)
+    key = (str(meta.get("namespace") or ""), str(owner or ""))
+    if key in _rollouts:
+        _wake(key)
+
+
+def _matters(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    """A change the Rollout must act on: new, its spec, labels or annotations (a person's
+    request), or its deletion. A status-only change is kanary's own write: no wake-up."""
+    if old is None:
+        return True
+    a, b = old["metadata"], new["metadata"]
+    return any(a.get(k) != b.get(k) for k in ("generation", "annotations", "labels")) or bool(
+        b.get("deletionTimestamp")
+    )
+
+
+@kopf.on.event(API_GROUP, API_VERSION, PLURAL)
+async def rollout_event(
+    event: Mapping[str, Any], body: kopf.Body, namespace: str | None, name: str, **indexes: Any
 ) -> None:
-    rt = runtime()
-    if rt.namespace_terminating(namespace):
+    if not _indexes:
+        _indexes.update(indexes)
+    key = (namespace or "", name)
+    if event.get("type") == "DELETED" or not _options.selector.matches(body.metadata.labels):
+        if _rollouts.pop(key, None) is not None:
+            _queue.forget(key)
+            _last_tick.pop(key, None)
+            metrics_export.forget(*key)
         return
-    now = datetime.now(UTC)
-    snapshot = {
+    seen = {
         "metadata": dict(body.metadata),
-        "spec": dict(spec),
+        "spec": dict(body.spec),
         "status": dict(body.status),
     }
-    view = _view(spec, namespace, name, indexes)
+    old = _rollouts.get(key)
+    _rollouts[key] = seen
+    if _matters(old, seen):
+        _wake(key)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=_OWNED)
+async def owned_deployment(meta: kopf.Meta, **_: Any) -> None:
+    _wake_owner(meta)
+
+
+@kopf.on.event("", "v1", "services", labels=_OWNED)
+async def owned_service(meta: kopf.Meta, **_: Any) -> None:
+    _wake_owner(meta)
+
+
+@kopf.on.event(GATEWAY_GROUP, "v1", "httproutes")
+async def route_event(namespace: str | None, name: str, **_: Any) -> None:
+    """A route changed (its weights drifted, or it came or went): wake the Rollouts naming it."""
+    for (ns, rollout), seen in list(_rollouts.items()):
+        gw = ((seen["spec"].get("trafficRouting") or {}).get("gatewayAPI")) or {}
+        if ns == namespace and gw.get("httpRoute") == name:
+            _wake((ns, rollout))
+
+
+# ---- who ticks, and when ---------------------------------------------------------------------
+
+
+async def _elect(elector: Elector) -> None:
+    """Election rounds every retry period; on winning, every Rollout is woken (the new leader
+    resumes from status alone); on losing, ticks stop at once."""
+    was = False
+    while True:
+        try:
+            await asyncio.to_thread(elector.attempt)
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as e:
+            log.warning("lease %s: %s", _options.lease_name, str(e).splitlines()[0][:200])
+        now = elector.may_act()
+        if now != was:
+            log.info(
+                "%s as %s (leader: %s)",
+                "leading" if now else "standing by",
+                _options.identity,
+                elector.holder,
+            )
+            metrics_export.record_leader(_options.identity, now)
+            if now:
+                for key in list(_rollouts):
+                    _wake(key)
+            was = now
+        await asyncio.sleep(_options.timings.retry_seconds)
+
+
+async def _schedule() -> None:
+    """Hands due Rollouts to at most WORKERS ticks at a time, while this replica leads."""
+    loop = asyncio.get_running_loop()
+    assert _signal is not None
+    while True:
+        timeout: float | None = _options.timings.retry_seconds
+        if leading():
+            free = WORKERS - len(_queue.running)
+            for key in _queue.pop_due(loop.time(), max(free, 0)):
+                _last_tick[key] = loop.time()
+                task = loop.create_task(_tick(key))
+                _ticking.add(task)
+                task.add_done_callback(_ticking.discard)
+            due = _queue.next_due()
+            timeout = None if due is None else max(0.0, due - loop.time())
+            if free <= 0:
+                timeout = TICK_SECONDS / 10  # a worker frees up soon; look again
+        _signal.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(_signal.wait(), timeout)
+
+
+async def _tick(key: Key) -> None:
+    delay = TICK_SECONDS
+    try:
+        delay = await _reconcile_one(key)
+    finally:
+        _queue.done(key)
+        if key in _rollouts:
+            _wake(key, delay)
+        elif _signal is not None:
+            _signal.set()
+
+
+async def _reconcile_one(key: Key) -> float:
+    """One tick of one Rollout; the seconds until its next one."""
+    rt = runtime()
+    namespace, name = key
+    seen = _rollouts.get(key)
+    if seen is None:
+        return TICK_SECONDS
+    if rt.namespace_terminating(namespace):
+        return 5 * TICK_SECONDS
+    now = datetime.now(UTC)
+    snapshot = {k: dict(v) for k, v in seen.items()}
+    view = _view(snapshot["spec"], namespace, name, _indexes)
 
     def post(kind: str, reason: str, message: str) -> None:
-        kopf.event(body, type=kind, reason=reason, message=message)
+        rt.kube.post_event(snapshot["metadata"], kind, reason, message, datetime.now(UTC))
+
+    def counted() -> tuple[RolloutStatus | None, bool]:
+        before = rt.kube.writes_in_this_thread()
+        status = reconcile(rt, snapshot, view, now, post, _source, _policy_resolve)
+        return status, rt.kube.writes_in_this_thread() > before
 
     try:
-        await asyncio.to_thread(reconcile, rt, snapshot, view, now, post, _source, _policy_resolve)
+        status, wrote = await asyncio.to_thread(counted)
+        return next_tick(status, wrote, now)
     except Conflict as e:
         log.debug("%s; the next tick decides again", e)
+    except NotLeader:
+        log.debug("rollout %s/%s: not the leader, nothing written", namespace, name)
     except ApiException as e:
         if is_terminating(e):
             log.debug("rollout %s/%s: namespace or object going away", namespace, name)
             if e.status == 403:
                 rt.terminating[namespace] = rt.monotonic()
-            return
+            return TICK_SECONDS
         await _report(rt, snapshot, post, f"API {e.status} {e.reason}: {_api_message(e)}")
+        return 2 * TICK_SECONDS
     except (urllib3.exceptions.HTTPError, UnknownTemplate, OSError) as e:
         await _report(rt, snapshot, post, f"{type(e).__name__}: {e}".splitlines()[0][:300])
+        return 2 * TICK_SECONDS
+    return TICK_SECONDS
 
 
 async def _report(rt: Runtime, snapshot: Mapping[str, Any], post: Any, message: str) -> None:
-    """The failed tick as state: condition ReconcileError (best effort) and a folded Warning;
-    then Kopf retries in 2 s and logs one line (no traceback: the error is not a bug)."""
+    """The failed tick as state: condition ReconcileError (best effort) and a folded Warning,
+    and one log line (no traceback: the error is not a bug); the tick is retried in 2 s."""
     meta = snapshot["metadata"]
     try:
         patch = with_reconcile_error(snapshot["status"], message, datetime.now(UTC))
@@ -270,10 +488,10 @@ async def _report(rt: Runtime, snapshot: Mapping[str, Any], post: Any, message: 
                 str(meta.get("resourceVersion", "")),
                 patch,
             )
-            post("Warning", "ReconcileError", message)
-    except (ApiException, urllib3.exceptions.HTTPError) as e:
+            await asyncio.to_thread(post, "Warning", "ReconcileError", message)
+    except (ApiException, urllib3.exceptions.HTTPError, NotLeader) as e:
         log.debug("could not record the error on %s/%s: %s", meta["namespace"], meta["name"], e)
-    raise kopf.TemporaryError(message, delay=2 * TICK_SECONDS)
+    log.warning("rollout %s/%s: %s (retried in 2s)", meta["namespace"], meta["name"], message)
 
 
 def _api_message(e: ApiException) -> str:

@@ -10,6 +10,9 @@ resourceVersion read (409 if the Rollout changed), the action consumption a JSON
 from __future__ import annotations
 
 import base64
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, cast
 
 from kubernetes import client as k8s
@@ -23,15 +26,41 @@ MERGE_PATCH = "application/merge-patch+json"
 GATEWAY_VERSION = "v1"
 
 
-class Kube:
-    """The few calls kanary makes. One instance per operator process; thread-safe like ApiClient."""
+class NotLeader(Exception):
+    """A write refused before it was sent: this process does not hold the Lease, or its last
+    renewal is older than the renew deadline (fencing, leader.may_act)."""
 
-    def __init__(self, api_client: Any | None = None) -> None:
+
+class Kube:
+    """The few calls kanary makes. One instance per operator process; thread-safe like ApiClient.
+
+    ``fence``, when set, is asked before every write; a write it refuses raises NotLeader and is
+    never sent, so a replica that lost (or may have lost) the Lease writes nothing.
+    """
+
+    def __init__(
+        self,
+        api_client: Any | None = None,
+        fence: Callable[[], bool] | None = None,
+        identity: str = "",
+    ) -> None:
         self.api_client = api_client or k8s.ApiClient()
         self.apps = k8s.AppsV1Api(self.api_client)
         self.core = k8s.CoreV1Api(self.api_client)
         self.custom = k8s.CustomObjectsApi(self.api_client)
         self.writes = 0  # counted for the API-writes-per-step benchmark
+        self.fence = fence
+        self.identity = identity
+        self._here = threading.local()  # writes made by the calling thread (one tick)
+
+    def writes_in_this_thread(self) -> int:
+        return int(getattr(self._here, "writes", 0))
+
+    def _write(self) -> None:
+        if self.fence is not None and not self.fence():
+            raise NotLeader("this replica does not hold the Lease: the write was not sent")
+        self.writes += 1
+        self._here.writes = self.writes_in_this_thread() + 1
 
     def apply(self, manifest: Manifest) -> dict[str, Any]:
         """Server-side apply: create or update in one idempotent call, kanary owning its fields.
@@ -46,14 +75,14 @@ class Kube:
         }.get(kind)
         if patch is None:
             raise ValueError(f"kanary does not apply {kind} objects")
-        self.writes += 1
+        self._write()
         stored = patch(
             name, namespace, manifest, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY
         )
         return cast(dict[str, Any], self.api_client.sanitize_for_serialization(stored))
 
     def scale(self, namespace: str, name: str, replicas: int) -> None:
-        self.writes += 1
+        self._write()
         self.apps.patch_namespaced_deployment(
             name, namespace, {"spec": {"replicas": replicas}}, _content_type=MERGE_PATCH
         )
@@ -73,7 +102,7 @@ class Kube:
         self, namespace: str, name: str, ops: list[dict[str, Any]]
     ) -> dict[str, Any]:
         """The patched route as the API server stored it."""
-        self.writes += 1
+        self._write()
         stored = self.custom.patch_namespaced_custom_object(
             GATEWAY_GROUP,
             GATEWAY_VERSION,
@@ -89,7 +118,7 @@ class Kube:
         self, namespace: str, name: str, resource_version: str, status: dict[str, Any]
     ) -> None:
         """Merge patch of the status subresource; 409 if the Rollout changed since it was read."""
-        self.writes += 1
+        self._write()
         self.custom.patch_namespaced_custom_object_status(
             API_GROUP,
             API_VERSION,
@@ -104,7 +133,7 @@ class Kube:
         self, namespace: str, name: str, ops: list[dict[str, Any]]
     ) -> None:
         """A JSON patch of the status subresource; 422 when a `test` op fails."""
-        self.writes += 1
+        self._write()
         self.custom.patch_namespaced_custom_object_status(
             API_GROUP, API_VERSION, namespace, PLURAL, name, ops, _content_type=JSON_PATCH
         )
@@ -124,7 +153,43 @@ class Kube:
 
     def json_patch_rollout(self, namespace: str, name: str, ops: list[dict[str, Any]]) -> None:
         """422 when a `test` op fails (the request changed since it was read)."""
-        self.writes += 1
+        self._write()
         self.custom.patch_namespaced_custom_object(
             API_GROUP, API_VERSION, namespace, PLURAL, name, ops, _content_type=JSON_PATCH
         )
+
+    def post_event(
+        self,
+        involved: Mapping[str, Any],
+        type_: str,
+        reason: str,
+        message: str,
+        now: datetime,
+    ) -> None:
+        """A core v1 Event about a Rollout (fenced and counted like every write)."""
+        self._write()
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        namespace = str(involved.get("namespace", ""))
+        body = {
+            "metadata": {
+                "generateName": f"{involved.get('name', 'rollout')}.",
+                "namespace": namespace,
+            },
+            "involvedObject": {
+                "apiVersion": f"{API_GROUP}/{API_VERSION}",
+                "kind": "Rollout",
+                "namespace": namespace,
+                "name": involved.get("name"),
+                "uid": involved.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+            "source": {"component": "kanary"},
+            "reportingComponent": "kanary",
+            "reportingInstance": self.identity or "kanary",
+        }
+        self.core.create_namespaced_event(namespace, cast(Any, body))

@@ -3,6 +3,9 @@
 manifests/rbac.yaml grants exactly these and nothing else (tests/unit/test_manifests.py checks
 both ways), and the integration tests run the operator with that ClusterRole, so a call missing
 here fails there. Change this tuple, rbac.yaml and the code that makes the call in one commit.
+The namespaced install (manifests/namespaced/) grants the same calls split in two: a Role per
+served namespace for the namespaced resources, a small ClusterRole for the cluster-scoped ones.
+The Lease (LEASE_PERMISSIONS) is a Role in the operator's own namespace in both installs.
 
 The CLI is not listed: it runs with the user's own credentials.
 """
@@ -13,8 +16,8 @@ Permission = tuple[str, str, str]
 """(API group, "" for core; resource, "name/subresource" for a subresource; verb)."""
 
 PERMISSIONS: tuple[Permission, ...] = (
-    # Kopf's timer per Rollout lists and watches them; its progress and diff-base annotations
-    # and its finalizer are patches of the Rollout.
+    # Kopf lists and watches them (kopf.on.event wakes a Rollout); its finalizer, which the
+    # per-Rollout timers of earlier versions put on, is removed by a patch (once per Rollout).
     ("kanary.dev", "rollouts", "list"),
     ("kanary.dev", "rollouts", "watch"),
     ("kanary.dev", "rollouts", "patch"),
@@ -62,11 +65,31 @@ PERMISSIONS: tuple[Permission, ...] = (
     # Secrets are never listed or watched. A namespaced Role would narrow this to the
     # namespaces that use alerts; see manifests/README.md.
     ("", "secrets", "get"),
-    # kopf.event / kopf.warn post core v1 Events (Kopf never patches them).
+    # Kube.post_event: core v1 Events about a Rollout (never patched).
     ("", "events", "create"),
     # Kopf's resource observer lists and watches CRDs to notice served resources come and go.
     # Kopf reads namespaces only when given namespace patterns (`kanary run -n`); the Deployment
-    # runs cluster-wide. `kanary run` is standalone, so there are no peering objects or leases.
+    # runs cluster-wide. `kanary run` is standalone Kopf (no peering objects); leader election
+    # is kanary's own Lease (LEASE_PERMISSIONS).
     ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
 )
+
+# Leader election (election.py): the Lease in the operator's namespace, read every retry period,
+# created once, then replaced with the resourceVersion read (renewals, take-overs, release).
+LEASE_PERMISSIONS: tuple[Permission, ...] = (
+    ("coordination.k8s.io", "leases", "get"),
+    ("coordination.k8s.io", "leases", "create"),
+    ("coordination.k8s.io", "leases", "update"),
+)
+
+# Not in any namespace: a namespaced install still needs these cluster-wide.
+CLUSTER_SCOPED = frozenset({"gatewayclasses", "customresourcedefinitions"})
+
+
+def namespaced() -> tuple[Permission, ...]:
+    return tuple(p for p in PERMISSIONS if p[1].split("/")[0] not in CLUSTER_SCOPED)
+
+
+def cluster_scoped() -> tuple[Permission, ...]:
+    return tuple(p for p in PERMISSIONS if p[1].split("/")[0] in CLUSTER_SCOPED)

@@ -185,11 +185,13 @@ def reconcile(
     post_event: PostEvent,
     source_for: SourceFor,
     resolve_prometheus: Callable[[str | None], str] | None = None,
-) -> None:
+) -> RolloutStatus | None:
+    """The status this tick wrote (or found already written); None for a Rollout being
+    deleted, which is left alone."""
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     if meta.get("deletionTimestamp"):
-        return  # being deleted: the garbage collector removes what we own; leave it alone
+        return None  # being deleted: the garbage collector removes what we own; leave it alone
     old_status = dict(body.get("status") or {})
     generation = int(meta.get("generation") or 0)
     events = _EventPoster(rt, meta, post_event)
@@ -200,8 +202,9 @@ def reconcile(
             f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
         )
         events("Warning", "Invalid", reason)
-        write_status(rt.kube, meta, old_status, invalid_status(old_status, reason, generation))
-        return
+        refused = invalid_status(old_status, reason, generation)
+        write_status(rt.kube, meta, old_status, refused)
+        return refused
 
     annotations = meta.get("annotations") or {}
     manual, bad_action = manual_action(annotations)
@@ -265,6 +268,7 @@ def reconcile(
     if bad_action or manual:  # consumed only once the decision it caused is written
         consume_action(rt.kube, namespace, name, annotations)
     metrics_export.record_status(namespace, name, current, decision.status)
+    return status
 
 
 def observe(

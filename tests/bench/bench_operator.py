@@ -194,41 +194,34 @@ def _install_aiohttp_hook(log: JsonLog) -> None:
 
 
 def _install_tick_timer(log: JsonLog) -> None:
-    """Wrap every @kopf.timer handler (kanary's tick) to log its start and duration."""
-    import kopf
+    """Wrap kanary's tick of one Rollout (handlers._reconcile_one) to log its start and
+    duration."""
+    from kanary import handlers
 
-    original: Callable[..., Any] = kopf.timer
+    original = handlers._reconcile_one
 
-    def timer(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
-        decorate = original(*args, **kwargs)
+    @functools.wraps(original)
+    async def timed(key: tuple[str, str]) -> float:
+        started, t0 = time.time(), time.perf_counter()
+        error = None
+        try:
+            return await original(key)
+        except BaseException as e:
+            error = f"{type(e).__name__} {getattr(e, 'status', '') or ''}".strip()
+            raise
+        finally:
+            log.write(
+                {
+                    "type": "tick",
+                    "t": started,
+                    "dur": time.perf_counter() - t0,
+                    "ns": key[0],
+                    "name": key[1],
+                    "error": error,
+                }
+            )
 
-        def wrap(fn: Callable[..., Any]) -> Any:
-            @functools.wraps(fn)
-            async def timed(*a: Any, **kw: Any) -> Any:
-                started, t0 = time.time(), time.perf_counter()
-                error = None
-                try:
-                    return await fn(*a, **kw)
-                except BaseException as e:
-                    error = f"{type(e).__name__} {getattr(e, 'status', '') or ''}".strip()
-                    raise
-                finally:
-                    log.write(
-                        {
-                            "type": "tick",
-                            "t": started,
-                            "dur": time.perf_counter() - t0,
-                            "ns": kw.get("namespace"),
-                            "name": kw.get("name"),
-                            "error": error,
-                        }
-                    )
-
-            return decorate(timed)
-
-        return wrap
-
-    setattr(kopf, "timer", timer)  # noqa: B010 (a module attribute typed as a function)
+    handlers._reconcile_one = timed  # type: ignore[assignment]
 
 
 _probe_tasks: set[asyncio.Task[None]] = set()
@@ -269,8 +262,6 @@ def _install_probe(log: JsonLog) -> None:
 
 def operator_main(log_path: Path, kanary_args: Sequence[str]) -> int:
     """The wrapped operator: hooks first, then exactly `kanary run ...`."""
-    if "kanary.handlers" in sys.modules:
-        raise RuntimeError("kanary.handlers imported before the tick timer was wrapped")
     log = JsonLog(log_path)
     _install_urllib3_hook(log)
     _install_aiohttp_hook(log)

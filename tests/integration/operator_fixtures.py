@@ -86,11 +86,20 @@ class OperatorProcess:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     starts: int = field(default=0)
+    # One identity across restarts (as a pod's name): a restarted operator renews its own Lease
+    # at once instead of waiting for it to expire.
+    identity: str = "kanary-test-operator"
+    liveness_port: int = LIVENESS_PORT
+    metrics_port: int = METRICS_PORT
+    extra_args: tuple[str, ...] = ()
+    # Set: run through tests/bench/bench_operator.py's wrapper, which logs every API request
+    # (JSON lines: t, method, path, status) to this file.
+    requests_log: Path | None = None
 
     def start(self) -> None:
         # Another session's operator on these ports would answer our liveness wait while ours
         # exits at once ("Address already in use"): the tests would drive the wrong operator.
-        for port in (LIVENESS_PORT, METRICS_PORT):
+        for port in (self.liveness_port, self.metrics_port):
             with socket.socket() as probe:
                 if probe.connect_ex(("127.0.0.1", port)) == 0:
                     raise AssertionError(
@@ -102,21 +111,27 @@ class OperatorProcess:
         self.starts += 1
         log.write(f"\n===== operator start {self.starts} =====\n".encode())
         log.flush()
+        args = [
+            "--verbose",
+            "--identity",
+            self.identity,
+            "--liveness",
+            f"http://127.0.0.1:{self.liveness_port}/healthz",
+            "--metrics-port",
+            str(self.metrics_port),
+            "--prometheus-url",
+            PROMETHEUS_URL,
+            *[f"--allow-prometheus-url={url}" for url in ALLOWED_PROMETHEUS_URLS],
+            *self.extra_args,
+        ]
+        if self.requests_log is None:
+            cmd = [sys.executable, "-m", "kanary.cli", "run", *args]
+        else:
+            wrapper = REPO_ROOT / "tests" / "bench" / "bench_operator.py"
+            cmd = [sys.executable, str(wrapper), "operator", "--requests-log"]
+            cmd += [str(self.requests_log), "--", *args]
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kanary.cli",
-                "run",
-                "--verbose",
-                "--liveness",
-                f"http://127.0.0.1:{LIVENESS_PORT}/healthz",
-                "--metrics-port",
-                str(METRICS_PORT),
-                "--prometheus-url",
-                PROMETHEUS_URL,
-                *[f"--allow-prometheus-url={url}" for url in ALLOWED_PROMETHEUS_URLS],
-            ],
+            cmd,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -128,7 +143,7 @@ class OperatorProcess:
             raise AssertionError(f"operator exited with {self.proc.returncode}:\n{self.tail()}")
         try:
             with urllib.request.urlopen(
-                f"http://127.0.0.1:{LIVENESS_PORT}/healthz", timeout=1
+                f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=1
             ) as resp:
                 return bool(resp.status == 200)
         except OSError:
@@ -145,8 +160,29 @@ class OperatorProcess:
         return "\n".join(text.splitlines()[-lines:])
 
     def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=2) as r:
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=2) as r:
             return str(r.read().decode())
+
+    def readyz(self) -> str:
+        """/readyz's one line: "leader <identity>" or "standby (leader: ...)"."""
+        url = f"http://127.0.0.1:{self.metrics_port}/readyz"
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return str(r.read().decode()).strip()
+
+    def leads(self) -> bool:
+        try:
+            return self.proc is not None and self.readyz().startswith("leader")
+        except OSError:
+            return False
+
+
+def stop_shared_operator() -> None:
+    """For tests that run operators of their own: the session's operator would act on their
+    Rollouts too. SIGTERM releases its Lease; the next module that needs it starts it again."""
+    shared = running_operator()
+    if shared is not None:
+        shared.kill(signal.SIGTERM)
 
 
 _SESSION: list[OperatorProcess] = []  # the one operator this pytest session started

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from kanary.cli import parser
-from kanary.permissions import PERMISSIONS
+from kanary.permissions import LEASE_PERMISSIONS, PERMISSIONS, cluster_scoped, namespaced
 from kanary.routers.gateway import route_problem
 from kanary.spec import RolloutSpec
 
@@ -19,6 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO_ROOT / "manifests"
 NAMESPACE = "kanary-system"
 RBAC = MANIFESTS / "rbac.yaml"
+NAMESPACED = MANIFESTS / "namespaced"
 GATEWAY = MANIFESTS / "gateway"
 EXAMPLES = MANIFESTS / "examples"
 
@@ -122,17 +123,54 @@ def test_cluster_role_grants_exactly_the_declared_permissions() -> None:
 
 def test_nothing_else_is_granted_to_the_service_account() -> None:
     kanary = {"kind": "ServiceAccount", "name": "kanary", "namespace": NAMESPACE}
-    bindings = docs("ClusterRoleBinding") + docs("RoleBinding")
+    bindings = [d for d in load(RBAC) if d["kind"] in ("ClusterRoleBinding", "RoleBinding")]
     to_kanary = [b for b in bindings if kanary in b.get("subjects", [])]
     assert [(b["kind"], b["roleRef"]["kind"], b["roleRef"]["name"]) for b in to_kanary] == [
-        ("ClusterRoleBinding", "ClusterRole", "kanary")
+        ("ClusterRoleBinding", "ClusterRole", "kanary"),
+        ("RoleBinding", "Role", "kanary-leader"),
+    ]
+
+
+def _named(kind: str, name: str, path: Path) -> Doc:
+    [doc] = [d for d in load(path) if d["kind"] == kind and d["metadata"]["name"] == name]
+    return doc
+
+
+@pytest.mark.parametrize("path", [RBAC, NAMESPACED / "rbac.yaml"], ids=["cluster", "namespaced"])
+def test_the_lease_role_is_in_the_operators_namespace_and_grants_only_the_lease(
+    path: Path,
+) -> None:
+    role = _named("Role", "kanary-leader", path)
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert granted(role) == set(LEASE_PERMISSIONS)
+    binding = _named("RoleBinding", "kanary-leader", path)
+    assert binding["metadata"]["namespace"] == NAMESPACE
+    assert binding["roleRef"]["name"] == "kanary-leader"
+
+
+def test_namespaced_install_splits_the_same_permissions_into_a_role_and_cluster_reads() -> None:
+    role = _named("Role", "kanary", NAMESPACED / "role.yaml")
+    assert "namespace" not in role["metadata"], "applied with kubectl -n into each namespace"
+    assert granted(role) == set(namespaced())
+    reads = _named("ClusterRole", "kanary-cluster-reads", NAMESPACED / "rbac.yaml")
+    assert granted(reads) == set(cluster_scoped())
+    assert set(namespaced()) | set(cluster_scoped()) == set(PERMISSIONS)
+    assert all(verb in ("list", "watch") for _, _, verb in cluster_scoped())
+    binding = _named("RoleBinding", "kanary", NAMESPACED / "role.yaml")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "kanary",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "kanary", "namespace": NAMESPACE}
     ]
 
 
 def test_service_account_is_bound_to_the_role() -> None:
     sa = one("ServiceAccount", RBAC)
     assert (sa["metadata"]["name"], sa["metadata"]["namespace"]) == ("kanary", NAMESPACE)
-    binding = one("ClusterRoleBinding", RBAC)
+    binding = _named("ClusterRoleBinding", "kanary", RBAC)
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "ClusterRole",
@@ -156,9 +194,22 @@ def test_operator_runs_as_its_service_account_in_its_namespace() -> None:
     pod = dep["spec"]["template"]
     assert pod["spec"]["serviceAccountName"] == one("ServiceAccount", RBAC)["metadata"]["name"]
     assert dep["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
-    # Standalone Kopf: no peering, so never two at once.
-    assert dep["spec"]["replicas"] == 1
-    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+    # Two replicas, one leader (the Lease): a disruption takes at most one, and the identity
+    # in the Lease is the pod's name.
+    assert dep["spec"]["replicas"] == 2
+    pdb = one("PodDisruptionBudget", MANIFESTS / "operator.yaml")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+    [container] = pod["spec"]["containers"]
+    env = {
+        e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+        for e in container["env"]
+    }
+    assert env["POD_NAME"] == "metadata.name"
+    assert env["POD_NAMESPACE"] == "metadata.namespace"
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    args = parser().parse_args(container["args"])
+    assert args.leader_elect is True
 
 
 def test_operator_passes_restricted_pod_security() -> None:

@@ -1,0 +1,104 @@
+"""When each Rollout ticks: watch events and its own deadlines, not a timer per Rollout.
+
+A Rollout with work in flight ticks every TICK_SECONDS, as before. A Rollout at rest (Healthy,
+RolledBack or Invalid, or paused by a person or an inconclusive analysis, with no gate to ask,
+no scale-down due and no firing alert to re-send) sleeps: only a watch event wakes it (its own
+object, its Deployments, Services, canary pods or route), or the slow resync that covers a watch
+event missed. Converged ticks make no writes, so an extra wake-up costs a little CPU, never a
+write.
+
+Pure: ``next_tick`` decides from the status the tick wrote; ``WakeQueue`` orders the wake-ups on a
+clock it is given. handlers.py runs them.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Hashable
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from kanary.status import RolloutStatus
+
+TICK_SECONDS = 1.0
+ALERT_SECONDS = 30.0  # a firing alert is re-sent to Alertmanager every 60 s (notify.dispatch)
+RESYNC_SECONDS = 300.0  # a Rollout at rest is looked at this often even without a watch event
+
+K = TypeVar("K", bound=Hashable)
+
+_AT_REST = ("Healthy", "RolledBack", "Invalid")
+
+
+def next_tick(status: RolloutStatus | None, wrote: bool, now: datetime) -> float:
+    """Seconds until this Rollout's next tick, from the status the tick left (None: it was
+    being deleted). A tick that wrote anything is verified by the next one, a second later."""
+    if wrote:
+        return TICK_SECONDS
+    if status is None:
+        return RESYNC_SECONDS
+    paused_by_hand = status.phase == "Paused" and status.pause_reason in ("User", "Inconclusive")
+    if not (status.phase in _AT_REST or paused_by_hand) or status.gate is not None:
+        return TICK_SECONDS
+    wait = RESYNC_SECONDS
+    if status.scale_down_at is not None:
+        wait = min(wait, max(TICK_SECONDS, (status.scale_down_at - now).total_seconds()))
+    if any(a.resolved_at is None for a in status.alerts):
+        wait = min(wait, ALERT_SECONDS)
+    return wait
+
+
+class WakeQueue(Generic[K]):
+    """Keys due at a time; waking a key earlier than it is due moves it up, never later. A key
+    being reconciled is not handed out twice: a wake-up meanwhile is kept for after it."""
+
+    def __init__(self) -> None:
+        self._due: dict[K, float] = {}
+        self._heap: list[tuple[float, int, K]] = []
+        self._seq = 0
+        self.running: set[K] = set()
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def wake(self, key: K, at: float) -> None:
+        current = self._due.get(key)
+        if current is not None and current <= at:
+            return
+        self._due[key] = at
+        self._seq += 1
+        heapq.heappush(self._heap, (at, self._seq, key))
+
+    def forget(self, key: K) -> None:
+        self._due.pop(key, None)
+
+    def next_due(self) -> float | None:
+        while self._heap:
+            at, _, key = self._heap[0]
+            if self._due.get(key) == at:
+                return at
+            heapq.heappop(self._heap)  # stale: moved up or forgotten
+        return None
+
+    def pop_due(self, now: float, limit: int) -> list[K]:
+        """Up to ``limit`` keys due by ``now`` and not running, earliest first; marked running."""
+        taken: list[K] = []
+        deferred: list[tuple[float, int, K]] = []
+        while self._heap and len(taken) < limit:
+            at, seq, key = self._heap[0]
+            if at > now:
+                break
+            heapq.heappop(self._heap)
+            if self._due.get(key) != at:
+                continue
+            if key in self.running:
+                deferred.append((at, seq, key))
+                continue
+            del self._due[key]
+            self.running.add(key)
+            taken.append(key)
+        for item in deferred:
+            heapq.heappush(self._heap, item)
+        return taken
+
+    def done(self, key: K) -> None:
+        self.running.discard(key)

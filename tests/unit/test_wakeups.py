@@ -1,0 +1,112 @@
+"""When a Rollout ticks (wakeups.next_tick) and the queue that orders the wake-ups."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from kanary.status import RolloutStatus
+from kanary.wakeups import ALERT_SECONDS, RESYNC_SECONDS, TICK_SECONDS, WakeQueue, next_tick
+
+NOW = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
+
+
+def status(**fields: Any) -> RolloutStatus:
+    return RolloutStatus.model_validate(fields)
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"phase": "Progressing"}, TICK_SECONDS),
+        ({"phase": "Paused", "pauseReason": "Step"}, TICK_SECONDS),  # a timed step pause ends
+        ({"phase": "Paused", "pauseReason": "User"}, RESYNC_SECONDS),
+        ({"phase": "Paused", "pauseReason": "Inconclusive"}, RESYNC_SECONDS),
+        ({"phase": "Healthy"}, RESYNC_SECONDS),
+        ({"phase": "RolledBack"}, RESYNC_SECONDS),
+        ({"phase": "Invalid"}, RESYNC_SECONDS),
+        ({}, TICK_SECONDS),  # never ticked: the first tick starts it
+    ],
+)
+def test_work_in_flight_ticks_every_second_and_a_rollout_at_rest_sleeps(
+    fields: dict[str, Any], expected: float
+) -> None:
+    assert next_tick(status(**fields), False, NOW) == expected
+
+
+def test_a_tick_that_wrote_is_verified_a_second_later_even_at_rest() -> None:
+    assert next_tick(status(phase="Healthy"), True, NOW) == TICK_SECONDS
+
+
+def test_a_rollout_being_deleted_sleeps() -> None:
+    assert next_tick(None, False, NOW) == RESYNC_SECONDS
+
+
+def test_a_gate_to_ask_keeps_it_ticking() -> None:
+    gate = {"type": "confirm-promotion", "revision": "abc", "since": NOW.isoformat()}
+    assert next_tick(status(phase="Paused", pauseReason="User", gate=gate), False, NOW) == 1.0
+
+
+def test_the_scale_down_deadline_wakes_it_when_due() -> None:
+    due = (NOW + timedelta(seconds=42)).isoformat()
+    assert next_tick(status(phase="Healthy", scaleDownAt=due), False, NOW) == 42.0
+    past = (NOW - timedelta(seconds=5)).isoformat()
+    assert next_tick(status(phase="Healthy", scaleDownAt=past), False, NOW) == TICK_SECONDS
+
+
+def test_a_firing_alert_is_re_sent_but_a_resolved_one_is_not() -> None:
+    alert = {"key": "rollback/abc", "event": "rollback", "severity": "critical", "revision": "abc"}
+    firing = status(phase="RolledBack", alerts=[{**alert, "at": NOW.isoformat()}])
+    assert next_tick(firing, False, NOW) == ALERT_SECONDS
+    over = {**alert, "at": NOW.isoformat(), "resolvedAt": NOW.isoformat()}
+    assert next_tick(status(phase="Healthy", alerts=[over]), False, NOW) == RESYNC_SECONDS
+
+
+def test_queue_hands_out_due_keys_earliest_first() -> None:
+    q: WakeQueue[str] = WakeQueue()
+    q.wake("b", 2.0)
+    q.wake("a", 1.0)
+    q.wake("c", 5.0)
+    assert q.next_due() == 1.0
+    assert q.pop_due(2.5, 10) == ["a", "b"]
+    assert q.next_due() == 5.0
+    assert q.pop_due(4.0, 10) == []
+
+
+def test_an_earlier_wake_up_moves_a_key_up_and_a_later_one_does_not_delay_it() -> None:
+    q: WakeQueue[str] = WakeQueue()
+    q.wake("a", 10.0)
+    q.wake("a", 3.0)
+    q.wake("a", 20.0)
+    assert q.next_due() == 3.0
+    assert q.pop_due(3.0, 10) == ["a"]
+    assert q.pop_due(100.0, 10) == []  # the stale 10.0 and 20.0 entries are gone
+
+
+def test_a_running_key_is_not_handed_out_twice_and_its_wake_up_is_kept_for_after() -> None:
+    q: WakeQueue[str] = WakeQueue()
+    q.wake("a", 0.0)
+    assert q.pop_due(0.0, 10) == ["a"]
+    q.wake("a", 0.5)  # a watch event while it ticks
+    assert q.pop_due(1.0, 10) == []
+    q.done("a")
+    assert q.pop_due(1.0, 10) == ["a"]
+
+
+def test_the_limit_bounds_how_many_run_at_once() -> None:
+    q: WakeQueue[int] = WakeQueue()
+    for i in range(5):
+        q.wake(i, float(i))
+    assert q.pop_due(10.0, 2) == [0, 1]
+    assert q.pop_due(10.0, 2) == [2, 3]
+    assert len(q) == 1
+
+
+def test_a_forgotten_key_is_never_handed_out() -> None:
+    q: WakeQueue[str] = WakeQueue()
+    q.wake("gone", 0.0)
+    q.forget("gone")
+    assert q.pop_due(1.0, 10) == []
+    assert q.next_due() is None
