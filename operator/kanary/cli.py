@@ -350,6 +350,7 @@ def _operator_options(args: argparse.Namespace) -> Any:
         lease_name=args.lease_name,
         timings=timings,
         selector=selector,
+        namespaces=tuple(args.namespace or ()),
     )
 
 

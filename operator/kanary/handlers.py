@@ -73,6 +73,7 @@ class Options:
     lease_name: str = "kanary-leader"
     timings: Timings = dataclasses.field(default_factory=Timings)
     selector: Selector = dataclasses.field(default_factory=lambda: Selector(()))
+    namespaces: tuple[str, ...] = ()  # empty: cluster-wide
 
 
 _options = Options()
@@ -154,6 +155,10 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Our own Events only (kopf.event); handler logs stay in the operator log.
     settings.posting.level = logging.ERROR
     settings.watching.server_timeout = 300
+    if _options.namespaces and not any(set("*?[!,") & set(n) for n in _options.namespaces):
+        # Exact namespaces: no listing of all namespaces (a namespaced install may not) and no
+        # CRD watch (CRDs installed later are seen at the next restart).
+        settings.scanning.disabled = True
     runtime()
     global _signal
     _signal = asyncio.Event()

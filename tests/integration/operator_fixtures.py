@@ -62,9 +62,11 @@ def wait_crd_established(cluster: Cluster, name: str = "rollouts.kanary.dev") ->
     wait_until(f"CRD {name} Established", established, timeout=30)
 
 
-def service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:
+def service_account_kubeconfig(
+    cluster: Cluster, path: Path, account: str = SERVICE_ACCOUNT
+) -> Path:
     token = kubectl(
-        cluster, "create", "token", SERVICE_ACCOUNT, "-n", OPERATOR_NAMESPACE, "--duration=6h"
+        cluster, "create", "token", account, "-n", OPERATOR_NAMESPACE, "--duration=6h"
     ).strip()
     admin = yaml.safe_load(cluster.kubeconfig.read_text())
     server_cluster = admin["clusters"][0]["cluster"]

@@ -1,0 +1,143 @@
+"""An operator scoped to one namespace (`kanary run --namespace A`) with the namespaced RBAC of
+manifests/namespaced/: it serves namespace A and never reads or writes in namespace B.
+
+The manifests are applied as they are, for their own ServiceAccount (`kanary-scoped`, so the
+session's cluster-wide `kanary` is untouched): the rules are the files'. Every API request the
+operator makes is logged (tests/bench/bench_operator.py's wrapper) and checked.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from tests.integration.conftest import REPO_ROOT, Cluster
+from tests.integration.operator_fixtures import (
+    OPERATOR_NAMESPACE,
+    OperatorProcess,
+    install_operator_manifests,
+    kubectl,
+    service_account_kubeconfig,
+    stop_shared_operator,
+)
+from tests.integration.rollout_objects import rollout_body
+from tests.integration.test_operator import Kit
+
+NAMESPACED = REPO_ROOT / "manifests" / "namespaced"
+SA = "kanary-scoped"
+
+
+def _for_scoped(docs: list[dict[str, Any]], namespace: str | None) -> list[dict[str, Any]]:
+    """The same objects, named for the scoped ServiceAccount; rules unchanged."""
+    out = []
+    for doc in docs:
+        doc = json.loads(json.dumps(doc))
+        meta = doc["metadata"]
+        meta["name"] = meta["name"].replace("kanary", SA, 1)
+        if namespace is not None and doc["kind"] in ("Role", "RoleBinding"):
+            meta["namespace"] = namespace
+        if "roleRef" in doc:
+            doc["roleRef"]["name"] = doc["roleRef"]["name"].replace("kanary", SA, 1)
+        for subject in doc.get("subjects", []):
+            subject["name"] = SA
+        out.append(doc)
+    return out
+
+
+def _load(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+@pytest.fixture
+def two_namespaces(cluster: Cluster, namespace: str) -> Iterator[tuple[str, str]]:
+    other = f"{namespace[:50]}-b"
+    core = client.CoreV1Api(cluster.api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))
+    try:
+        yield namespace, other
+    finally:
+        core.delete_namespace(other, propagation_policy="Background")
+
+
+@pytest.fixture
+def scoped(
+    cluster: Cluster, two_namespaces: tuple[str, str], tmp_path: Path
+) -> Iterator[OperatorProcess]:
+    stop_shared_operator()
+    install_operator_manifests(cluster)  # the CRDs and the operator's namespace
+    served, _ = two_namespaces
+    objects = _for_scoped(_load(NAMESPACED / "rbac.yaml"), None)
+    objects += _for_scoped(_load(NAMESPACED / "role.yaml"), served)
+    applied = yaml.safe_dump_all(objects)
+    kubectl(cluster, "apply", "-f", "-", stdin=applied)
+    kubeconfig = tmp_path / "kubeconfig"
+    service_account_kubeconfig(cluster, kubeconfig, account=SA)
+    op = OperatorProcess(
+        kubeconfig=kubeconfig,
+        log_path=tmp_path / "scoped.log",
+        identity="scoped",
+        liveness_port=18480,
+        metrics_port=18481,
+        extra_args=("--namespace", served, "--lease-name", SA),
+        requests_log=tmp_path / "scoped.requests.jsonl",
+    )
+    op.start()
+    try:
+        yield op
+    finally:
+        op.kill(signal.SIGTERM)
+        print(f"\n--- scoped operator log tail ---\n{op.tail(20)}")
+        kubectl(cluster, "delete", "--ignore-not-found", "-f", "-", stdin=applied)
+
+
+def test_an_operator_scoped_to_a_namespace_serves_it_and_never_touches_another(
+    cluster: Cluster, two_namespaces: tuple[str, str], scoped: OperatorProcess
+) -> None:
+    served, other = two_namespaces
+    steps = [{"setWeight": 50}, {"pause": {"duration": "1s"}}]
+    mine, theirs = Kit(cluster, served), Kit(cluster, other)
+    for kit in (mine, theirs):
+        kit.create(rollout_body("web", "kanary/gin-demo:v1", steps, gateway=False))
+    mine.wait_phase("web", "Healthy")
+    mine.set_image("web", "kanary/gin-demo:v2")
+    mine.wait_promoted("web", "kanary/gin-demo:v2")
+    time.sleep(3)
+    assert theirs.status("web") == {}, "the other namespace's Rollout was acted on"
+    assert theirs.deployment("web-stable") is None
+    assert scoped.requests_log is not None
+    requests = [
+        json.loads(line)
+        for line in scoped.requests_log.read_text().splitlines()
+        if '"request"' in line
+    ]
+    paths = [str(r["path"]) for r in requests]
+    assert not [p for p in paths if f"/namespaces/{other}/" in p], "it read or wrote there"
+    refused = [r for r in requests if r.get("status") in (401, 403)]
+    assert not refused, f"calls its namespaced RBAC refuses: {refused[:5]}"
+    # outside its namespaces only discovery and the kinds that have no namespace
+    cluster_wide = {r for p in paths if (r := _cluster_wide_resource(p)) is not None}
+    assert cluster_wide <= {"gatewayclasses", "customresourcedefinitions"}, cluster_wide
+    assert {p for p in paths if f"/namespaces/{OPERATOR_NAMESPACE}/" in p} <= {
+        f"/apis/coordination.k8s.io/v1/namespaces/{OPERATOR_NAMESPACE}/leases/{SA}"
+    }, "in its own namespace it touches only its Lease"
+
+
+def _cluster_wide_resource(path: str) -> str | None:
+    """The resource of a request for all namespaces (/api/v1/pods, /apis/g/v/routes); None for
+    a namespaced request or discovery (/api, /apis/g/v)."""
+    parts = path.split("?")[0].strip("/").split("/")
+    if "namespaces" in parts:
+        return None
+    if parts[0] == "api" and len(parts) == 3:
+        return parts[2]
+    if parts[0] == "apis" and len(parts) == 4:
+        return parts[3]
+    return None
