@@ -95,32 +95,58 @@ def in_cluster() -> Iterator[None]:
         assert set(Path("/run/netns").iterdir()) <= netns_before, "pod network namespaces left"
 
 
-def test_operator_pod_runs_as_its_service_account_and_stays_live(in_cluster: None) -> None:
-    (pod,) = kubectl_json(
-        "-n", "kanary-system", "get", "pods", "-l", "app.kubernetes.io/name=kanary"
-    )["items"]
-    assert pod["spec"]["serviceAccountName"] == "kanary"
-    assert pod["spec"]["nodeName"] == "kanary-node"
-    (cs,) = pod["status"]["containerStatuses"]
-    assert cs["ready"] and cs["imageID"], cs  # the imported image, by digest
+def _operator_pods() -> list[dict[str, Any]]:
+    return list(
+        kubectl_json("-n", "kanary-system", "get", "pods", "-l", "app.kubernetes.io/name=kanary")[
+            "items"
+        ]
+    )
+
+
+def test_two_operator_pods_run_as_its_service_account_one_leads_and_both_stay_live(
+    in_cluster: None,
+) -> None:
+    pods = _operator_pods()
+    assert len(pods) == 2, [p["metadata"]["name"] for p in pods]
+    for pod in pods:
+        assert pod["spec"]["serviceAccountName"] == "kanary"
+        assert pod["spec"]["nodeName"] == "kanary-node"
+        (cs,) = pod["status"]["containerStatuses"]
+        assert cs["ready"] and cs["imageID"], cs  # the imported image, by digest
+    names = sorted(p["metadata"]["name"] for p in pods)
 
     def liveness_passed() -> bool:
+        passed = set()
         for line in raw("/api/v1/nodes/kanary-node/proxy/metrics/probes").splitlines():
             if (
                 line.startswith("prober_probe_total{")
                 and 'container="operator"' in line
                 and 'probe_type="Liveness"' in line
                 and 'result="successful"' in line
+                and float(line.rsplit(" ", 1)[1]) >= 1
             ):
-                return float(line.rsplit(" ", 1)[1]) >= 1
-        return False
+                passed |= {n for n in names if f'pod="{n}"' in line}
+        return passed == set(names)
 
     # initialDelaySeconds 10, periodSeconds 10
-    wait_until("the kubelet's liveness probe of the operator passed", liveness_passed, timeout=60)
-    (pod,) = kubectl_json(
-        "-n", "kanary-system", "get", "pods", "-l", "app.kubernetes.io/name=kanary"
-    )["items"]
-    assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
+    wait_until("the kubelet's liveness probes of both operators passed", liveness_passed, 60)
+
+    def readyz(pod: str) -> str:
+        return raw(f"/api/v1/namespaces/kanary-system/pods/{pod}:8081/proxy/readyz").strip()
+
+    def one_leader() -> list[str] | None:
+        lines = sorted(readyz(n) for n in names)
+        leaders = [line for line in lines if line.startswith("leader ")]
+        return lines if len(leaders) == 1 else None
+
+    lines = wait_until("exactly one operator pod leads", one_leader, timeout=60)
+    leader = next(line.split()[1] for line in lines if line.startswith("leader "))
+    assert leader in names, lines
+    assert any(line == f"standby (leader: {leader})" for line in lines), lines
+    lease = kubectl_json("-n", "kanary-system", "get", "lease", "kanary-leader")
+    assert lease["spec"]["holderIdentity"] == leader
+    for pod in _operator_pods():
+        assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
 
 
 def _targets() -> list[dict[str, Any]]:

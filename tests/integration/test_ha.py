@@ -46,8 +46,8 @@ class Pair:
                 kubeconfig=kubeconfig,
                 log_path=workdir / f"{name}.log",
                 identity=name,
-                liveness_port=18180 + 100 * i,
-                metrics_port=18181 + 100 * i,
+                liveness_port=18580 + 100 * i,
+                metrics_port=18581 + 100 * i,
                 extra_args=TIMINGS,
                 requests_log=workdir / f"{name}.requests.jsonl",
             )

@@ -145,7 +145,9 @@ def test_the_constructor_refuses_a_non_http_url() -> None:
 
 def test_the_operator_manifest_sets_the_in_cluster_default_and_allows_only_it() -> None:
     manifest = Path(__file__).resolve().parents[2] / "manifests" / "operator.yaml"
-    [deployment] = [d for d in yaml.safe_load_all(manifest.read_text()) if d]
+    [deployment] = [
+        d for d in yaml.safe_load_all(manifest.read_text()) if d and d["kind"] == "Deployment"
+    ]
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     args = parser().parse_args(container["args"])
     policy = PrometheusPolicy.from_env(
