@@ -344,6 +344,7 @@ async def rollout_event(
             _queue.forget(key)
             _last_tick.pop(key, None)
             metrics_export.forget(*key)
+            runtime().forget(*key, str(body.metadata.uid or ""))
         return
     seen = {
         "metadata": dict(body.metadata),

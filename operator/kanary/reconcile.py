@@ -128,6 +128,18 @@ class Runtime:
     # (rollout uid, gate type, revision) -> when the gate was last asked
     gate_asked: dict[tuple[str, str, str], datetime] = dataclasses.field(default_factory=dict)
 
+    def forget(self, namespace: str, name: str, uid: str) -> None:
+        """The Rollout is gone: drop what this process remembered of it, so memory follows the
+        Rollouts that exist."""
+        for track in ("stable", "canary"):
+            self.applied_generation.pop((namespace, track_name(name, track)), None)
+        for key in [k for k in self.recent_events if k[0] == uid]:
+            del self.recent_events[key]
+        for gate in [k for k in self.gate_asked if k[0] == uid]:
+            del self.gate_asked[gate]
+        if self.notifier is not None:
+            self.notifier.forget(uid)
+
     def namespace_terminating(self, namespace: str) -> bool:
         """A write in `namespace` was refused as terminating in the last TERMINATING_SECONDS:
         its Rollouts are left alone (the namespace controller is deleting what they own)."""

@@ -110,3 +110,21 @@ def test_a_forgotten_key_is_never_handed_out() -> None:
     q.forget("gone")
     assert q.pop_due(1.0, 10) == []
     assert q.next_due() is None
+
+
+def test_only_changes_kanary_did_not_write_itself_wake_a_rollout() -> None:
+    from kanary.handlers import _matters
+
+    def seen(generation: int = 1, **meta: Any) -> dict[str, Any]:
+        return {"metadata": {"generation": generation, **meta}, "spec": {}, "status": {}}
+
+    base = seen(annotations={"a": "1"}, labels={"l": "1"})
+    status_only = {**seen(annotations={"a": "1"}, labels={"l": "1"}), "status": {"phase": "x"}}
+    assert _matters(None, base)  # first seen
+    assert not _matters(base, status_only)  # kanary's own status patch
+    assert _matters(base, seen(2, annotations={"a": "1"}, labels={"l": "1"}))  # spec edited
+    promote = seen(annotations={"a": "1", "kanary.dev/action": "promote"}, labels={"l": "1"})
+    assert _matters(base, promote)  # a person's request
+    assert _matters(base, seen(annotations={"a": "1"}, labels={"l": "2"}))
+    deleting = seen(annotations={"a": "1"}, labels={"l": "1"}, deletionTimestamp="now")
+    assert _matters(base, deleting)

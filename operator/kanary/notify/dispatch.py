@@ -62,6 +62,13 @@ class Notifier:
         self._resent: dict[tuple[str, str, str], float] = {}  # (uid, key, provider) -> when
         self.failing: dict[str, str] = {}  # provider -> why its last delivery was given up
 
+    def forget(self, uid: str) -> None:
+        """The Rollout is gone: what it was sent is no longer needed."""
+        with self._lock:
+            self._accepted.pop(uid, None)
+            for key in [k for k in self._resent if k[0] == uid]:
+                del self._resent[key]
+
     # ---- which providers ----------------------------------------------------------------------
 
     def refs(self, spec: RolloutSpec) -> list[str]:
