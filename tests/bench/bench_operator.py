@@ -990,15 +990,28 @@ def load_part(
     hold: float,
     idle_seconds: float,
     wrapped: bool = True,
+    namespaces: int = 1,
+    mode: str = "gateway",
+    rolling: int | None = None,
 ) -> dict[str, Any]:
-    """The load run; with wrapped=False the plain operator (RSS and CPU only, no request log)."""
+    """The load run; with wrapped=False the plain operator (RSS and CPU only, no request log).
+    `rollouts` Rollouts spread over `namespaces` namespaces; `rolling` of them (default all)
+    get v2, are held at the pause and promoted."""
     op = OperatorRun(kubeconfig, workdir, "load" if wrapped else "load-plain", wrapped=wrapped)
     op.start()
-    names = [f"r{i:03d}" for i in range(rollouts)]
+    gateway = mode == "gateway"
+    rolling = rollouts if rolling is None else min(rolling, rollouts)
     timeouts: list[str] = []
-    ns = ""
+    spaces: list[str] = []
+    placed: list[tuple[str, str]] = []  # (namespace, name)
     timeline: dict[str, float] = {}
     deletion: dict[str, Any] = {}
+
+    def listed() -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for ns in spaces:
+            out.update({f"{ns}/{n}": r for n, r in kit.rollouts(ns).items()})
+        return out
 
     def wait_all(
         what: str, probe: Callable[[dict[str, dict[str, Any]]], bool], limit: float
@@ -1006,67 +1019,82 @@ def load_part(
         started = time.time()
 
         def check() -> bool:
-            return probe(kit.rollouts(ns))
+            return probe(listed())
 
         try:
-            poll(what, check, limit, interval=1.0)
+            poll(what, check, limit, interval=2.0)
             timeline[what] = round(time.time() - started, 1)
         except TimeoutError as e:
-            timeouts.append(f"{e}; phases {dict(count_phases(kit.rollouts(ns)))}")
+            timeouts.append(f"{e}; phases {dict(count_phases(listed()))}")
             timeline[what] = -1
 
+    def promoted(r: dict[str, Any]) -> bool:
+        st = r.get("status") or {}
+        return bool(
+            st.get("phase") == "Healthy"
+            and st.get("stableRevision") == (st.get("history") or [{}])[-1].get("revision")
+        )
+
+    moving = [f"{ns}/{n}" for ns, n in placed]  # filled below
     try:
         with Sampler(op.pid) as sampler:
             sampler.set_phase("idle, 0 Rollouts")
             time.sleep(idle_seconds)
-            ns = kit.namespace("bench-load")
+            spaces.extend(kit.namespace("bench-load") for _ in range(namespaces))
+            placed.extend((spaces[i % namespaces], f"r{i:04d}") for i in range(rollouts))
+            moving = [f"{ns}/{n}" for ns, n in placed[:rolling]]
             sampler.set_phase(f"create {rollouts} (v1) until all Healthy")
-            for n in names:
-                kit.create_route(ns, n)
+            for ns, n in placed:
+                if gateway:
+                    kit.create_route(ns, n)
                 kit.create_rollout(
-                    ns, rollout_body(n, "kanary/gin-demo:v1", LOAD_STEPS, gateway=True, replicas=1)
+                    ns,
+                    rollout_body(n, "kanary/gin-demo:v1", LOAD_STEPS, gateway=gateway, replicas=1),
                 )
             wait_all(
                 f"{rollouts} Healthy",
                 lambda rs: len(rs) == rollouts and count_phases(rs)["Healthy"] == rollouts,
-                420,
+                max(420, rollouts * 1.5),
             )
             sampler.set_phase(f"{rollouts} Healthy, steady")
             time.sleep(hold / 2)
-            sampler.set_phase(f"v2 on all {rollouts} until all Paused")
-            for n in names:
+            sampler.set_phase(f"v2 on {rolling} until all Paused")
+            for ns, n in placed[:rolling]:
                 kit.set_image(ns, n, "kanary/gin-demo:v2")
             wait_all(
-                f"{rollouts} Paused",
-                lambda rs: count_phases(rs)["Paused"] == rollouts,
-                420,
+                f"{rolling} Paused",
+                lambda rs: (
+                    sum(1 for k in moving if (rs[k].get("status") or {}).get("phase") == "Paused")
+                    == rolling
+                ),
+                max(420, rolling * 1.5),
             )
-            sampler.set_phase(f"{rollouts} in flight (Paused at pause {{}})")
+            sampler.set_phase(f"{rolling} in flight (Paused at pause {{}})")
             time.sleep(hold)
-            sampler.set_phase(f"promote all {rollouts} until all Healthy")
-            for n in names:
+            sampler.set_phase(f"promote {rolling} until all Healthy")
+            for ns, n in placed[:rolling]:
                 kit.promote(ns, n)
             wait_all(
-                f"{rollouts} promoted",
-                lambda rs: all(
-                    (r.get("status") or {}).get("phase") == "Healthy"
-                    and (r.get("status") or {}).get("stableRevision")
-                    == (r.get("status") or {}).get("history", [{}])[-1].get("revision")
-                    for r in rs.values()
-                ),
-                420,
+                f"{rolling} promoted",
+                lambda rs: all(promoted(rs[k]) for k in moving),
+                max(420, rolling * 1.5),
             )
             sampler.set_phase(f"{rollouts} Healthy after promotion, steady")
             time.sleep(hold / 2)
-            sampler.set_phase("namespace deleted, until gone")
-            deletion = delete_and_wait(kit, op, ns, timeout=300)
-            if deletion["seconds"] is None:
-                timeouts.append(f"namespace {ns} not gone after 300s")
-            ns = ""
+            sampler.set_phase("namespaces deleted, until gone")
+            started = time.time()
+            for ns in spaces:
+                kit.delete_namespace(ns)
+            for ns in spaces:
+                deletion = delete_and_wait(kit, op, ns, timeout=max(300, rollouts * 0.5))
+                if deletion["seconds"] is None:
+                    timeouts.append(f"namespace {ns} not gone")
+            deletion["seconds_all"] = round(time.time() - started, 1)
+            spaces.clear()
             sampler.set_phase("idle again, 0 Rollouts")
             time.sleep(idle_seconds)
     finally:
-        if ns:
+        for ns in spaces:
             kit.delete_namespace(ns)
         op.stop()
     records = op.records()
@@ -1102,10 +1130,12 @@ def load_part(
         phases.append({"phase": name, **samples_summary(samples), **traffic})
     return {
         "rollouts": rollouts,
+        "namespaces": namespaces,
+        "rolling": rolling,
         "operator": "wrapped" if wrapped else "plain (no request log: requests and ticks unknown)",
         "steps": LOAD_STEPS,
         "replicas": 1,
-        "mode": "gateway",
+        "mode": mode,
         "hold_seconds": hold,
         "wait_seconds": timeline,
         "timeouts": timeouts,
@@ -1254,8 +1284,9 @@ def load_report(load: dict[str, Any]) -> list[str]:
     out: list[str] = []
     if load:
         out.append(
-            f"\n== {load['rollouts']} Rollouts (replicas 1, gateway, [setWeight 50, pause {{}}]), "
-            f"operator {load['operator']} =="
+            f"\n== {load['rollouts']} Rollouts in {load.get('namespaces', 1)} namespace(s), "
+            f"{load.get('rolling', load['rollouts'])} rolling (replicas 1, {load['mode']}, "
+            f"[setWeight 50, pause {{}}]), operator {load['operator']} =="
         )
         rows3 = [
             (
@@ -1356,6 +1387,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--settle", type=float, default=5.0, help="idle seconds before/after a rollout")
     p.add_argument("--rollouts", type=int, default=100)
     p.add_argument("--hold", type=float, default=60.0, help="seconds with all Rollouts in flight")
+    p.add_argument("--namespaces", type=int, default=1, help="load: spread the Rollouts over N")
+    p.add_argument("--mode", choices=("gateway", "ratio"), default="gateway", help="load's mode")
+    p.add_argument("--rolling", type=int, default=None, help="load: how many get v2 (all)")
     p.add_argument("--workdir", type=Path, help="logs and request logs (default: a temp dir)")
     return p.parse_args(argv)
 
@@ -1394,13 +1428,21 @@ def main(argv: Sequence[str]) -> int:
             results["idle"] = idle_part(kubeconfig, workdir, args.idle_seconds)
         if "writes" in parts:
             results["writes"] = writes_part(kit, kubeconfig, workdir, args.replicas, args.settle)
+        spread = {"namespaces": args.namespaces, "mode": args.mode, "rolling": args.rolling}
         if "load" in parts:
             results["load"] = load_part(
-                kit, kubeconfig, workdir, args.rollouts, args.hold, args.idle_seconds
+                kit, kubeconfig, workdir, args.rollouts, args.hold, args.idle_seconds, **spread
             )
         if "load-plain" in parts:
             results["load_plain"] = load_part(
-                kit, kubeconfig, workdir, args.rollouts, args.hold, args.idle_seconds, False
+                kit,
+                kubeconfig,
+                workdir,
+                args.rollouts,
+                args.hold,
+                args.idle_seconds,
+                False,
+                **spread,
             )
     finally:
         results["meta"]["loadavg_end"] = os.getloadavg()

@@ -1,0 +1,252 @@
+"""Fleet figures for issue 15: the same update of many small Rollouts against plain Deployments,
+and a soak of create -> rollout -> promote -> delete cycles.
+
+    hack/cluster/exec.sh .venv/bin/python tests/bench/bench_fleet.py --parts throughput,soak \\
+        --out /tmp/bench-fleet.json
+
+- throughput: `--count` (200) plain Deployments (replicas 1, kwok pods) created at once until
+  all available, then a new image on all until all rolled; then the same count of Rollouts
+  (replica-ratio, replicas 1, steps [setWeight 50]) created until all Healthy, then a new image
+  on all until all promoted (Healthy, stable image v2). Both in the same run, on the same
+  cluster, one after the other; seconds for each, and the ratio.
+- soak: `--cycles` (500) cycles, `--lanes` (10) at a time: create a Rollout, Healthy, v2,
+  promoted, delete it, until gone. VmRSS of the plain operator after each round (once the
+  round's Rollouts are gone and 2 s have passed); the last round against the first.
+
+Numbers, not asserts; every wait is bounded and a timeout is recorded. Uses bench_operator.py's
+cluster setup, client kit, operator process and sampler. Loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_operator import (
+    MIB,
+    POD_ANNOTATIONS,
+    Kit,
+    OperatorRun,
+    Sampler,
+    cluster_setup,
+    in_netns,
+    poll,
+    rollout_body,
+)
+
+RATIO_STEPS: list[dict[str, Any]] = [{"setWeight": 50}]
+V1, V2 = "kanary/gin-demo:v1", "kanary/gin-demo:v2"
+
+
+def _timed(what: str, probe: Callable[[], bool], limit: float, timeouts: list[str]) -> float:
+    started = time.time()
+    try:
+        poll(what, probe, limit, interval=1.0)
+    except TimeoutError as e:
+        timeouts.append(str(e))
+        return -1.0
+    return round(time.time() - started, 1)
+
+
+def deployment(name: str, image: str) -> dict[str, Any]:
+    """A plain Deployment with the Rollouts' pod template (kwok node, the same Ready delay)."""
+    template = rollout_body(name, image, RATIO_STEPS, gateway=False, replicas=1)["spec"]["template"]
+    template["metadata"]["annotations"] = dict(POD_ANNOTATIONS)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": template},
+    }
+
+
+def _all_rolled(kit: Kit, ns: str, count: int, image: str) -> bool:
+    items = kit.apps.list_namespaced_deployment(ns).items
+    done = 0
+    for d in items:
+        st = d.status
+        if (
+            d.spec.template.spec.containers[0].image == image
+            and (st.observed_generation or 0) >= (d.metadata.generation or 0)
+            and (st.updated_replicas or 0) == 1
+            and (st.available_replicas or 0) == 1
+            and (st.replicas or 0) == 1
+        ):
+            done += 1
+    return done == count
+
+
+def _promoted_to(image: str) -> Callable[[dict[str, Any]], bool]:
+    def check(r: dict[str, Any]) -> bool:
+        st = r.get("status") or {}
+        return st.get("phase") == "Healthy" and st.get("stableImage") == image
+
+    return check
+
+
+def throughput_part(kit: Kit, kubeconfig: Path, workdir: Path, count: int) -> dict[str, Any]:
+    timeouts: list[str] = []
+    out: dict[str, Any] = {"count": count, "steps": RATIO_STEPS, "mode": "ratio", "replicas": 1}
+    names = [f"t{i:04d}" for i in range(count)]
+    limit = max(600.0, count * 3.0)
+
+    ns = kit.namespace("bench-deploy")
+    try:
+        print(f"[bench {time.strftime('%H:%M:%S')}] {count} Deployments", flush=True)
+        started = time.time()
+        for n in names:
+            kit.apps.create_namespaced_deployment(ns, deployment(n, V1))
+        out["deployments_create_s"] = _timed(
+            "Deployments available", lambda: _all_rolled(kit, ns, count, V1), limit, timeouts
+        )
+        ops = [{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": V2}]
+        for n in names:
+            kit.apps.patch_namespaced_deployment(n, ns, ops)
+        out["deployments_update_s"] = _timed(
+            "Deployments rolled", lambda: _all_rolled(kit, ns, count, V2), limit, timeouts
+        )
+        out["deployments_total_s"] = round(time.time() - started, 1)
+    finally:
+        kit.delete_namespace(ns)
+    poll(f"namespace {ns} gone", lambda: kit.namespace_gone(ns), 300, interval=1.0)
+
+    op = OperatorRun(kubeconfig, workdir, "throughput", wrapped=False)
+    op.start()
+    ns = kit.namespace("bench-rollouts")
+    try:
+        print(f"[bench {time.strftime('%H:%M:%S')}] {count} Rollouts", flush=True)
+        started = time.time()
+        for n in names:
+            kit.create_rollout(ns, rollout_body(n, V1, RATIO_STEPS, gateway=False, replicas=1))
+        healthy = _promoted_to(V1)
+        out["rollouts_create_s"] = _timed(
+            "Rollouts Healthy",
+            lambda: sum(map(healthy, kit.rollouts(ns).values())) == count,
+            limit,
+            timeouts,
+        )
+        for n in names:
+            kit.set_image(ns, n, V2)
+        promoted = _promoted_to(V2)
+        out["rollouts_update_s"] = _timed(
+            "Rollouts promoted",
+            lambda: sum(map(promoted, kit.rollouts(ns).values())) == count,
+            limit,
+            timeouts,
+        )
+        out["rollouts_total_s"] = round(time.time() - started, 1)
+    finally:
+        kit.delete_namespace(ns)
+        op.stop()
+    for what in ("create", "update", "total"):
+        d, r = out.get(f"deployments_{what}_s"), out.get(f"rollouts_{what}_s")
+        if d and r and d > 0 and r > 0:
+            out[f"ratio_{what}"] = round(r / d, 2)
+    out["timeouts"] = timeouts
+    return out
+
+
+def _soak_round(kit: Kit, ns: str, r: int, names: list[str], timeouts: list[str]) -> None:
+    """Create, Healthy, v2, promoted, deleted, gone: one cycle for each name, side by side."""
+    for n in names:
+        kit.create_rollout(ns, rollout_body(n, V1, RATIO_STEPS, gateway=False, replicas=1))
+
+    def mine() -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in kit.rollouts(ns).items() if k in names}
+
+    def all_at(image: str) -> Callable[[], bool]:
+        done = _promoted_to(image)
+        return lambda: sum(map(done, mine().values())) == len(names)
+
+    _timed(f"round {r} Healthy", all_at(V1), 120, timeouts)
+    for n in names:
+        kit.set_image(ns, n, V2)
+    _timed(f"round {r} promoted", all_at(V2), 120, timeouts)
+    for n in names:
+        kit.custom.delete_namespaced_custom_object("kanary.dev", "v1alpha1", ns, "rollouts", n)
+    _timed(f"round {r} gone", lambda: not mine(), 120, timeouts)
+
+
+def soak_part(kit: Kit, kubeconfig: Path, workdir: Path, cycles: int, lanes: int) -> dict[str, Any]:
+    op = OperatorRun(kubeconfig, workdir, "soak", wrapped=False)
+    op.start()
+    ns = kit.namespace("bench-soak")
+    timeouts: list[str] = []
+    rounds: list[dict[str, Any]] = []
+    try:
+        with Sampler(op.pid) as sampler:
+            sampler.set_phase(f"{cycles} cycles, {lanes} at a time")
+            for r in range(max(1, cycles // lanes)):
+                started = time.time()
+                names = [f"s{r:03d}-{i}" for i in range(lanes)]
+                _soak_round(kit, ns, r, names, timeouts)
+                time.sleep(2)
+                sampler.sample_now()
+                rss = sampler.samples[-1].rss_kib / MIB
+                rounds.append(
+                    {
+                        "round": r,
+                        "seconds": round(time.time() - started, 1),
+                        "rss_mib": round(rss, 1),
+                    }
+                )
+                print(f"[bench {time.strftime('%H:%M:%S')}] round {r}: {rss:.1f} MiB", flush=True)
+                if len(timeouts) > 5:
+                    break
+    finally:
+        kit.delete_namespace(ns)
+        op.stop()
+    first, last = rounds[0]["rss_mib"], rounds[-1]["rss_mib"]
+    return {
+        "cycles": len(rounds) * lanes,
+        "lanes": lanes,
+        "rss_mib_after_first_round": first,
+        "rss_mib_after_last_round": last,
+        "growth_pct": round(100 * (last - first) / first, 1),
+        "rss_mib_max": max(x["rss_mib"] for x in rounds),
+        "rounds": rounds,
+        "timeouts": timeouts,
+    }
+
+
+def main(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--parts", default="throughput,soak")
+    p.add_argument("--count", type=int, default=200, help="throughput: Deployments and Rollouts")
+    p.add_argument("--cycles", type=int, default=500)
+    p.add_argument("--lanes", type=int, default=10, help="soak: cycles at a time")
+    p.add_argument("--out", type=Path)
+    p.add_argument("--workdir", type=Path)
+    args = p.parse_args(argv)
+    if not in_netns():
+        raise SystemExit("run inside the cluster's network namespace: hack/cluster/exec.sh ...")
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="kanary-fleet-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    kubeconfig, api = cluster_setup(workdir)
+    kit = Kit(api)
+    parts = set(args.parts.split(","))
+    results: dict[str, Any] = {"meta": {"cpus": os.cpu_count(), "loadavg": os.getloadavg()}}
+    try:
+        if "throughput" in parts:
+            results["throughput"] = throughput_part(kit, kubeconfig, workdir, args.count)
+            print(json.dumps(results["throughput"], indent=1))
+        if "soak" in parts:
+            results["soak"] = soak_part(kit, kubeconfig, workdir, args.cycles, args.lanes)
+            print(json.dumps({k: v for k, v in results["soak"].items() if k != "rounds"}))
+    finally:
+        results["meta"]["loadavg_end"] = os.getloadavg()
+        if args.out:
+            args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
