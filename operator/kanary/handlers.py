@@ -41,6 +41,7 @@ from kanary.notify.spec import PROVIDER_PLURAL
 from kanary.objects import GATEWAY_GROUP, LABEL_REVISION, LABEL_ROLLOUT, LABEL_TRACK
 from kanary.reconcile import (
     Conflict,
+    NewerSpec,
     Runtime,
     SeenDeployment,
     UnknownTemplate,
@@ -474,7 +475,7 @@ async def _reconcile_one(key: Key) -> float:
             return TICK_SECONDS
         await _report(rt, snapshot, post, f"API {e.status} {e.reason}: {_api_message(e)}")
         return 2 * TICK_SECONDS
-    except (urllib3.exceptions.HTTPError, UnknownTemplate, OSError) as e:
+    except (urllib3.exceptions.HTTPError, UnknownTemplate, NewerSpec, OSError) as e:
         await _report(rt, snapshot, post, f"{type(e).__name__}: {e}".splitlines()[0][:300])
         return 2 * TICK_SECONDS
     return TICK_SECONDS

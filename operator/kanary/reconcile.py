@@ -19,6 +19,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from kanary import __version__
 from kanary import actions as act
 from kanary import metrics_export
 from kanary.analysis.metrics_source import GatewayClassSeen
@@ -68,6 +69,7 @@ __all__ = [
     "Conflict",
     "Runtime",
     "SeenDeployment",
+    "NewerSpec",
     "UnknownTemplate",
     "View",
     "consume_action",
@@ -210,6 +212,16 @@ def reconcile(
     try:
         spec = RolloutSpec.model_validate(dict(body.get("spec") or {}))
     except ValidationError as e:
+        unknown = [err for err in e.errors() if err["type"] == "extra_forbidden"]
+        if unknown and len(unknown) == len(e.errors()):
+            # The API server let them in, so the CRD knows them: it is newer than this
+            # operator (an upgrade in progress, or the CRD applied first). Marking the Rollout
+            # Invalid would roll back a canary in flight; change nothing instead.
+            fields = ", ".join("spec." + ".".join(str(p) for p in err["loc"]) for err in unknown)
+            raise NewerSpec(
+                f"{fields}: not known to this operator ({__version__}); the CRD is newer than "
+                "the operator: upgrade the operator. Nothing is changed until then"
+            ) from e
         reason = "; ".join(
             f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
         )
@@ -437,6 +449,10 @@ def execute(
             case act.EmitEvent():
                 events.append(action)
     return written
+
+
+class NewerSpec(Exception):
+    """The Rollout has spec fields this operator's models do not know."""
 
 
 class UnknownTemplate(Exception):

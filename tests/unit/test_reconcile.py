@@ -14,7 +14,7 @@ from tests.unit.fake_kube import FakeKube, Harness
 from kanary.analysis.endpoints import PrometheusPolicy
 from kanary.analysis.source import QueryResult, Value
 from kanary.observation import PodTiming
-from kanary.reconcile import Conflict, reconcile, status_patch
+from kanary.reconcile import Conflict, NewerSpec, reconcile, status_patch
 from kanary.status import RolloutStatus
 
 NS, NAME = "ns", "demo"
@@ -335,6 +335,32 @@ def test_a_rollout_being_deleted_is_left_alone() -> None:
     events = len(h.events)
     h.tick()
     assert h.kube.writes == before and len(h.events) == events
+
+
+def test_spec_fields_newer_than_the_operator_change_nothing_mid_rollout() -> None:
+    """Found (issue 14's note): a CRD applied before the operator made the old operator mark
+    Rollouts Invalid ("Extra inputs are not permitted"), which rolls back a canary in flight."""
+    h = healthy()
+    at_pause(h)
+    paused = h.status
+    assert paused.canary_weight > 0
+    body = h.body
+    body["spec"]["strategy"]["someFutureField"] = {"enabled": True}
+    h.kube.put(body)
+    before = h.kube.writes
+    with pytest.raises(NewerSpec, match=r"spec.strategy.someFutureField: not known"):
+        h.tick()
+    assert h.kube.writes == before
+    assert h.status.phase == paused.phase and h.status.canary_weight == paused.canary_weight
+
+
+def test_a_spec_with_a_wrong_value_is_still_invalid() -> None:
+    h = healthy()
+    body = h.body
+    body["spec"]["replicas"] = -1
+    h.kube.put(body)
+    h.tick()
+    assert h.status.phase == "Invalid"
 
 
 # ---- manual actions ---------------------------------------------------------------------------
