@@ -19,9 +19,8 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from kanary import __version__
+from kanary import __version__, metrics_export
 from kanary import actions as act
-from kanary import metrics_export
 from kanary.analysis.metrics_source import GatewayClassSeen
 from kanary.analysis.templating import template_errors
 from kanary.engine import Decision, decide, template_hash
@@ -67,9 +66,9 @@ from kanary.status_write import (
 
 __all__ = [
     "Conflict",
+    "NewerSpec",
     "Runtime",
     "SeenDeployment",
-    "NewerSpec",
     "UnknownTemplate",
     "View",
     "consume_action",
