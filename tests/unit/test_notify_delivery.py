@@ -389,6 +389,29 @@ def test_a_key_already_waiting_or_in_flight_is_not_queued_twice(
     assert rx.requests[-1].body == {"key": "first", "copy": 3}
 
 
+def test_the_key_stays_in_flight_until_the_delivery_is_recorded(
+    receivers: Callable[[str], Receiver], deliverers: Callable[..., Deliverer], calls: Calls
+) -> None:
+    """Found in CI (e2e alerts: the webhook got the alert twice): the key was freed before
+    on_delivered recorded the acceptance, so a tick in between submitted it again. A submit
+    from inside on_delivered stands for that tick."""
+    rx = receivers("a")
+    deliverer = deliverers()
+    target = rx.target()
+    resubmitted: list[bool] = []
+
+    def recorded() -> None:
+        resubmitted.append(deliverer.submit(calls.item(target, "k", {"key": "k", "copy": 2})))
+        calls.delivered.append("k")
+
+    assert deliverer.submit(Delivery(target, {"key": "k"}, "k", recorded))
+    wait_for(lambda: calls.delivered)
+    wait_for(lambda: deliverer.pending() == 0)
+    time.sleep(0.2)
+    assert [r.body for r in rx.requests] == [{"key": "k"}], "sent twice"
+    assert resubmitted == [True]
+
+
 def test_a_failing_target_does_not_delay_another_targets_item(
     receivers: Callable[[str], Receiver],
     deliverers: Callable[..., Deliverer],

@@ -226,6 +226,20 @@ def test_a_missing_route_is_named_as_the_blocker_after_the_deadline() -> None:
     assert "not Ready" not in progressing.message
 
 
+def test_a_route_that_reaches_the_watch_after_the_rollout_raises_no_warning() -> None:
+    """Found in CI: the Rollout's first tick now comes on its watch event, before the route
+    created just before it reached the route watch: a RouteProblem Warning for nothing."""
+    kube = FakeKube()
+    kube.put(rollout())
+    h = Harness(kube)
+    h.tick()
+    assert h.status.route_problem is not None  # kept in status
+    kube.put(httproute(False))
+    h.run_until(lambda s: s.phase == "Healthy")
+    reasons = [e[1] for e in h.events]
+    assert "RouteProblem" not in reasons and "RouteFixed" not in reasons, reasons
+
+
 # ---- canary availability -----------------------------------------------------------------------
 
 

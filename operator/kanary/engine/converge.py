@@ -95,14 +95,23 @@ def _converge_services(tick: _Tick) -> None:
 
 
 def _note_route_problem(tick: _Tick) -> None:
+    """A route problem is kept in status; it is announced (Warning RouteProblem, then
+    RouteFixed) once the Rollout exists: while it is being created, a route applied with it
+    may not have reached the watch yet, and a route that never comes is named by the progress
+    deadline."""
     problem = tick.obs.route_problem
     if problem == tick.status.route_problem:
         return
     tick.update(route_problem=problem)
+    creating = tick.incoming.stage in (None, "Creating")
     if problem is not None:
-        tick.event("RouteProblem", f"{problem}: traffic weights cannot be written", warning=True)
+        if not creating:
+            tick.event(
+                "RouteProblem", f"{problem}: traffic weights cannot be written", warning=True
+            )
         return
-    tick.event("RouteFixed", "route references both tracks again")
+    if not creating:
+        tick.event("RouteFixed", "route references both tracks again")
     _rewrite_weight(tick)
 
 

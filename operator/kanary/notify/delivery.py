@@ -258,13 +258,15 @@ class Deliverer:
             self._push(pending)
 
     def _deliver(self, pending: _Pending) -> None:
-        self._finish(pending, "sent")
+        """The acceptance is recorded (on_delivered) before the key is freed: a tick in
+        between would otherwise find it neither in flight nor accepted and send it again."""
         callback = pending.item.on_delivered
         if callback is not None:
             try:
                 callback()
             except Exception:
                 log.exception("on_delivered for %s failed", pending.item.target.name)
+        self._finish(pending, "sent")
 
     def _fail(self, pending: _Pending, message: str) -> None:
         target = pending.item.target
