@@ -462,7 +462,8 @@ async def _reconcile_one(key: Key) -> float:
 
     try:
         status, wrote = await asyncio.to_thread(counted)
-        return next_tick(status, wrote, now)
+        analysed = bool((snapshot["spec"].get("strategy") or {}).get("analysis"))
+        return next_tick(status, wrote, now, analysed)
     except Conflict as e:
         log.debug("%s; the next tick decides again", e)
     except NotLeader:

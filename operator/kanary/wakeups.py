@@ -1,7 +1,8 @@
 """When each Rollout ticks: watch events and its own deadlines, not a timer per Rollout.
 
 A Rollout with work in flight ticks every TICK_SECONDS, as before. A Rollout at rest (Healthy,
-RolledBack or Invalid, or paused by a person or an inconclusive analysis, with no gate to ask,
+RolledBack or Invalid, or paused by a person, an inconclusive analysis or a step's pause until
+promote with no analysis to run, with no gate to ask,
 no scale-down due and no firing alert to re-send) sleeps: only a watch event wakes it (its own
 object, its Deployments, Services, canary pods or route), or the slow resync that covers a watch
 event missed. Converged ticks make no writes, so an extra wake-up costs a little CPU, never a
@@ -29,14 +30,19 @@ K = TypeVar("K", bound=Hashable)
 _AT_REST = ("Healthy", "RolledBack", "Invalid")
 
 
-def next_tick(status: RolloutStatus | None, wrote: bool, now: datetime) -> float:
+def next_tick(
+    status: RolloutStatus | None, wrote: bool, now: datetime, analysed: bool = False
+) -> float:
     """Seconds until this Rollout's next tick, from the status the tick left (None: it was
-    being deleted). A tick that wrote anything is verified by the next one, a second later."""
+    being deleted). A tick that wrote anything is verified by the next one, a second later.
+    ``analysed``: the spec has an analysis, which keeps judging the canary during a step's
+    pause until promote (engine.tick._canary_judged), so such a pause keeps ticking."""
     if wrote:
         return TICK_SECONDS
     if status is None:
         return RESYNC_SECONDS
-    paused_by_hand = status.phase == "Paused" and status.pause_reason in ("User", "Inconclusive")
+    waiting = ("User", "Inconclusive") if analysed else ("User", "Inconclusive", "Step")
+    paused_by_hand = status.phase == "Paused" and status.pause_reason in waiting
     if not (status.phase in _AT_REST or paused_by_hand) or status.gate is not None:
         return TICK_SECONDS
     wait = RESYNC_SECONDS

@@ -21,7 +21,7 @@ def status(**fields: Any) -> RolloutStatus:
     ("fields", "expected"),
     [
         ({"phase": "Progressing"}, TICK_SECONDS),
-        ({"phase": "Paused", "pauseReason": "Step"}, TICK_SECONDS),  # a timed step pause ends
+        ({"phase": "Progressing"}, TICK_SECONDS),  # a timed step pause ends
         ({"phase": "Paused", "pauseReason": "User"}, RESYNC_SECONDS),
         ({"phase": "Paused", "pauseReason": "Inconclusive"}, RESYNC_SECONDS),
         ({"phase": "Healthy"}, RESYNC_SECONDS),
@@ -34,6 +34,14 @@ def test_work_in_flight_ticks_every_second_and_a_rollout_at_rest_sleeps(
     fields: dict[str, Any], expected: float
 ) -> None:
     assert next_tick(status(**fields), False, NOW) == expected
+
+
+def test_a_step_pause_until_promote_sleeps_unless_an_analysis_judges_the_canary_meanwhile() -> None:
+    paused = status(phase="Paused", pauseReason="Step")
+    assert next_tick(paused, False, NOW) == RESYNC_SECONDS
+    assert next_tick(paused, False, NOW, analysed=True) == TICK_SECONDS
+    by_hand = status(phase="Paused", pauseReason="User")
+    assert next_tick(by_hand, False, NOW, analysed=True) == RESYNC_SECONDS
 
 
 def test_a_tick_that_wrote_is_verified_a_second_later_even_at_rest() -> None:
