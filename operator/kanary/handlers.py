@@ -431,6 +431,8 @@ async def _tick(key: Key) -> None:
     delay = TICK_SECONDS
     try:
         delay = await _reconcile_one(key)
+    except Exception:  # a bug, not a user's mistake: its traceback, and the next tick in 1 s
+        log.exception("rollout %s/%s: tick failed", *key)
     finally:
         _queue.done(key)
         if key in _rollouts:
