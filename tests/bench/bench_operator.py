@@ -10,7 +10,7 @@ the operator's process and before kanary is imported,
 
 - urllib3's ``HTTPConnectionPool.urlopen`` (kanary's own calls: the official client),
 - aiohttp's ``ClientSession._request`` (Kopf's calls: watches, status patches, Events, ...),
-- ``kopf.timer`` (the duration of every tick of every Rollout),
+- ``handlers._reconcile_one`` (the duration of every tick of every Rollout),
 
 and writes one JSON line per request and per tick, plus an event-loop lag probe (a 100 ms sleep's
 overshoot) and kanary's own ``Kube.writes`` counter once a second, to a log the bench then reads.
