@@ -3,8 +3,9 @@
 No Kopf here (handlers.py wires this to Kopf's watches, indexes and wake-ups), so unit tests
 drive it with a fake Kube. Every tick converges: the owned Deployments, Services and the two
 route weights are compared with what the watches show and written only on a difference; a
-converged Rollout makes zero API writes. The writes that could mix two decisions carry a precondition (the status patch
-the resourceVersion read; consuming a manual action a JSON patch `test` of its exact value).
+converged Rollout makes zero API writes. The writes that could mix two decisions carry a
+precondition (the status patch the resourceVersion read; consuming a manual action a JSON
+patch `test` of its exact value).
 """
 
 from __future__ import annotations
