@@ -37,7 +37,8 @@ hack/cluster/exec.sh .venv/bin/python hack/demo.py --kubeconfig "${KUBECONFIG_PA
   --gateway "http://${NODE_IP}:8000/" --alertmanager "http://${NODE_IP}:9093/"
 printf '\nDone in %ss. The cluster is still up:\n' "$((SECONDS - t0))"
 printf '  hack/cluster/exec.sh .venv/bin/kanary status gin-demo -n demo\n'
-printf '  hack/cluster/exec.sh kubectl -n kanary-system logs deploy/kanary\n'
+printf '  hack/cluster/exec.sh kubectl -n kanary-system logs -l app.kubernetes.io/name=kanary --prefix   # both replicas\n'
+printf '  hack/cluster/exec.sh kubectl -n kanary-system get lease kanary-leader   # which one leads\n'
 printf '  hack/cluster/exec.sh kubectl get rollouts -A\n'
 printf '  hack/cluster/exec.sh curl -s http://%s:9093/api/v2/alerts   # Alertmanager\n' "${NODE_IP}"
 printf '  make cluster-down\n'
