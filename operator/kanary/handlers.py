@@ -160,9 +160,16 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         # Exact namespaces: no listing of all namespaces (a namespaced install may not) and no
         # CRD watch (CRDs installed later are seen at the next restart).
         settings.scanning.disabled = True
-    runtime()
+    rt = runtime()
     global _signal
     _signal = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if rt.notifier is not None:
+
+        def accepted(namespace: str, name: str) -> None:  # on the delivery thread
+            loop.call_soon_threadsafe(_wake_key, namespace, name)
+
+        rt.notifier.on_accepted = accepted
     _tasks.append(asyncio.create_task(_schedule(), name="kanary-schedule"))
     if _elector is not None:
         _tasks.append(asyncio.create_task(_elect(_elector), name="kanary-elect"))
@@ -313,6 +320,11 @@ def _wake(key: Key, delay: float = 0.0) -> None:
     _queue.wake(key, at)
     if _signal is not None:
         _signal.set()
+
+
+def _wake_key(namespace: str, name: str) -> None:
+    if (namespace, name) in _rollouts:
+        _wake((namespace, name))
 
 
 def _wake_owner(meta: Mapping[str, Any]) -> None:

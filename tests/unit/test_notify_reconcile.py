@@ -144,6 +144,29 @@ def test_a_rollback_is_sent_once_with_flaggers_webhook_shape(receiver: Receiver)
     assert (record.event, record.sent) == ("RolledBack", [f"{NS}/hook"])
 
 
+def test_acceptances_by_two_providers_are_both_recorded_without_a_tick(receiver: Receiver) -> None:
+    """Found in CI (e2e alerts: status listed only the last provider): each acceptance wrote a
+    one-provider list when the alert had none at submit time, so the second replaced the
+    first. Ticks used to repair it from memory every second; a Rollout at rest no longer
+    ticks then."""
+    body = notified()
+    body["spec"]["notifications"]["providers"] = ["hook", "hook2"]
+    h = harness(body, receiver)
+    provider(h.kube, "hook2", "webhook", receiver.url + "/hook2")
+    deliverer = start_operator(h)
+    woken: list[tuple[str, str]] = []
+    assert h.rt.notifier is not None
+    h.rt.notifier.on_accepted = lambda ns, name: woken.append((ns, name))
+    abort_at_5_percent(h)
+    receiver.wait(2)
+    deadline = time.monotonic() + 5
+    while deliverer.pending() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.1)
+    assert sorted(h.status.alerts[0].sent) == [f"{NS}/hook", f"{NS}/hook2"]
+    assert woken == [(NS, NAME), (NS, NAME)]  # and the Rollout is woken to record them too
+
+
 def test_a_restarted_operator_does_not_send_it_again(receiver: Receiver) -> None:
     h = harness(notified(), receiver)
     abort_at_5_percent(h)

@@ -61,6 +61,10 @@ class Notifier:
         self._accepted: dict[str, set[tuple[str, str, State]]] = {}
         self._resent: dict[tuple[str, str, str], float] = {}  # (uid, key, provider) -> when
         self.failing: dict[str, str] = {}  # provider -> why its last delivery was given up
+        # Called (on the delivery thread) once an acceptance is known, with the Rollout's
+        # namespace and name: its next tick records every acceptance from memory, so a Rollout
+        # at rest must be woken for it (handlers.py).
+        self.on_accepted: Callable[[str, str], None] | None = None
 
     def forget(self, uid: str) -> None:
         """The Rollout is gone: what it was sent is no longer needed."""
@@ -199,20 +203,28 @@ class Notifier:
             already = record.sent if state == "firing" else record.resolved_sent
             if provider in already:
                 return  # a re-send: nothing new to record
-            ops: list[dict[str, Any]] = [
-                {"op": "test", "path": f"/status/alerts/{index}/key", "value": record.key},
-                {"op": "add", "path": f"/status/alerts/{index}/{field}/-", "value": provider},
-            ]
-            if not already:  # the list may be absent: a merge patch drops empty lists
-                ops[1] = {
-                    "op": "add",
-                    "path": f"/status/alerts/{index}/{field}",
-                    "value": [provider],
-                }
+            # Append to the list; only when it is absent (422), create it. Acceptances run one
+            # at a time on the delivery thread, so a list one of them created is appended to
+            # by the next (creating it from what was known at submit time replaced it).
+            test = {"op": "test", "path": f"/status/alerts/{index}/key", "value": record.key}
+            where = f"/status/alerts/{index}/{field}"
             try:
-                self.kube.json_patch_rollout_status(namespace, name, ops)
+                try:
+                    self.kube.json_patch_rollout_status(
+                        namespace,
+                        name,
+                        [test, {"op": "add", "path": f"{where}/-", "value": provider}],
+                    )
+                except Exception as e:
+                    if getattr(e, "status", None) != 422:
+                        raise
+                    self.kube.json_patch_rollout_status(
+                        namespace, name, [test, {"op": "add", "path": where, "value": [provider]}]
+                    )
             except Exception as e:  # the next tick records it from memory
                 log.debug("rollout %s/%s: alert %s: %s", namespace, name, record.key, e)
+            if self.on_accepted is not None:  # a failed patch: the woken tick records it
+                self.on_accepted(namespace, name)
 
         return done
 
