@@ -92,6 +92,17 @@ def _promoted_to(image: str) -> Callable[[dict[str, Any]], bool]:
     return check
 
 
+def _all_at(kit: Kit, ns: str, names: set[str], image: str) -> Callable[[], bool]:
+    """A probe: every Rollout of `names` in `ns` Healthy with `image` as its stable image."""
+    done = _promoted_to(image)
+
+    def probe() -> bool:
+        rollouts = kit.rollouts(ns)
+        return sum(1 for n in names if n in rollouts and done(rollouts[n])) == len(names)
+
+    return probe
+
+
 def throughput_part(kit: Kit, kubeconfig: Path, workdir: Path, count: int) -> dict[str, Any]:
     timeouts: list[str] = []
     out: dict[str, Any] = {"count": count, "steps": RATIO_STEPS, "mode": "ratio", "replicas": 1}
@@ -126,21 +137,14 @@ def throughput_part(kit: Kit, kubeconfig: Path, workdir: Path, count: int) -> di
         started = time.time()
         for n in names:
             kit.create_rollout(ns, rollout_body(n, V1, RATIO_STEPS, gateway=False, replicas=1))
-        healthy = _promoted_to(V1)
+        everyone = set(names)
         out["rollouts_create_s"] = _timed(
-            "Rollouts Healthy",
-            lambda: sum(map(healthy, kit.rollouts(ns).values())) == count,
-            limit,
-            timeouts,
+            "Rollouts Healthy", _all_at(kit, ns, everyone, V1), limit, timeouts
         )
         for n in names:
             kit.set_image(ns, n, V2)
-        promoted = _promoted_to(V2)
         out["rollouts_update_s"] = _timed(
-            "Rollouts promoted",
-            lambda: sum(map(promoted, kit.rollouts(ns).values())) == count,
-            limit,
-            timeouts,
+            "Rollouts promoted", _all_at(kit, ns, everyone, V2), limit, timeouts
         )
         out["rollouts_total_s"] = round(time.time() - started, 1)
     finally:
@@ -162,14 +166,10 @@ def _soak_round(kit: Kit, ns: str, r: int, names: list[str], timeouts: list[str]
     def mine() -> dict[str, dict[str, Any]]:
         return {k: v for k, v in kit.rollouts(ns).items() if k in names}
 
-    def all_at(image: str) -> Callable[[], bool]:
-        done = _promoted_to(image)
-        return lambda: sum(map(done, mine().values())) == len(names)
-
-    _timed(f"round {r} Healthy", all_at(V1), 120, timeouts)
+    _timed(f"round {r} Healthy", _all_at(kit, ns, set(names), V1), 120, timeouts)
     for n in names:
         kit.set_image(ns, n, V2)
-    _timed(f"round {r} promoted", all_at(V2), 120, timeouts)
+    _timed(f"round {r} promoted", _all_at(kit, ns, set(names), V2), 120, timeouts)
     for n in names:
         kit.custom.delete_namespaced_custom_object("kanary.dev", "v1alpha1", ns, "rollouts", n)
     _timed(f"round {r} gone", lambda: not mine(), 120, timeouts)
