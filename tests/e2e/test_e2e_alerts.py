@@ -184,7 +184,10 @@ def test_a_receiver_down_for_30s_loses_nothing_and_the_rollout_keeps_its_pace(
     assert len(keys) == 4 and len(set(keys)) == 4, keys  # each once, none lost
     assert {r.json["metadata"]["event"] for r in got} == {"StepCompleted", "Promoted"}
     record(sc.dp, "e2e_alert_rollout_seconds_receiver_up_down", [up_seconds, down_seconds])
-    assert down_seconds <= up_seconds + 3, (up_seconds, down_seconds)
+    # Pace, not speed: a delivery that held the tick would add urllib3's backoff (1 + 2 + 4 + 8 s
+    # before giving up on the first event alone) to each of the 4 events, well over half again.
+    # Load on a shared 2-core machine moves a 34 s rollout by a few seconds (CI saw +3.2 s).
+    assert down_seconds <= up_seconds * 1.5, (up_seconds, down_seconds)
 
 
 def test_a_gate_answering_500_holds_promotion_and_200_releases_it(
