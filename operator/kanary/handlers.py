@@ -51,7 +51,7 @@ from kanary.reconcile import (
     seen_deployment,
     with_reconcile_error,
 )
-from kanary.scope import Selector
+from kanary.scope import Selector, watch_selectors
 from kanary.spec import API_GROUP, API_VERSION, PLURAL, RolloutSpec
 from kanary.status import RolloutStatus
 from kanary.wakeups import TICK_SECONDS, WakeQueue, next_tick
@@ -156,6 +156,9 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Our own Events only (kopf.event); handler logs stay in the operator log.
     settings.posting.level = logging.ERROR
     settings.watching.server_timeout = 300
+    for (group, version, plural), query in watch_selectors(_options.selector).items():
+        # server-side: the API server sends only these (the handlers' labels= filter client-side)
+        settings.watching.label_selectors[group, version, plural] = query
     if _options.namespaces and not any(set("*?[!,") & set(n) for n in _options.namespaces):
         # Exact namespaces: no listing of all namespaces (a namespaced install may not) and no
         # CRD watch (CRDs installed later are seen at the next restart).

@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from kanary.objects import LABEL_ROLLOUT, LABEL_TRACK
+from kanary.spec import API_GROUP, API_VERSION, PLURAL
+
 Op = Literal["=", "!=", "exists", "!exists"]
 _KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
@@ -57,6 +60,11 @@ class Selector:
             out.append(req)
         return cls(tuple(out))
 
+    def query(self) -> str:
+        """The Kubernetes ``labelSelector`` text of the same requirements ('' for all)."""
+        text = {"=": "{k}={v}", "!=": "{k}!={v}", "exists": "{k}", "!exists": "!{k}"}
+        return ",".join(text[r.op].format(k=r.key, v=r.value) for r in self.requirements)
+
     def matches(self, labels: Mapping[str, str]) -> bool:
         for r in self.requirements:
             have = labels.get(r.key)
@@ -69,3 +77,17 @@ class Selector:
             if not ok:
                 return False
         return True
+
+
+def watch_selectors(rollouts: Selector) -> dict[tuple[str, str, str], str]:
+    """Server-side label selectors for each watched resource, (group, version, plural) -> query:
+    the API server sends only what kanary owns (its Deployments, Services, revisions and canary
+    pods) and the Rollouts this instance serves, not every pod of the cluster."""
+    owned = {
+        ("apps", "v1", "deployments"): LABEL_ROLLOUT,
+        ("", "v1", "services"): LABEL_ROLLOUT,
+        ("apps", "v1", "controllerrevisions"): LABEL_ROLLOUT,
+        ("", "v1", "pods"): f"{LABEL_ROLLOUT},{LABEL_TRACK}=canary",
+    }
+    served = {(API_GROUP, API_VERSION, PLURAL): q} if (q := rollouts.query()) else {}
+    return owned | served

@@ -14,11 +14,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 import yaml
 from kubernetes import client
 
+from kanary.objects import LABEL_ROLLOUT
 from tests.integration.conftest import REPO_ROOT, Cluster
 from tests.integration.operator_fixtures import (
     OPERATOR_NAMESPACE,
@@ -130,6 +132,12 @@ def test_an_operator_scoped_to_a_namespace_serves_it_and_never_touches_another(
         leases,  # its create (a fresh cluster)
         f"{leases}/{SA}",
     }, "in its own namespace it touches only its Lease"
+    # server-side label selectors: the API server sends it only what kanary owns
+    for plural in ("pods", "deployments", "services", "controllerrevisions"):
+        lists = [unquote(p) for p in paths if p.split("?")[0].endswith(f"/{plural}")]
+        assert lists, f"no list or watch of {plural}"
+        unbounded = [p for p in lists if f"labelSelector={LABEL_ROLLOUT}" not in p]
+        assert not unbounded, f"{plural} read without a selector: {unbounded[:3]}"
 
 
 def _cluster_wide_resource(path: str) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kanary.scope import Selector
+from kanary.scope import Selector, watch_selectors
 
 
 @pytest.mark.parametrize(
@@ -44,3 +44,24 @@ def test_a_selector_it_cannot_read_is_refused_naming_the_part(text: str, named: 
     with pytest.raises(ValueError, match="label selector part") as e:
         Selector.parse(text)
     assert named in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "text", ["shard=a", "shard!=a", "shard", "!shard", "team=x,kanary.dev/shard=a", ""]
+)
+def test_a_selector_is_sent_to_the_api_server_as_it_was_read(text: str) -> None:
+    assert Selector.parse(text).query() == text
+    assert Selector.parse(" team == x , !b ").query() == "team=x,!b"
+
+
+def test_watches_are_bounded_server_side_by_what_kanary_owns() -> None:
+    owned = watch_selectors(Selector(()))
+    assert owned == {
+        ("apps", "v1", "deployments"): "kanary.dev/rollout",
+        ("", "v1", "services"): "kanary.dev/rollout",
+        ("apps", "v1", "controllerrevisions"): "kanary.dev/rollout",
+        ("", "v1", "pods"): "kanary.dev/rollout,kanary.dev/track=canary",
+    }
+    sharded = watch_selectors(Selector.parse("shard=a"))
+    assert sharded[("kanary.dev", "v1alpha1", "rollouts")] == "shard=a"
+    assert sharded.keys() - owned.keys() == {("kanary.dev", "v1alpha1", "rollouts")}
