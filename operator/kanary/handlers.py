@@ -52,7 +52,7 @@ from kanary.reconcile import (
     with_reconcile_error,
 )
 from kanary.scope import Selector, watch_selectors
-from kanary.spec import API_GROUP, API_VERSION, PLURAL, RolloutSpec
+from kanary.spec import API_GROUP, API_VERSION, PLURAL, AnalysisSpec, RolloutSpec
 from kanary.status import RolloutStatus
 from kanary.wakeups import TICK_SECONDS, WakeQueue, next_tick
 
@@ -456,6 +456,18 @@ async def _tick(key: Key) -> None:
             _signal.set()
 
 
+def _paused_analysis(spec: Mapping[str, Any], status: RolloutStatus | None) -> AnalysisSpec | None:
+    """The analysis that judges a step's pause until promote (parsed only then; a spec this
+    tick could not parse has no say, its status is not Paused)."""
+    raw = (spec.get("strategy") or {}).get("analysis")
+    if not raw or status is None or status.pause_reason != "Step":
+        return None
+    try:
+        return AnalysisSpec.model_validate(raw)
+    except ValueError:
+        return None
+
+
 async def _reconcile_one(key: Key) -> float:
     """One tick of one Rollout; the seconds until its next one."""
     rt = runtime()
@@ -479,8 +491,7 @@ async def _reconcile_one(key: Key) -> float:
 
     try:
         status, wrote = await asyncio.to_thread(counted)
-        analysed = bool((snapshot["spec"].get("strategy") or {}).get("analysis"))
-        return next_tick(status, wrote, now, analysed)
+        return next_tick(status, wrote, now, _paused_analysis(snapshot["spec"], status))
     except Conflict as e:
         log.debug("%s; the next tick decides again", e)
     except NotLeader:

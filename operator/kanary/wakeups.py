@@ -2,7 +2,7 @@
 
 A Rollout with work in flight ticks every TICK_SECONDS, as before. A Rollout at rest (Healthy,
 RolledBack or Invalid, or paused by a person, an inconclusive analysis or a step's pause until
-promote with no analysis to run, with no gate to ask,
+promote (with an analysis: until its next check), with no gate to ask,
 no scale-down due and no firing alert to re-send) sleeps: only a watch event wakes it (its own
 object, its Deployments, Services, canary pods or route), or the slow resync that covers a watch
 event missed. Converged ticks make no writes, so an extra wake-up costs a little CPU, never a
@@ -19,6 +19,9 @@ from collections.abc import Hashable
 from datetime import datetime
 from typing import Generic, TypeVar
 
+from kanary.analysis import sequential
+from kanary.engine.tick import canary_judged
+from kanary.spec import AnalysisSpec
 from kanary.status import RolloutStatus
 
 TICK_SECONDS = 1.0
@@ -31,21 +34,29 @@ _AT_REST = ("Healthy", "RolledBack", "Invalid")
 
 
 def next_tick(
-    status: RolloutStatus | None, wrote: bool, now: datetime, analysed: bool = False
+    status: RolloutStatus | None,
+    wrote: bool,
+    now: datetime,
+    analysis: AnalysisSpec | None = None,
 ) -> float:
     """Seconds until this Rollout's next tick, from the status the tick left (None: it was
     being deleted). A tick that wrote anything is verified by the next one, a second later.
-    ``analysed``: the spec has an analysis, which keeps judging the canary during a step's
-    pause until promote (engine.tick._canary_judged), so such a pause keeps ticking."""
+    ``analysis``: the spec's, which keeps judging the canary during a step's pause until
+    promote (engine.tick.canary_judged): such a pause wakes for its next check, or every tick
+    while the sequential error-rate test runs (it reads every tick)."""
     if wrote:
         return TICK_SECONDS
     if status is None:
         return RESYNC_SECONDS
-    waiting = ("User", "Inconclusive") if analysed else ("User", "Inconclusive", "Step")
-    paused_by_hand = status.phase == "Paused" and status.pause_reason in waiting
-    if not (status.phase in _AT_REST or paused_by_hand) or status.gate is not None:
+    paused = status.phase == "Paused" and status.pause_reason in ("User", "Inconclusive", "Step")
+    if not (status.phase in _AT_REST or paused) or status.gate is not None:
         return TICK_SECONDS
     wait = RESYNC_SECONDS
+    if paused and status.pause_reason == "Step" and analysis is not None and canary_judged(status):
+        if sequential.applies(analysis) or status.analysis.last_check_at is None:
+            return TICK_SECONDS
+        due = status.analysis.last_check_at.timestamp() + analysis.interval_seconds()
+        wait = min(wait, max(TICK_SECONDS, due - now.timestamp()))
     if status.scale_down_at is not None:
         wait = min(wait, max(TICK_SECONDS, (status.scale_down_at - now).total_seconds()))
     if any(a.resolved_at is None for a in status.alerts):

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from kanary.spec import AnalysisSpec
 from kanary.status import RolloutStatus
 from kanary.wakeups import ALERT_SECONDS, RESYNC_SECONDS, TICK_SECONDS, WakeQueue, next_tick
 
@@ -36,12 +37,37 @@ def test_work_in_flight_ticks_every_second_and_a_rollout_at_rest_sleeps(
     assert next_tick(status(**fields), False, NOW) == expected
 
 
-def test_a_step_pause_until_promote_sleeps_unless_an_analysis_judges_the_canary_meanwhile() -> None:
-    paused = status(phase="Paused", pauseReason="Step")
-    assert next_tick(paused, False, NOW) == RESYNC_SECONDS
-    assert next_tick(paused, False, NOW, analysed=True) == TICK_SECONDS
-    by_hand = status(phase="Paused", pauseReason="User")
-    assert next_tick(by_hand, False, NOW, analysed=True) == RESYNC_SECONDS
+def analysis(**fields: Any) -> AnalysisSpec:
+    return AnalysisSpec.model_validate({"interval": "20s", **fields})
+
+
+LATENCY = [{"name": "latency-p99", "max": 0.3}]  # no error-rate: no sequential test
+JUDGED = {"phase": "Paused", "pauseReason": "Step", "stage": "Stepping", "canaryWeight": 50}
+
+
+def test_a_step_pause_until_promote_sleeps_until_the_next_check_of_its_analysis() -> None:
+    paused = status(**JUDGED)
+    assert next_tick(paused, False, NOW) == RESYNC_SECONDS  # no analysis
+    checked = status(**JUDGED, analysis={"lastCheckAt": NOW - timedelta(seconds=5)})
+    assert next_tick(checked, False, NOW, analysis(metrics=LATENCY)) == 15
+    overdue = status(**JUDGED, analysis={"lastCheckAt": NOW - timedelta(seconds=25)})
+    assert next_tick(overdue, False, NOW, analysis(metrics=LATENCY)) == TICK_SECONDS
+    assert next_tick(paused, False, NOW, analysis(metrics=LATENCY)) == TICK_SECONDS  # never
+    by_hand = status(phase="Paused", pauseReason="User", stage="Stepping", canaryWeight=50)
+    assert next_tick(by_hand, False, NOW, analysis(metrics=LATENCY)) == RESYNC_SECONDS
+
+
+def test_a_step_pause_with_the_sequential_error_rate_test_ticks_every_second() -> None:
+    checked = status(**JUDGED, analysis={"lastCheckAt": NOW - timedelta(seconds=5)})
+    errors = analysis(metrics=[{"name": "error-rate", "max": 0.01}])
+    assert next_tick(checked, False, NOW, errors) == TICK_SECONDS
+    off = analysis(metrics=[{"name": "error-rate", "max": 0.01}], sequential={"enabled": False})
+    assert next_tick(checked, False, NOW, off) == 15
+
+
+def test_a_canary_without_ready_pods_is_not_judged_so_its_pause_sleeps() -> None:
+    unready = status(**JUDGED, canaryUnavailableSince=NOW - timedelta(seconds=60))
+    assert next_tick(unready, False, NOW, analysis(metrics=LATENCY)) == RESYNC_SECONDS
 
 
 def test_a_tick_that_wrote_is_verified_a_second_later_even_at_rest() -> None:

@@ -51,7 +51,7 @@ def template_hash(template: PodTemplate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:10]
 
 
-def _canary_judged(status: RolloutStatus) -> bool:
+def canary_judged(status: RolloutStatus) -> bool:
     """The canary takes traffic in a running or step-paused rollout."""
     if status.phase == "Invalid" or status.stage != "Stepping" or status.canary_weight <= 0:
         return False
@@ -61,9 +61,9 @@ def _canary_judged(status: RolloutStatus) -> bool:
 
 
 def analysis_due(spec: RolloutSpec, status: RolloutStatus, now: datetime) -> bool:
-    """Run a check now? Every interval while the canary is judged (_canary_judged)."""
+    """Run a check now? Every interval while the canary is judged (canary_judged)."""
     analysis = spec.strategy.analysis
-    if analysis is None or not _canary_judged(status):
+    if analysis is None or not canary_judged(status):
         return False
     last = status.analysis.last_check_at
     return last is None or (now - last).total_seconds() >= analysis.interval_seconds()
@@ -73,7 +73,7 @@ def sequential_due(spec: RolloutSpec, status: RolloutStatus) -> bool:
     """Test the error rate this tick? Every tick while the canary is judged, when the spec has
     the built-in error-rate with a max and the test is enabled."""
     analysis = spec.strategy.analysis
-    return analysis is not None and sequential.applies(analysis) and _canary_judged(status)
+    return analysis is not None and sequential.applies(analysis) and canary_judged(status)
 
 
 # ---- the decision in the making ----------------------------------------------------------------
