@@ -26,7 +26,7 @@ import kopf
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from kanary import metrics_export
+from kanary import memtrim, metrics_export
 from kanary.analysis.endpoints import PrometheusPolicy
 from kanary.analysis.metrics_source import gateway_class_of
 from kanary.analysis.source import PrometheusSource
@@ -314,6 +314,29 @@ _queue: WakeQueue[Key] = WakeQueue()
 _last_tick: dict[Key, float] = {}
 _signal: asyncio.Event | None = None
 _tasks: list[asyncio.Task[None]] = []
+_trim_at: float | None = None  # loop time of the pending memtrim.trim, pushed by each deletion
+
+
+def _trim_later() -> None:
+    """Trim the heap once deletions have been quiet for QUIET_SECONDS (memtrim.py)."""
+    global _trim_at
+    loop = asyncio.get_running_loop()
+    pending = _trim_at is not None
+    _trim_at = loop.time() + memtrim.QUIET_SECONDS
+    if not pending:
+        _tasks[:] = [t for t in _tasks if not t.done()]
+        _tasks.append(asyncio.create_task(_trim_when_quiet(), name="kanary-trim"))
+
+
+async def _trim_when_quiet() -> None:
+    global _trim_at
+    loop = asyncio.get_running_loop()
+    while _trim_at is not None and (wait := _trim_at - loop.time()) > 0:
+        await asyncio.sleep(wait)
+    _trim_at = None
+    await asyncio.to_thread(memtrim.trim)
+
+
 _ticking: set[asyncio.Task[None]] = set()  # held, so the loop does not drop them
 
 
@@ -361,6 +384,7 @@ async def rollout_event(
             _last_tick.pop(key, None)
             metrics_export.forget(*key)
             runtime().forget(*key, str(body.metadata.uid or ""))
+            _trim_later()
         return
     seen = {
         "metadata": dict(body.metadata),
@@ -481,8 +505,8 @@ async def _reconcile_one(key: Key) -> float:
     snapshot = {k: dict(v) for k, v in seen.items()}
     view = _view(snapshot["spec"], namespace, name, _indexes)
 
-    def post(kind: str, reason: str, message: str) -> None:
-        rt.kube.post_event(snapshot["metadata"], kind, reason, message, datetime.now(UTC))
+    def post(kind: str, reason: str, message: str) -> str:
+        return rt.kube.post_event(snapshot["metadata"], kind, reason, message, datetime.now(UTC))
 
     def counted() -> tuple[RolloutStatus | None, bool]:
         before = rt.kube.writes_in_this_thread()
@@ -491,7 +515,9 @@ async def _reconcile_one(key: Key) -> float:
 
     try:
         status, wrote = await asyncio.to_thread(counted)
-        return next_tick(status, wrote, now, _paused_analysis(snapshot["spec"], status))
+        delay = next_tick(status, wrote, now, _paused_analysis(snapshot["spec"], status))
+        pending = str(snapshot["metadata"].get("uid", "")) in rt.unwritten
+        return min(delay, TICK_SECONDS) if pending else delay
     except Conflict as e:
         log.debug("%s; the next tick decides again", e)
     except NotLeader:

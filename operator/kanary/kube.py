@@ -165,8 +165,9 @@ class Kube:
         reason: str,
         message: str,
         now: datetime,
-    ) -> None:
-        """A core v1 Event about a Rollout (fenced and counted like every write)."""
+    ) -> str:
+        """A core v1 Event about a Rollout (fenced and counted like every write); its name,
+        for a later repeat_event of the same series."""
         self._write()
         stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
         namespace = str(involved.get("namespace", ""))
@@ -192,4 +193,14 @@ class Kube:
             "reportingComponent": "kanary",
             "reportingInstance": self.identity or "kanary",
         }
-        self.core.create_namespaced_event(namespace, cast(Any, body))
+        created = self.core.create_namespaced_event(namespace, cast(Any, body))
+        return str(created.metadata.name)
+
+    def repeat_event(self, namespace: str, name: str, count: int, now: datetime) -> None:
+        """The same Event happened again: its count and lastTimestamp (a Kubernetes Event
+        series, as client-go's recorder keeps one); 404 once the Event has expired."""
+        self._write()
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.core.patch_namespaced_event(
+            name, namespace, {"count": count, "lastTimestamp": stamp}, _content_type=MERGE_PATCH
+        )

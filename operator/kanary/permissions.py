@@ -65,8 +65,10 @@ PERMISSIONS: tuple[Permission, ...] = (
     # Secrets are never listed or watched. A namespaced Role would narrow this to the
     # namespaces that use alerts; see manifests/README.md.
     ("", "secrets", "get"),
-    # Kube.post_event: core v1 Events about a Rollout (never patched).
+    # Kube.post_event: core v1 Events about a Rollout; Kube.repeat_event patches one's count
+    # and lastTimestamp when it happens again (an Event series).
     ("", "events", "create"),
+    ("", "events", "patch"),
     # Kopf's resource observer lists and watches CRDs to notice served resources come and go.
     # Kopf reads namespaces only when given namespace patterns (`kanary run -n`); the Deployment
     # runs cluster-wide. `kanary run` is standalone Kopf (no peering objects); leader election

@@ -57,9 +57,11 @@ from kanary.routers.replica_ratio import ReplicaRatioRouter
 from kanary.spec import RolloutSpec
 from kanary.status import RolloutStatus
 from kanary.status_write import (
+    COALESCE_SECONDS,
     Conflict,
     for_kubectl,
     invalid_status,
+    observation_only,
     status_patch,
     with_reconcile_error,
     write_status,
@@ -84,8 +86,9 @@ log = logging.getLogger("kanary")
 
 TERMINATING_SECONDS = 30.0
 EVENT_FOLD_SECONDS = 60.0  # the same Event (reason and message) for one Rollout, at most this often
+EVENT_SERIES_SECONDS = 3600.0  # a repeat within this (the API server's default Event TTL) counts
 
-PostEvent = Callable[[str, str, str], None]  # (type, reason, message)
+PostEvent = Callable[[str, str, str], str | None]  # (type, reason, message) -> the Event's name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +117,15 @@ class View:
 
 
 @dataclasses.dataclass
+class EventSeries:
+    """One Event object and how often it happened (count) as last written."""
+
+    name: str | None  # None: the poster did not say (the Event is posted anew on a repeat)
+    count: int
+    posted: float  # monotonic: when it was last written
+
+
+@dataclasses.dataclass
 class Runtime:
     """Process-wide state: the client, the pod clock and a little memory of our own writes."""
 
@@ -122,13 +134,18 @@ class Runtime:
     # (namespace, Deployment) -> the generation our last apply produced: a template that still
     # differs from ours at that generation is the API server's normalisation, not someone's edit.
     applied_generation: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)
-    recent_events: dict[tuple[str, str, str, str], float] = dataclasses.field(default_factory=dict)
+    # (rollout uid, type, reason, message) -> the Event series that says it (_EventPoster)
+    recent_events: dict[tuple[str, str, str, str], EventSeries] = dataclasses.field(
+        default_factory=dict
+    )
     monotonic: Callable[[], float] = time.monotonic
     # namespace -> when a write there was refused because it is being deleted
     terminating: dict[str, float] = dataclasses.field(default_factory=dict)
     notifier: Notifier | None = None  # alerts and gates; None: none are sent
     # (rollout uid, gate type, revision) -> when the gate was last asked
     gate_asked: dict[tuple[str, str, str], datetime] = dataclasses.field(default_factory=dict)
+    # rollout uid -> since when an observation-only status change waits to be written
+    unwritten: dict[str, datetime] = dataclasses.field(default_factory=dict)
 
     def forget(self, namespace: str, name: str, uid: str) -> None:
         """The Rollout is gone: drop what this process remembered of it, so memory follows the
@@ -139,6 +156,7 @@ class Runtime:
             del self.recent_events[key]
         for gate in [k for k in self.gate_asked if k[0] == uid]:
             del self.gate_asked[gate]
+        self.unwritten.pop(uid, None)
         if self.notifier is not None:
             self.notifier.forget(uid)
 
@@ -208,7 +226,7 @@ def reconcile(
         return None  # being deleted: the garbage collector removes what we own; leave it alone
     old_status = dict(body.get("status") or {})
     generation = int(meta.get("generation") or 0)
-    events = _EventPoster(rt, meta, post_event)
+    events = _EventPoster(rt, meta, post_event, now)
     try:
         spec = RolloutSpec.model_validate(dict(body.get("spec") or {}))
     except ValidationError as e:
@@ -284,7 +302,8 @@ def reconcile(
         context = rt.notifier.context(str(meta.get("uid", "")), namespace, name, resolved, current)
         status, alert_events = raise_alerts(spec, current, status, context, now)
         happened.extend(alert_events)
-    write_status(rt.kube, meta, old_status, status)
+    if not _waits(rt, str(meta.get("uid", "")), old_status, status, now):
+        write_status(rt.kube, meta, old_status, status)
     for event in happened:
         events(event.type, event.reason, event.message)
     if rt.notifier is not None:
@@ -293,6 +312,21 @@ def reconcile(
         consume_action(rt.kube, namespace, name, annotations)
     metrics_export.record_status(namespace, name, current, decision.status)
     return status
+
+
+def _waits(
+    rt: Runtime, uid: str, old: Mapping[str, Any], new: RolloutStatus, now: datetime
+) -> bool:
+    """An observation-only status change (status_write.observation_only) waits to be written
+    with the next decision, or until it has waited COALESCE_SECONDS; handlers ticks the Rollout
+    every second meanwhile (Runtime.unwritten)."""
+    patch = status_patch(old, new)
+    if patch and observation_only(old, patch):
+        since = rt.unwritten.setdefault(uid, now)
+        if (now - since).total_seconds() < COALESCE_SECONDS:
+            return True
+    rt.unwritten.pop(uid, None)
+    return False
 
 
 def observe(
@@ -399,23 +433,43 @@ def consume_action(kube: Kube, namespace: str, name: str, annotations: Mapping[s
 
 
 class _EventPoster:
-    """Posts an Event unless the same one was posted for this Rollout in the last minute."""
+    """Each distinct Event of a Rollout is one Kubernetes Event series: the first occurrence
+    creates the Event; a repeat patches its count and lastTimestamp, at most once per
+    EVENT_FOLD_SECONDS (repeats in between are counted into the next patch); a repeat after
+    EVENT_SERIES_SECONDS, or of an Event that expired (404), starts a new one."""
 
-    def __init__(self, rt: Runtime, meta: Mapping[str, Any], post: PostEvent) -> None:
-        self.rt, self.uid, self.post = rt, str(meta.get("uid", "")), post
+    def __init__(
+        self, rt: Runtime, meta: Mapping[str, Any], post: PostEvent, now: datetime
+    ) -> None:
+        self.rt, self.post, self.now = rt, post, now
+        self.uid, self.namespace = str(meta.get("uid", "")), str(meta.get("namespace", ""))
 
     def __call__(self, kind: str, reason: str, message: str) -> None:
         key = (self.uid, kind, reason, message)
         at = self.rt.monotonic()
-        last = self.rt.recent_events.get(key)
-        if last is not None and at - last < EVENT_FOLD_SECONDS:
+        series = self.rt.recent_events.get(key)
+        if series is None or at - series.posted >= EVENT_SERIES_SECONDS:
+            self._prune(at)
+            self.rt.recent_events[key] = EventSeries(self.post(kind, reason, message), 1, at)
             return
-        self.rt.recent_events[key] = at
+        series.count += 1
+        if at - series.posted < EVENT_FOLD_SECONDS:
+            return  # counted, written with the next repeat
+        series.posted = at
+        if series.name is not None:
+            try:
+                self.rt.kube.repeat_event(self.namespace, series.name, series.count, self.now)
+                return
+            except ApiException as e:
+                if e.status != 404:
+                    raise
+        series.name, series.count = self.post(kind, reason, message), 1
+
+    def _prune(self, at: float) -> None:
         if len(self.rt.recent_events) > 10000:
-            cutoff = at - EVENT_FOLD_SECONDS
-            for k in [k for k, t in self.rt.recent_events.items() if t < cutoff]:
+            cutoff = at - EVENT_SERIES_SECONDS
+            for k in [k for k, v in self.rt.recent_events.items() if v.posted < cutoff]:
                 del self.rt.recent_events[k]
-        self.post(kind, reason, message)
 
 
 def execute(

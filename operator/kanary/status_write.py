@@ -62,6 +62,29 @@ def status_patch(old: Mapping[str, Any], new: RolloutStatus) -> dict[str, Any]:
     return {k: v for k, v in patch.items() if not (v is None and old.get(k) is None)}
 
 
+# What a tick observed rather than decided: the readiness figures, the progress message
+# ("3/4 pods Ready") and a condition's message. A status patch of these alone waits up to
+# COALESCE_SECONDS for the next write that carries it (writes per step, issue 15).
+OBSERVED = frozenset({"readiness", "message"})
+COALESCE_SECONDS = 5.0
+
+
+def observation_only(old: Mapping[str, Any], patch: Mapping[str, Any]) -> bool:
+    """The patch only refreshes observations: no phase, step, weight, revision, alert or
+    condition state (type, status, reason) changes in it."""
+
+    def states(conditions: Any) -> list[tuple[Any, Any, Any]]:
+        return [(c.get("type"), c.get("status"), c.get("reason")) for c in conditions or []]
+
+    for key, value in patch.items():
+        if key in OBSERVED:
+            continue
+        if key == "conditions" and states(old.get("conditions")) == states(value):
+            continue
+        return False
+    return True
+
+
 def invalid_status(old: Mapping[str, Any], reason: str, generation: int) -> RolloutStatus:
     status = RolloutStatus.model_validate(dict(old))
     return status.model_copy(

@@ -12,6 +12,7 @@ import json
 import signal
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -19,7 +20,9 @@ from urllib.parse import unquote
 import pytest
 import yaml
 from kubernetes import client
+from kubernetes.config import new_client_from_config
 
+from kanary.kube import Kube
 from kanary.objects import LABEL_ROLLOUT
 from tests.integration.conftest import REPO_ROOT, Cluster
 from tests.integration.operator_fixtures import (
@@ -138,6 +141,13 @@ def test_an_operator_scoped_to_a_namespace_serves_it_and_never_touches_another(
         assert lists, f"no list or watch of {plural}"
         unbounded = [p for p in lists if f"labelSelector={LABEL_ROLLOUT}" not in p]
         assert not unbounded, f"{plural} read without a selector: {unbounded[:3]}"
+    # an Event series (Kube.repeat_event) through the namespaced RBAC and the real API server
+    kube = Kube(new_client_from_config(str(scoped.kubeconfig)))
+    now = datetime.now(UTC)
+    event = kube.post_event(mine.rollout("web")["metadata"], "Normal", "Series", "again", now)
+    kube.repeat_event(served, event, 3, now + timedelta(seconds=5))
+    stored = client.CoreV1Api(cluster.api).read_namespaced_event(event, served)
+    assert stored.count == 3 and stored.last_timestamp > stored.first_timestamp
 
 
 def _cluster_wide_resource(path: str) -> str | None:

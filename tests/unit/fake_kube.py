@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -140,6 +141,37 @@ class FakeKube:
         secret = self.objects.get(("Secret", namespace, name))
         return None if secret is None else dict(secret.get("stringData") or {})
 
+    def post_event(
+        self, involved: Mapping[str, Any], type_: str, reason: str, message: str, now: datetime
+    ) -> str:
+        self.writes += 1
+        self.rv += 1
+        namespace, name = str(involved["namespace"]), f"{involved['name']}.{self.rv:x}"
+        self.objects[("Event", namespace, name)] = {
+            "metadata": {"name": name, "namespace": namespace},
+            "type": type_,
+            "reason": reason,
+            "message": message,
+            "count": 1,
+            "firstTimestamp": now.isoformat(),
+            "lastTimestamp": now.isoformat(),
+        }
+        self.log.append(f"event {reason}")
+        return name
+
+    def repeat_event(self, namespace: str, name: str, count: int, now: datetime) -> None:
+        self.writes += 1
+        event = self.objects.get(("Event", namespace, name))
+        if event is None:
+            raise _api_error(404, f'events "{name}" not found')
+        event.update(count=count, lastTimestamp=now.isoformat())
+        self.log.append(f"repeat event {event['reason']} x{count}")
+
+    def event_objects(self, namespace: str) -> list[dict[str, Any]]:
+        return [
+            o for (kind, ns, _), o in self.objects.items() if kind == "Event" and ns == namespace
+        ]
+
     def json_patch_rollout(self, namespace: str, name: str, ops: list[dict[str, Any]]) -> None:
         self.writes += 1
         key = ("Rollout", namespace, name)
@@ -264,7 +296,7 @@ class Harness:
             snapshot,
             self.kube.view(self.ns, self.name),
             self.now,
-            lambda kind, reason, message: self.events.append((kind, reason, message)),
+            self._post,
             lambda spec: self.prometheus,
             self.resolve,
         )
@@ -273,6 +305,10 @@ class Harness:
         from datetime import timedelta
 
         self.now += timedelta(seconds=seconds)
+
+    def _post(self, kind: str, reason: str, message: str) -> str:
+        self.events.append((kind, reason, message))
+        return self.kube.post_event(self.body["metadata"], kind, reason, message, self.now)
 
     def run_until(self, done: Any, limit: int = 600) -> None:
         for _ in range(limit):

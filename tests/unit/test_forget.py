@@ -10,6 +10,7 @@ from tests.unit.test_reconcile import NS, healthy, new_version
 
 from kanary import metrics_export
 from kanary.observation import AnalysisOutcome
+from kanary.reconcile import EventSeries
 from kanary.status import Condition, MetricResult, RolloutStatus
 
 
@@ -21,7 +22,7 @@ def test_forget_drops_what_the_runtime_kept_of_that_rollout_only() -> None:
     uid = str(h.body["metadata"].get("uid", ""))
     other_event = ("other-uid", "Normal", "Step", "x")
     other_gate = ("other-uid", "confirm-promotion", "abc")
-    rt.recent_events[other_event] = 1.0
+    rt.recent_events[other_event] = EventSeries("other.1", 1, 1.0)
     rt.gate_asked[other_gate] = datetime.now(UTC)
     rt.applied_generation[(NS, "other-stable")] = 3
     assert any(k[0] == uid for k in rt.recent_events)

@@ -16,6 +16,7 @@ from kanary.analysis.source import QueryResult, Value
 from kanary.observation import PodTiming
 from kanary.reconcile import Conflict, NewerSpec, reconcile, status_patch
 from kanary.status import RolloutStatus
+from kanary.status_write import observation_only
 
 NS, NAME = "ns", "demo"
 
@@ -611,3 +612,96 @@ def test_auto_source_reads_the_routes_gateway_when_its_class_is_known(
     assert all(reads in q for q in asked), asked
     if reads.startswith("traefik"):
         assert all('service="ns-demo-canary-http-80@kubernetesgateway"' in q for q in asked)
+
+
+# ---- observation-only status changes wait for the next write (writes per step, issue 15) -------
+
+
+def stale_message(h: Harness) -> None:
+    body = h.body
+    body["status"]["message"] = "healthy: 3/4 pods Ready (an older observation)"
+    h.kube.put(body)
+
+
+def test_an_observation_only_change_waits_for_a_write_up_to_coalesce_seconds() -> None:
+    h = healthy()
+    stale_message(h)
+    before = h.kube.writes
+    for _ in range(5):  # at 0, 1, 2, 3 and 4 s: waiting
+        h.tick()
+    assert h.kube.writes == before
+    assert h.rt.unwritten, "the tick that waits says so (handlers ticks it meanwhile)"
+    h.tick()  # 5 s after the first tick that saw it
+    assert h.kube.writes == before + 1
+    assert h.status.message is not None and h.status.message.endswith(", 4/4 pods Ready")
+    assert not h.rt.unwritten
+
+
+def test_a_decision_carries_the_waiting_observation_in_the_same_patch() -> None:
+    h = healthy()
+    stale_message(h)
+    h.tick()
+    before = h.kube.writes
+    new_version(h)
+    h.tick()
+    assert h.status.stage == "Stepping" and "older observation" not in (h.status.message or "")
+    assert not h.rt.unwritten
+    assert h.kube.writes > before
+
+
+def test_only_observations_wait_state_is_written_at_once() -> None:
+    old = {
+        "message": "a",
+        "readiness": {"canary": {"count": 1}},
+        "conditions": [{"type": "Available", "status": "True", "reason": "Ready", "message": "x"}],
+    }
+    same_state = [{"type": "Available", "status": "True", "reason": "Ready", "message": "y"}]
+    flipped = [{"type": "Available", "status": "False", "reason": "NoReadyPods", "message": "y"}]
+    assert observation_only(old, {"message": "b", "readiness": {"canary": {"count": 2}}})
+    assert observation_only(old, {"conditions": same_state})
+    assert not observation_only(old, {"conditions": flipped})
+    assert not observation_only(old, {"message": "b", "canaryWeight": 5})
+    assert not observation_only(old, {"phase": "Healthy"})
+
+
+def test_a_repeated_event_is_one_kubernetes_event_series_with_its_count() -> None:
+    """Issue 15: Kubernetes Event series for repeats, not a new Event object each time."""
+    h = healthy()
+    new_version(h)
+    h.run_until(lambda s: s.phase == "Paused")  # at pause until promote, 50%
+    h.rt.monotonic = lambda: h.now.timestamp()
+
+    def restored() -> list[dict[str, Any]]:
+        return [e for e in h.kube.event_objects(NS) if e["reason"] == "WeightRestored"]
+
+    for _ in range(3):  # a GitOps loop re-applies the route every 10 s
+        reapply_route(h, 100, 0)
+        h.tick(10)
+    (event,) = restored()
+    assert event["count"] == 1  # the repeats within EVENT_FOLD_SECONDS are counted, not written
+    h.tick(60)
+    reapply_route(h, 100, 0)
+    h.tick()
+    (event,) = restored()
+    assert event["count"] == 4
+    assert event["lastTimestamp"] > event["firstTimestamp"]
+    assert [log for log in h.kube.log if "WeightRestored" in log] == [
+        "event WeightRestored",
+        "repeat event WeightRestored x4",
+    ]
+
+
+def test_a_repeat_of_an_expired_event_starts_a_new_series() -> None:
+    h = healthy()
+    new_version(h)
+    h.run_until(lambda s: s.phase == "Paused")  # at pause until promote, 50%
+    h.rt.monotonic = lambda: h.now.timestamp()
+    reapply_route(h, 100, 0)
+    h.tick()
+    (first,) = [e for e in h.kube.event_objects(NS) if e["reason"] == "WeightRestored"]
+    del h.kube.objects[("Event", NS, first["metadata"]["name"])]  # the API server's TTL
+    h.tick(61)
+    reapply_route(h, 100, 0)
+    h.tick()
+    (again,) = [e for e in h.kube.event_objects(NS) if e["reason"] == "WeightRestored"]
+    assert again["count"] == 1 and again["metadata"]["name"] != first["metadata"]["name"]
