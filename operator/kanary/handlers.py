@@ -32,6 +32,7 @@ from kanary.analysis.metrics_source import gateway_class_of
 from kanary.analysis.source import PrometheusSource
 from kanary.durations import parse_duration
 from kanary.election import Elector
+from kanary.engine.tick import canary_judged
 from kanary.kube import Kube, NotLeader
 from kanary.leader import Timings
 from kanary.notify.delivery import Deliverer
@@ -44,6 +45,7 @@ from kanary.reconcile import (
     NewerSpec,
     Runtime,
     SeenDeployment,
+    Ticked,
     UnknownTemplate,
     View,
     is_terminating,
@@ -480,11 +482,11 @@ async def _tick(key: Key) -> None:
             _signal.set()
 
 
-def _paused_analysis(spec: Mapping[str, Any], status: RolloutStatus | None) -> AnalysisSpec | None:
-    """The analysis that judges a step's pause until promote (parsed only then; a spec this
-    tick could not parse has no say, its status is not Paused)."""
+def _analysis(spec: Mapping[str, Any], status: RolloutStatus | None) -> AnalysisSpec | None:
+    """The spec's analysis while it may judge the canary (parsed only then; a spec this tick
+    could not parse has no say: its status is Invalid)."""
     raw = (spec.get("strategy") or {}).get("analysis")
-    if not raw or status is None or status.pause_reason != "Step":
+    if not raw or status is None or not canary_judged(status):
         return None
     try:
         return AnalysisSpec.model_validate(raw)
@@ -508,14 +510,17 @@ async def _reconcile_one(key: Key) -> float:
     def post(kind: str, reason: str, message: str) -> str:
         return rt.kube.post_event(snapshot["metadata"], kind, reason, message, datetime.now(UTC))
 
-    def counted() -> tuple[RolloutStatus | None, bool]:
+    def counted() -> tuple[Ticked | None, bool]:
         before = rt.kube.writes_in_this_thread()
-        status = reconcile(rt, snapshot, view, now, post, _source, _policy_resolve)
-        return status, rt.kube.writes_in_this_thread() > before
+        ticked = reconcile(rt, snapshot, view, now, post, _source, _policy_resolve)
+        return ticked, rt.kube.writes_in_this_thread() > before
 
     try:
-        status, wrote = await asyncio.to_thread(counted)
-        delay = next_tick(status, wrote, now, _paused_analysis(snapshot["spec"], status))
+        ticked, wrote = await asyncio.to_thread(counted)
+        status = ticked.status if ticked is not None else None
+        analysis = _analysis(snapshot["spec"], status)
+        recheck_at = ticked.recheck_at if ticked is not None else None
+        delay = next_tick(status, wrote, now, analysis, recheck_at)
         pending = str(snapshot["metadata"].get("uid", "")) in rt.unwritten
         return min(delay, TICK_SECONDS) if pending else delay
     except Conflict as e:

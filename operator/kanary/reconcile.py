@@ -72,6 +72,7 @@ __all__ = [
     "NewerSpec",
     "Runtime",
     "SeenDeployment",
+    "Ticked",
     "UnknownTemplate",
     "View",
     "consume_action",
@@ -114,6 +115,15 @@ class View:
         default_factory=dict
     )
     gateway_class: GatewayClassSeen | None = None  # behind the route's parent Gateway, if seen
+
+
+@dataclasses.dataclass(frozen=True)
+class Ticked:
+    """What one tick left: the status (as written, or waiting to be: Runtime.unwritten) and the
+    engine's next time-based turn (engine.Decision.recheck_at), for wakeups.next_tick."""
+
+    status: RolloutStatus
+    recheck_at: datetime | None
 
 
 @dataclasses.dataclass
@@ -217,9 +227,9 @@ def reconcile(
     post_event: PostEvent,
     source_for: SourceFor,
     resolve_prometheus: Callable[[str | None], str] | None = None,
-) -> RolloutStatus | None:
-    """The status this tick wrote (or found already written); None for a Rollout being
-    deleted, which is left alone."""
+) -> Ticked | None:
+    """The status this tick wrote (or found already written) and when the engine wants to look
+    again; None for a Rollout being deleted, which is left alone."""
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     if meta.get("deletionTimestamp"):
@@ -246,7 +256,7 @@ def reconcile(
         events("Warning", "Invalid", reason)
         refused = invalid_status(old_status, reason, generation)
         write_status(rt.kube, meta, old_status, refused)
-        return refused
+        return Ticked(refused, None)
 
     annotations = meta.get("annotations") or {}
     manual, bad_action = manual_action(annotations)
@@ -311,7 +321,7 @@ def reconcile(
     if bad_action or manual:  # consumed only once the decision it caused is written
         consume_action(rt.kube, namespace, name, annotations)
     metrics_export.record_status(namespace, name, current, decision.status)
-    return status
+    return Ticked(status, decision.recheck_at)
 
 
 def _waits(

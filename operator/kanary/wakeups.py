@@ -1,12 +1,14 @@
 """When each Rollout ticks: watch events and its own deadlines, not a timer per Rollout.
 
-A Rollout with work in flight ticks every TICK_SECONDS, as before. A Rollout at rest (Healthy,
-RolledBack or Invalid, or paused by a person, an inconclusive analysis or a step's pause until
-promote (with an analysis: until its next check), with no gate to ask,
-no scale-down due and no firing alert to re-send) sleeps: only a watch event wakes it (its own
-object, its Deployments, Services, canary pods or route), or the slow resync that covers a watch
-event missed. Converged ticks make no writes, so an extra wake-up costs a little CPU, never a
-write.
+A Rollout ticks a second after any tick that wrote (set, then verify). Otherwise a watch event
+wakes it (its own object, its Deployments, Services, canary pods or route), or time does: in
+flight, the engine's next time-based turn (a pause's end, a deadline, a grace), its analysis'
+next check (every second while the sequential error-rate test runs), a gate to ask (every
+second), and at most IN_FLIGHT_SECONDS in case a watch event was missed. At rest (Healthy,
+RolledBack, Invalid, paused by a person, an inconclusive analysis, or a step's pause until
+promote with no analysis judging meanwhile) it sleeps but for its scale-down deadline, a firing
+alert's re-send and the slow resync. Converged ticks make no writes, so an extra wake-up costs
+a little CPU, never a write.
 
 Pure: ``next_tick`` decides from the status the tick wrote; ``WakeQueue`` orders the wake-ups on a
 clock it is given. handlers.py runs them.
@@ -27,6 +29,7 @@ from kanary.status import RolloutStatus
 TICK_SECONDS = 1.0
 ALERT_SECONDS = 30.0  # a firing alert is re-sent to Alertmanager every 60 s (notify.dispatch)
 RESYNC_SECONDS = 300.0  # a Rollout at rest is looked at this often even without a watch event
+IN_FLIGHT_SECONDS = 5.0  # a Rollout in flight, waiting for its pods, without a watch event
 
 K = TypeVar("K", bound=Hashable)
 
@@ -38,30 +41,38 @@ def next_tick(
     wrote: bool,
     now: datetime,
     analysis: AnalysisSpec | None = None,
+    recheck_at: datetime | None = None,
 ) -> float:
     """Seconds until this Rollout's next tick, from the status the tick left (None: it was
     being deleted). A tick that wrote anything is verified by the next one, a second later.
-    ``analysis``: the spec's, which keeps judging the canary during a step's pause until
-    promote (engine.tick.canary_judged): such a pause wakes for its next check, or every tick
-    while the sequential error-rate test runs (it reads every tick)."""
+
+    In flight, the Rollout waits for the cluster (its pods, Deployments, route: each wakes it
+    by a watch event) and for time: ``recheck_at``, the engine's next time-based turn (a
+    pause's end, a deadline, a grace), and ``analysis``, whose next check is due an interval
+    after the last while it judges the canary (every tick while the sequential error-rate
+    test runs). IN_FLIGHT_SECONDS bounds the wait, should a watch event be missed. At rest it
+    sleeps, but for its scale-down deadline and a firing alert's re-send."""
     if wrote:
         return TICK_SECONDS
     if status is None:
         return RESYNC_SECONDS
     paused = status.phase == "Paused" and status.pause_reason in ("User", "Inconclusive", "Step")
-    if not (status.phase in _AT_REST or paused) or status.gate is not None:
-        return TICK_SECONDS
-    wait = RESYNC_SECONDS
-    if paused and status.pause_reason == "Step" and analysis is not None and canary_judged(status):
-        if sequential.applies(analysis) or status.analysis.last_check_at is None:
+    if status.gate is not None or status.phase is None:
+        return TICK_SECONDS  # a gate is asked every tick; a Rollout never ticked starts
+    resting = status.phase in _AT_REST or (paused and status.pause_reason != "Step")
+    wait = RESYNC_SECONDS if resting or paused else IN_FLIGHT_SECONDS
+    if recheck_at is not None:
+        wait = min(wait, (recheck_at - now).total_seconds())
+    if analysis is not None and not resting and canary_judged(status):
+        last = status.analysis.last_check_at
+        if sequential.applies(analysis) or last is None:
             return TICK_SECONDS
-        due = status.analysis.last_check_at.timestamp() + analysis.interval_seconds()
-        wait = min(wait, max(TICK_SECONDS, due - now.timestamp()))
+        wait = min(wait, (last - now).total_seconds() + analysis.interval_seconds())
     if status.scale_down_at is not None:
-        wait = min(wait, max(TICK_SECONDS, (status.scale_down_at - now).total_seconds()))
+        wait = min(wait, (status.scale_down_at - now).total_seconds())
     if any(a.resolved_at is None for a in status.alerts):
         wait = min(wait, ALERT_SECONDS)
-    return wait
+    return max(TICK_SECONDS, wait)
 
 
 class WakeQueue(Generic[K]):

@@ -34,6 +34,7 @@ from kanary.engine import Decision, analysis_due, decide, template_hash
 from kanary.observation import AnalysisOutcome, ManualAction, ReadinessFigures, TrackState
 from kanary.spec import PodTemplate, RolloutSpec
 from kanary.status import RolloutStatus, Verdict
+from kanary.wakeups import next_tick
 
 STEPS_WITH_PROMOTE = [
     {"setWeight": 5},
@@ -1350,3 +1351,50 @@ def test_a_weight_step_waits_for_a_check_of_its_own_weight() -> None:
     for earlier, later in itertools.pairwise(checks_after):
         assert (later - earlier).total_seconds() >= 30
     assert driver.status.stage == "Promoting"
+
+
+# ---- Decision.recheck_at: a Rollout in flight may sleep until its next time-based turn ---------
+
+
+def _walk(sleepy: bool, spec: RolloutSpec) -> tuple[list[str], float, int]:
+    """v1 -> v2 until Healthy: ticking every second, or sleeping as wakeups.next_tick says
+    (without watch events: the world's pods turn Ready whenever time passes)."""
+    driver = healthy_driver(spec)
+    new_template(driver, "v2")
+    driver.events_before = len(driver.world.events)  # type: ignore[attr-defined]
+    start, ticks = driver.world.now, 0
+    driver.tick_seconds = 0.0 if sleepy else 1.0
+    while driver.status.phase != "Healthy" or ticks == 0:
+        decision = driver.tick()
+        ticks += 1
+        if sleepy:
+            wrote = bool(writes(decision.actions) or events(decision.actions))
+            delay = next_tick(driver.status, wrote, driver.world.now, None, decision.recheck_at)
+            driver.world.pass_time(delay)
+        assert ticks < 2000
+    reasons = driver.world.event_reasons()[driver.events_before :]  # type: ignore[attr-defined]
+    return reasons, (driver.world.now - start).total_seconds(), ticks
+
+
+def test_sleeping_until_the_next_turn_walks_the_same_steps_as_ticking_every_second() -> None:
+    spec = make_spec()  # pauses of 30 s between the weights
+    each_second = _walk(False, spec)
+    sleeping = _walk(True, spec)
+    assert sleeping[0] == each_second[0]  # the same Events in the same order
+    assert sleeping[1] <= each_second[1] + 2  # no later: every pause's end was a turn
+    assert sleeping[2] < each_second[2] / 3, (sleeping[2], each_second[2])  # far fewer ticks
+
+
+def test_recheck_at_names_the_pause_end_and_the_unavailable_canarys_grace() -> None:
+    spec = make_spec()
+    driver = at_step(spec, 1)  # pause 30s
+    started = driver.status.step_started_at
+    assert started is not None
+    assert driver.tick().recheck_at == started + timedelta(seconds=30)
+    driver = at_step(spec, 2)  # setWeight 25
+    driver.world.canary_healthy = False  # no canary pod is Ready any more
+    driver.run_until(lambda s: s.current_step_index == 4)
+    decision = driver.tick()
+    since = decision.status.canary_unavailable_since
+    assert since is not None  # the grace (30 s) ends before the progress deadline (120 s)
+    assert decision.recheck_at == since + timedelta(seconds=30)

@@ -9,7 +9,14 @@ import pytest
 
 from kanary.spec import AnalysisSpec
 from kanary.status import RolloutStatus
-from kanary.wakeups import ALERT_SECONDS, RESYNC_SECONDS, TICK_SECONDS, WakeQueue, next_tick
+from kanary.wakeups import (
+    ALERT_SECONDS,
+    IN_FLIGHT_SECONDS,
+    RESYNC_SECONDS,
+    TICK_SECONDS,
+    WakeQueue,
+    next_tick,
+)
 
 NOW = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
 
@@ -21,8 +28,7 @@ def status(**fields: Any) -> RolloutStatus:
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
-        ({"phase": "Progressing"}, TICK_SECONDS),
-        ({"phase": "Progressing"}, TICK_SECONDS),  # a timed step pause ends
+        ({"phase": "Progressing"}, IN_FLIGHT_SECONDS),  # waits for its pods: watch events
         ({"phase": "Paused", "pauseReason": "User"}, RESYNC_SECONDS),
         ({"phase": "Paused", "pauseReason": "Inconclusive"}, RESYNC_SECONDS),
         ({"phase": "Healthy"}, RESYNC_SECONDS),
@@ -68,6 +74,26 @@ def test_a_step_pause_with_the_sequential_error_rate_test_ticks_every_second() -
 def test_a_canary_without_ready_pods_is_not_judged_so_its_pause_sleeps() -> None:
     unready = status(**JUDGED, canaryUnavailableSince=NOW - timedelta(seconds=60))
     assert next_tick(unready, False, NOW, analysis(metrics=LATENCY)) == RESYNC_SECONDS
+
+
+def test_in_flight_it_looks_again_at_the_engines_next_time_based_turn() -> None:
+    moving = status(phase="Progressing", stage="Stepping", canaryWeight=25)
+    pause_ends = NOW + timedelta(seconds=2.5)
+    assert next_tick(moving, False, NOW, recheck_at=pause_ends) == 2.5
+    assert next_tick(moving, False, NOW, recheck_at=NOW + timedelta(hours=1)) == IN_FLIGHT_SECONDS
+    assert next_tick(moving, False, NOW, recheck_at=NOW) == TICK_SECONDS  # never sooner
+
+
+def test_in_flight_an_analysis_judging_the_canary_is_checked_on_its_interval() -> None:
+    judged = status(
+        phase="Progressing",
+        stage="Stepping",
+        canaryWeight=25,
+        analysis={"lastCheckAt": NOW - timedelta(seconds=18)},
+    )
+    assert next_tick(judged, False, NOW, analysis(metrics=LATENCY)) == 2  # 20 s interval
+    errors = analysis(metrics=[{"name": "error-rate", "max": 0.01}])
+    assert next_tick(judged, False, NOW, errors) == TICK_SECONDS  # the sequential test
 
 
 def test_a_tick_that_wrote_is_verified_a_second_later_even_at_rest() -> None:

@@ -78,7 +78,7 @@ def decide(spec: RolloutSpec, status: RolloutStatus, obs: Observation) -> Decisi
         _converge_services(tick)
         _finish(tick)
     _converge_weight(tick)
-    return Decision(status=tick.status, actions=tick.actions)
+    return Decision(status=tick.status, actions=tick.actions, recheck_at=tick.recheck_at)
 
 
 # ---- invalid -----------------------------------------------------------------------------------

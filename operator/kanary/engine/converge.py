@@ -3,6 +3,8 @@ Deployments are compared with what was observed every tick and written back when
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from kanary import canary_math
 from kanary.actions import ApplyCanary, ApplyStable, EnsureServices, ScaleStable, SetWeight
 from kanary.engine.steps import _canary_takes_all_first, _roll_back, _scale_down_time
@@ -44,6 +46,7 @@ def _watch_canary(tick: _Tick) -> None:
             warning=True,
         )
         since = tick.now
+    tick.recheck(since + timedelta(seconds=grace))
     if (tick.now - since).total_seconds() >= grace:
         why = f"no Ready canary pod for {grace}s"
         if tick.obs.canary_trouble:

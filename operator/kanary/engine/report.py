@@ -37,7 +37,7 @@ def _stalled(tick: _Tick) -> bool:
     """Creating or promoting past the deadline: nothing to roll back to, so it is only reported."""
     if tick.status.stage not in ("Creating", "Promoting"):
         return False
-    return tick.seconds_in_step() > tick.spec.strategy.progress_deadline_seconds
+    return tick.in_step_for(tick.spec.strategy.progress_deadline_seconds)
 
 
 def _set_conditions(tick: _Tick, phase: Phase | None) -> None:

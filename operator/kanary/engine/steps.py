@@ -271,7 +271,7 @@ def _weight_step(tick: _Tick, weight: int) -> None:
     wanted = _canary_pods_for(tick, weight)
     if not _track_ready(tick.obs.canary, tick.status.canary_revision, wanted):
         deadline = tick.spec.strategy.progress_deadline_seconds
-        if tick.seconds_in_step() > deadline:
+        if tick.in_step_for(deadline):
             ready = min(tick.obs.canary.ready, wanted)
             why = (
                 f"progress deadline: canary not Ready after {deadline}s "
@@ -305,7 +305,7 @@ def _weight_to_write(tick: _Tick, weight: int, pods: int) -> int:
 
 
 def _timed_pause_step(tick: _Tick, seconds: float) -> None:
-    if tick.seconds_in_step() >= seconds and _analysis_allows_advance(tick):
+    if tick.in_step_for(seconds) and _analysis_allows_advance(tick):
         _advance(tick)
 
 
@@ -452,6 +452,8 @@ def _scale_down_time(tick: _Tick, delay: int | None = None) -> datetime:
 def _scale_down_if_due(tick: _Tick) -> None:
     """Scale-down waits while the route is broken: its weight 0 may not have been written."""
     due = tick.status.scale_down_at
+    if due is not None:
+        tick.recheck(due)
     if due is None or tick.now < due or tick.obs.route_problem:
         return
     tick.update(scale_down_at=None)

@@ -7,7 +7,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from kanary import canary_math
@@ -42,6 +42,10 @@ CONDITION_ORDER: tuple[ConditionType, ...] = (
 class Decision:
     status: RolloutStatus
     actions: Sequence[Action]  # in execution order
+    # The earliest moment a time-based condition this tick checked will turn (a pause's end, a
+    # progress deadline, a grace, a scale-down): the Rollout need not tick before it unless a
+    # watch event or an analysis check is due (wakeups.next_tick).
+    recheck_at: datetime | None = None
 
 
 def template_hash(template: PodTemplate) -> str:
@@ -91,6 +95,7 @@ class _Tick:
         # Set when this tick entered a new stage or step: that one is judged on the next
         # observation, which will show the writes made for it (one transition per tick).
         self.moved = False
+        self.recheck_at: datetime | None = None
 
     @property
     def now(self) -> datetime:
@@ -130,6 +135,18 @@ class _Tick:
     def seconds_in_step(self) -> float:
         started = self.status.step_started_at
         return 0.0 if started is None else (self.now - started).total_seconds()
+
+    def in_step_for(self, seconds: float) -> bool:
+        """seconds_in_step() >= seconds; until then, that moment is a time to look again."""
+        started = self.status.step_started_at
+        if started is not None:
+            self.recheck(started + timedelta(seconds=seconds))
+        return self.seconds_in_step() >= seconds
+
+    def recheck(self, at: datetime) -> None:
+        """A time-based condition checked this tick turns at `at` (Decision.recheck_at)."""
+        if at > self.now and (self.recheck_at is None or at < self.recheck_at):
+            self.recheck_at = at
 
     def update(self, **changes: Any) -> None:
         self.status = self.status.model_copy(update=changes)
