@@ -705,3 +705,35 @@ def test_a_repeat_of_an_expired_event_starts_a_new_series() -> None:
     h.tick()
     (again,) = [e for e in h.kube.event_objects(NS) if e["reason"] == "WeightRestored"]
     assert again["count"] == 1 and again["metadata"]["name"] != first["metadata"]["name"]
+
+
+@pytest.mark.parametrize("ratio", [False, True])
+def test_at_most_one_status_patch_per_tick_and_three_writes_per_step(ratio: bool) -> None:
+    """Issue 15: at most one status patch per tick; a step's own writes are at most 3 (status,
+    its Event, its route patch or stable scale). The canary's pods for the next step may be
+    applied in the same tick: they are the next step's."""
+    steps = [
+        {"setWeight": 5},
+        {"pause": {"duration": "30s"}},
+        {"setWeight": 50},
+        {"setWeight": 100},
+    ]
+    body = rollout(steps)
+    if ratio:
+        del body["spec"]["trafficRouting"]
+    h = healthy(body)
+    new_version(h)
+    own_writes: dict[int, list[str]] = {}
+    for _ in range(400):
+        before, step = len(h.kube.log), h.status.current_step_index
+        h.tick()
+        new = h.kube.log[before:]
+        assert sum(line.startswith("status") for line in new) <= 1, new
+        if step is not None and h.status.stage == "Stepping":
+            own = [w for w in new if w != "apply Deployment demo-canary"]
+            own_writes.setdefault(step, []).extend(own)
+        if h.status.phase == "Healthy":
+            break
+    assert h.status.phase == "Healthy"
+    assert sorted(own_writes) == [0, 1, 2]
+    assert all(len(writes) <= 3 for writes in own_writes.values()), own_writes
