@@ -56,6 +56,7 @@ from kanary.reconcile import (
 from kanary.scope import Selector, watch_selectors
 from kanary.spec import API_GROUP, API_VERSION, PLURAL, AnalysisSpec, RolloutSpec
 from kanary.status import RolloutStatus
+from kanary.status_write import COALESCE_SECONDS
 from kanary.wakeups import TICK_SECONDS, WakeQueue, next_tick
 
 log = logging.getLogger("kanary")
@@ -521,8 +522,12 @@ async def _reconcile_one(key: Key) -> float:
         analysis = _analysis(snapshot["spec"], status)
         recheck_at = ticked.recheck_at if ticked is not None else None
         delay = next_tick(status, wrote, now, analysis, recheck_at)
-        pending = str(snapshot["metadata"].get("uid", "")) in rt.unwritten
-        return min(delay, TICK_SECONDS) if pending else delay
+        since = rt.unwritten.get(str(snapshot["metadata"].get("uid", "")))
+        if since is None:
+            return delay
+        # an observation waits to be written (reconcile._waits): at the latest when it is due
+        due = COALESCE_SECONDS - (now - since).total_seconds()
+        return min(delay, max(TICK_SECONDS, due))
     except Conflict as e:
         log.debug("%s; the next tick decides again", e)
     except NotLeader:

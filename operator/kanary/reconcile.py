@@ -328,8 +328,8 @@ def _waits(
     rt: Runtime, uid: str, old: Mapping[str, Any], new: RolloutStatus, now: datetime
 ) -> bool:
     """An observation-only status change (status_write.observation_only) waits to be written
-    with the next decision, or until it has waited COALESCE_SECONDS; handlers ticks the Rollout
-    every second meanwhile (Runtime.unwritten)."""
+    with the next decision, or until it has waited COALESCE_SECONDS; handlers wakes the Rollout
+    by then (Runtime.unwritten)."""
     patch = status_patch(old, new)
     if patch and observation_only(old, patch):
         since = rt.unwritten.setdefault(uid, now)
