@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export KANARY_CACHE ?= $(HOME)/.cache/kanary
 PY := .venv/bin/python
 
-.PHONY: help install lint unit gotest integration test cluster-build cluster-up node-install images cluster-down dataplane-install dataplane-build dataplane-up app app-image demo crds operator-up kind-up kind-demo
+.PHONY: help install lint unit gotest scan integration test cluster-build cluster-up node-install images cluster-down dataplane-install dataplane-build dataplane-up app app-image demo crds operator-up kind-up kind-demo
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -16,7 +16,7 @@ crds: install ## regenerate crds/ from the pydantic models
 
 lint: install ## ruff + mypy --strict + gofmt/vet + hadolint (both Dockerfiles) + actionlint
 	.venv/bin/ruff check operator tests hack
-	.venv/bin/mypy --strict operator/kanary hack/demo.py hack/dataplane/runner.py hack/dataplane/load.py hack/dataplane/prometheus_config.py
+	.venv/bin/mypy --strict operator/kanary hack/demo.py hack/dataplane/runner.py hack/dataplane/load.py hack/dataplane/prometheus_config.py hack/scan/report.py hack/scan/vulndb.py
 	$(MAKE) -C app lint
 	cd hack/images && out=$$(gofmt -l .) && [ -z "$$out" ] || { echo "gofmt needed: $$out" >&2; exit 1; }
 	cd hack/images && GOTOOLCHAIN=local go vet ./...
@@ -29,6 +29,9 @@ unit: install ## fast, pure tests
 gotest: ## go test for the Gin service and the image builder (hack/images)
 	$(MAKE) -C app test
 	cd hack/images && GOTOOLCHAIN=local go test -count=1 ./...
+
+scan: install ## vulnerability gate: govulncheck (binary + source) on the Gin service against a pinned vulndb; pip-audit with KANARY_SCAN_ONLINE=1; fails on a reachable vulnerability outside hack/scan/allowlist.yaml
+	hack/scan/scan.sh
 
 cluster-build: ## build the local cluster's binaries (cached in $KANARY_CACHE)
 	hack/cluster/build.sh
@@ -78,4 +81,4 @@ kind-demo: install ## the demo on kind (after kind-up); load through the Gateway
 integration: install cluster-build dataplane-install dataplane-build app images ## integration + e2e tests on the local cluster
 	hack/cluster/exec.sh $(PY) -m pytest -q -rs tests/integration tests/e2e
 
-test: lint unit gotest integration ## everything CI runs
+test: lint unit gotest scan integration ## everything CI runs

@@ -4,32 +4,20 @@ load generator's target check and the Prometheus config rewrite."""
 from __future__ import annotations
 
 import http.server
-import importlib.util
-import sys
 import threading
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
-
-DATAPLANE = Path(__file__).resolve().parents[2] / "hack" / "dataplane"
-
-
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"dataplane_{name}", DATAPLANE / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+from tests.unit.scripts import load_script
 
 
-runner = _load("runner")
-load = _load("load")
-promcfg = _load("prometheus_config")
+
+runner = load_script("dataplane", "runner")
+load = load_script("dataplane", "load")
+promcfg = load_script("dataplane", "prometheus_config")
 
 
 def pod(
