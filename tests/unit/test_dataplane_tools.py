@@ -13,8 +13,6 @@ import pytest
 import yaml
 from tests.unit.scripts import load_script
 
-
-
 runner = load_script("dataplane", "runner")
 load = load_script("dataplane", "load")
 promcfg = load_script("dataplane", "prometheus_config")
