@@ -26,7 +26,7 @@ import kopf
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from kanary import memtrim, metrics_export
+from kanary import metrics_export
 from kanary.analysis.endpoints import PrometheusPolicy
 from kanary.analysis.metrics_source import gateway_class_of
 from kanary.analysis.source import PrometheusSource
@@ -56,7 +56,6 @@ from kanary.reconcile import (
 from kanary.scope import Selector, watch_selectors
 from kanary.spec import API_GROUP, API_VERSION, PLURAL, AnalysisSpec, RolloutSpec
 from kanary.status import RolloutStatus
-from kanary.status_write import COALESCE_SECONDS
 from kanary.wakeups import TICK_SECONDS, WakeQueue, next_tick
 
 log = logging.getLogger("kanary")
@@ -317,29 +316,6 @@ _queue: WakeQueue[Key] = WakeQueue()
 _last_tick: dict[Key, float] = {}
 _signal: asyncio.Event | None = None
 _tasks: list[asyncio.Task[None]] = []
-_trim_at: float | None = None  # loop time of the pending memtrim.trim, pushed by each deletion
-
-
-def _trim_later() -> None:
-    """Trim the heap once deletions have been quiet for QUIET_SECONDS (memtrim.py)."""
-    global _trim_at
-    loop = asyncio.get_running_loop()
-    pending = _trim_at is not None
-    _trim_at = loop.time() + memtrim.QUIET_SECONDS
-    if not pending:
-        _tasks[:] = [t for t in _tasks if not t.done()]
-        _tasks.append(asyncio.create_task(_trim_when_quiet(), name="kanary-trim"))
-
-
-async def _trim_when_quiet() -> None:
-    global _trim_at
-    loop = asyncio.get_running_loop()
-    while _trim_at is not None and (wait := _trim_at - loop.time()) > 0:
-        await asyncio.sleep(wait)
-    _trim_at = None
-    await asyncio.to_thread(memtrim.trim)
-
-
 _ticking: set[asyncio.Task[None]] = set()  # held, so the loop does not drop them
 
 
@@ -387,7 +363,6 @@ async def rollout_event(
             _last_tick.pop(key, None)
             metrics_export.forget(*key)
             runtime().forget(*key, str(body.metadata.uid or ""))
-            _trim_later()
         return
     seen = {
         "metadata": dict(body.metadata),
@@ -521,13 +496,8 @@ async def _reconcile_one(key: Key) -> float:
         status = ticked.status if ticked is not None else None
         analysis = _analysis(snapshot["spec"], status)
         recheck_at = ticked.recheck_at if ticked is not None else None
-        delay = next_tick(status, wrote, now, analysis, recheck_at)
-        since = rt.unwritten.get(str(snapshot["metadata"].get("uid", "")))
-        if since is None:
-            return delay
-        # an observation waits to be written (reconcile._waits): at the latest when it is due
-        due = COALESCE_SECONDS - (now - since).total_seconds()
-        return min(delay, max(TICK_SECONDS, due))
+        unwritten = rt.unwritten.get(str(snapshot["metadata"].get("uid", "")))
+        return next_tick(status, wrote, now, analysis, recheck_at, unwritten)
     except Conflict as e:
         log.debug("%s; the next tick decides again", e)
     except NotLeader:

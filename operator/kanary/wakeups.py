@@ -25,6 +25,7 @@ from kanary.analysis import sequential
 from kanary.engine.tick import canary_judged
 from kanary.spec import AnalysisSpec
 from kanary.status import RolloutStatus
+from kanary.status_write import COALESCE_SECONDS
 
 TICK_SECONDS = 1.0
 ALERT_SECONDS = 30.0  # a firing alert is re-sent to Alertmanager every 60 s (notify.dispatch)
@@ -42,6 +43,7 @@ def next_tick(
     now: datetime,
     analysis: AnalysisSpec | None = None,
     recheck_at: datetime | None = None,
+    unwritten_since: datetime | None = None,
 ) -> float:
     """Seconds until this Rollout's next tick, from the status the tick left (None: it was
     being deleted). A tick that wrote anything is verified by the next one, a second later.
@@ -51,7 +53,8 @@ def next_tick(
     pause's end, a deadline, a grace), and ``analysis``, whose next check is due an interval
     after the last while it judges the canary (every tick while the sequential error-rate
     test runs). IN_FLIGHT_SECONDS bounds the wait, should a watch event be missed. At rest it
-    sleeps, but for its scale-down deadline and a firing alert's re-send."""
+    sleeps, but for its scale-down deadline and a firing alert's re-send. ``unwritten_since``:
+    an observation waits to be written (reconcile._waits) until COALESCE_SECONDS after it."""
     if wrote:
         return TICK_SECONDS
     if status is None:
@@ -72,6 +75,8 @@ def next_tick(
         wait = min(wait, (status.scale_down_at - now).total_seconds())
     if any(a.resolved_at is None for a in status.alerts):
         wait = min(wait, ALERT_SECONDS)
+    if unwritten_since is not None:
+        wait = min(wait, COALESCE_SECONDS - (now - unwritten_since).total_seconds())
     return max(TICK_SECONDS, wait)
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from kanary.spec import AnalysisSpec
 from kanary.status import RolloutStatus
+from kanary.status_write import COALESCE_SECONDS
 from kanary.wakeups import (
     ALERT_SECONDS,
     IN_FLIGHT_SECONDS,
@@ -94,6 +95,14 @@ def test_in_flight_an_analysis_judging_the_canary_is_checked_on_its_interval() -
     assert next_tick(judged, False, NOW, analysis(metrics=LATENCY)) == 2  # 20 s interval
     errors = analysis(metrics=[{"name": "error-rate", "max": 0.01}])
     assert next_tick(judged, False, NOW, errors) == TICK_SECONDS  # the sequential test
+
+
+def test_an_observation_waiting_to_be_written_wakes_it_when_due() -> None:
+    healthy = status(phase="Healthy")
+    since = NOW - timedelta(seconds=2)
+    assert next_tick(healthy, False, NOW, unwritten_since=since) == COALESCE_SECONDS - 2
+    overdue = NOW - timedelta(seconds=30)
+    assert next_tick(healthy, False, NOW, unwritten_since=overdue) == TICK_SECONDS
 
 
 def test_a_tick_that_wrote_is_verified_a_second_later_even_at_rest() -> None:
