@@ -21,6 +21,7 @@ import argparse
 import json
 import re
 import sys
+import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -452,7 +453,13 @@ def render(
         for reason in reasons:
             names = [f"{p}=={v}" for p, v, r in python.unchecked if r == reason]
             out.append(f"  not checked ({len(names)}): {reason}:")
-            out += ["    " + line for line in wrap(names, 96)]
+            out += textwrap.wrap(
+                ", ".join(names),
+                100,
+                initial_indent="    ",
+                subsequent_indent="    ",
+                break_on_hyphens=False,
+            )
     out.append("")
     used = {(v.row.id, v.row.module) for v in verdicts if v.allow is not None}
     out.append(f"Allow-list: {len(allows)} entries")
@@ -484,20 +491,6 @@ def render(
             f"RESULT: ok: no reachable vulnerability outside the allow-list{tail}{unchecked}"
         )
     return "\n".join(out) + "\n"
-
-
-def wrap(words: Sequence[str], width: int) -> list[str]:
-    lines: list[str] = []
-    cur = ""
-    for w in words:
-        if cur and len(cur) + 2 + len(w) > width:
-            lines.append(cur + ",")
-            cur = w
-        else:
-            cur = f"{cur}, {w}" if cur else w
-    if cur:
-        lines.append(cur)
-    return lines
 
 
 def db_line(db: Path) -> tuple[str, str]:
