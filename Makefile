@@ -16,7 +16,7 @@ crds: install ## regenerate crds/ from the pydantic models
 
 lint: install ## ruff + mypy --strict + gofmt/vet + hadolint (both Dockerfiles) + actionlint
 	.venv/bin/ruff check operator tests hack
-	.venv/bin/mypy --strict operator/kanary hack/demo.py hack/dataplane/runner.py hack/dataplane/load.py hack/dataplane/prometheus_config.py hack/scan/report.py hack/scan/vulndb.py
+	.venv/bin/mypy --strict operator/kanary hack/demo.py hack/dataplane/runner.py hack/dataplane/load.py hack/dataplane/prometheus_config.py hack/scan/report.py hack/scan/vulndb.py hack/release/sbom_debs.py
 	$(MAKE) -C app lint
 	cd hack/images && out=$$(gofmt -l .) && [ -z "$$out" ] || { echo "gofmt needed: $$out" >&2; exit 1; }
 	cd hack/images && GOTOOLCHAIN=local go vet ./...

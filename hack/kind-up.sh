@@ -55,18 +55,19 @@ log "Traefik (manifests/traefik) and Prometheus (manifests/prometheus)"
 kc apply -k manifests/traefik
 kc apply -k manifests/prometheus
 
-log "images: Gin demo ${DEMO_VERSIONS[*]}, operator ${OPERATOR_IMAGE} (daemonless tarballs)"
-for v in "${DEMO_VERSIONS[@]}"; do
-  make -s -C app image VERSION="${v}"
-  kind load image-archive app/bin/gin-demo-image.tar --name "${KIND_CLUSTER}"
-done
-# The very image the local cluster's node runs (hack/images/build.sh; it chroots: root).
+log "images: Gin demo ${DEMO_VERSIONS[*]}, operator ${OPERATOR_IMAGE} (daemonless tarballs, signed)"
+# hack/images/build.sh builds, SBOMs and signs them (the operator's build chroots: root);
+# hack/release/verify.sh refuses a tarball whose signature does not verify before kind loads it.
+images=("${DEMO_VERSIONS[@]/#/gin-demo-}" operator)
 if (( EUID == 0 )); then
-  hack/images/build.sh operator
+  hack/images/build.sh "${images[@]}"
 else
-  sudo env "PATH=${PATH}" "KANARY_CACHE=${KANARY_CACHE}" hack/images/build.sh operator
+  sudo env "PATH=${PATH}" "KANARY_CACHE=${KANARY_CACHE}" hack/images/build.sh "${images[@]}"
 fi
-kind load image-archive "${KANARY_CACHE}/images/operator.tar" --name "${KIND_CLUSTER}"
+tars=()
+for i in "${images[@]}"; do tars+=("${KANARY_CACHE}/images/${i}.tar"); done
+hack/release/verify.sh "${tars[@]}" || die "refusing to load images whose signature does not verify (above)"
+for t in "${tars[@]}"; do kind load image-archive "${t}" --name "${KIND_CLUSTER}"; done
 
 log "kanary: CRD, namespace, RBAC, operator; the Gateway"
 kc apply --server-side --force-conflicts -f crds/

@@ -13,7 +13,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 START=$SECONDS
 WAIT_TIMEOUT="${KANARY_WAIT_TIMEOUT:-120}"
 WATCH=("${NODE_COMPONENTS[@]}")
-IMAGES_DIR="${KANARY_CACHE}/images"
 
 [[ ${EUID} -eq 0 ]] || die "needs root (containerd, kubelet); run as root"
 for b in containerd runc ctr iptables conntrack; do
@@ -128,21 +127,8 @@ wait_for "containerd serving" ctr_ version
 wait_for "containerd CRI initialized" grep -q 'msg="Start streaming server"' "${LOG_DIR}/containerd.log"
 
 # -------------------------------------------------------------- images ---
-# What hack/images/build.sh wrote: the pause image and the images manifests/ name.
-shopt -s nullglob
-tars=("${IMAGES_DIR}"/*.tar)
-shopt -u nullglob
-(( ${#tars[@]} > 0 )) || die "no images in ${IMAGES_DIR}: run hack/images/build.sh (make images) first"
-# A stamp per tarball (next to containerd's root, which holds the images) skips the ones
-# imported since they were last written.
-mkdir -p "${NODE_DIR}/imported"
-for t in "${tars[@]}"; do
-  stamp="${NODE_DIR}/imported/${t##*/}"
-  [[ "$(cat "${stamp}" 2>/dev/null)" == "$(stat -c %Y-%s "${t}")" ]] && continue
-  log "importing ${t##*/} into containerd"
-  ctr_ images import "${t}" >/dev/null || die "ctr images import ${t} failed"
-  stat -c %Y-%s "${t}" > "${stamp}"
-done
+# What hack/images/build.sh wrote and signed, verified, then imported into containerd.
+"${REPO_ROOT}/hack/cluster/load-images.sh"
 grep -qxF "${PAUSE_IMAGE}" <<<"$(ctr_ images ls -q)" \
   || die "${PAUSE_IMAGE} is not in containerd: hack/images/build.sh builds it"
 

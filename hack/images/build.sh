@@ -6,6 +6,13 @@
 #   traefik.tar     traefik:v3.6                           the binary of hack/dataplane/build.sh
 #   prometheus.tar  quay.io/prometheus/prometheus:v2.42.0  the binary of hack/dataplane/build.sh
 #   operator.tar    kanary/operator:0.1.0                  the Dockerfile's image, on Debian's python3.11
+# Beside each NAME.tar (hack/release/lib.sh, issue 16):
+#   NAME.sbom.cdx.json          CycloneDX SBOM (all but pause, a C binary no SBOM tool here reads):
+#                               cyclonedx-gomod for the Go binaries, cyclonedx-py plus the Debian
+#                               packages for the operator
+#   NAME.debug                  the Gin demo's debug symbols (objcopy), same GNU build id as its binary
+#   NAME.tar.sigstore.json      cosign signatures of the tarball and of the SBOM; hack/cluster/node-up.sh
+#   NAME.sbom.cdx.json.sigstore.json   and hack/kind-up.sh verify them before loading the image
 # Args: the images to build (default: all four). An image whose inputs are unchanged (listed
 # with their hashes in NAME.tar.inputs) is skipped; KANARY_IMAGES_FORCE=1 rebuilds.
 # Needs root (chroot, file owners), go, gcc + libc6-dev, apt-get + dpkg-deb, python3 with pip.
@@ -15,6 +22,8 @@ HACK_IMAGES_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # hack/cluster/lib.sh (KANARY_CACHE, K8S_VERSION, go_module_dir) plus BIN_TRAEFIK, BIN_PROMETHEUS.
 # shellcheck source-path=SCRIPTDIR source=../dataplane/lib.sh
 source "${HACK_IMAGES_DIR}/../dataplane/lib.sh"
+# shellcheck source=../release/lib.sh
+source "${HACK_IMAGES_DIR}/../release/lib.sh"
 log() { printf '[images %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
@@ -190,6 +199,7 @@ build_traefik() { # WORKDIR OUT
     -label org.opencontainers.image.source=https://github.com/traefik/traefik \
     -label "org.opencontainers.image.description=Traefik built from source by hack/dataplane, packaged by kanary's hack/images" \
     -out "$2"
+  sbom_go "${BIN_TRAEFIK}/traefik" "${2%.tar}.sbom.cdx.json"
 }
 
 # ------------------------------------------------------------- prometheus ---
@@ -237,6 +247,7 @@ build_prometheus() { # WORKDIR OUT
     -label org.opencontainers.image.source=https://github.com/prometheus/prometheus \
     -label "org.opencontainers.image.description=Prometheus built from source by hack/dataplane (Kubernetes, file and HTTP service discovery only), packaged by kanary's hack/images" \
     -out "$2"
+  sbom_go "${BIN_PROMETHEUS}/prometheus" "${2%.tar}.sbom.cdx.json"
 }
 
 # --------------------------------------------------------------- operator ---
@@ -342,6 +353,26 @@ build_operator() { # WORKDIR OUT
     -exec rm -rf {} +
   in_root "${root}" /opt/kanary/bin/python -m compileall -q --invalidation-mode unchecked-hash /opt/kanary/lib \
     || die "compileall of /opt/kanary/lib failed"
+
+  # The SBOM: cyclonedx-py, installed into /tmp/build and run by the image's own Python on the
+  # venv (so it reads exactly what the image holds), then the Debian packages added.
+  log "  SBOM: cyclonedx-py ${CYCLONEDX_PY_VERSION} on /opt/kanary, plus the ${#OPERATOR_DEBS[@]} Debian packages"
+  python3 -m pip download -q --disable-pip-version-check -d "${root}/tmp/build/sbom-wheels" \
+    --only-binary=:all: "${tags[@]}" "cyclonedx-bom==${CYCLONEDX_PY_VERSION}" \
+    || die "pip download of cyclonedx-bom==${CYCLONEDX_PY_VERSION} failed"
+  in_root "${root}" "${pip[@]}" install -q --no-index --find-links /tmp/build/sbom-wheels --no-compile \
+    --disable-pip-version-check --target /tmp/build/sbom-tool "cyclonedx-bom==${CYCLONEDX_PY_VERSION}" \
+    || die "pip install of cyclonedx-bom in the chroot failed"
+  in_root "${root}" /usr/bin/python3.11 -c 'import runpy, sys
+sys.path.insert(0, "/tmp/build/sbom-tool")
+sys.argv[0] = "cyclonedx-py"
+runpy.run_module("cyclonedx_py", run_name="__main__", alter_sys=True)' \
+    environment --output-format JSON --output-reproducible \
+    -o /tmp/build/python.cdx.json /opt/kanary/bin/python 2>"${w}/sbom.log" \
+    || { cat "${w}/sbom.log" >&2; die "cyclonedx-py environment /opt/kanary/bin/python failed"; }
+  python3 "${HACK_IMAGES_DIR}/../release/sbom_debs.py" --sbom "${root}/tmp/build/python.cdx.json" \
+    --status-dir "${root}/var/lib/dpkg/status.d" --image "${OPERATOR_TAG}" --out "${2%.tar}.sbom.cdx.json" \
+    || die "adding the Debian packages to the operator's SBOM failed"
   rm -rf "${root}/tmp/build"
 
   log "  checks: shared libraries of every ELF file, kanary --help and imports as uid 65532"
@@ -391,7 +422,29 @@ inputs_gin() { # VERSION
 build_gin() { # WORKDIR OUT VERSION
   make -s -C "${REPO_ROOT}/app" image VERSION="$3" >"$1/make.log" 2>&1 \
     || { tail -n 20 "$1/make.log" >&2; die "make -C app image VERSION=$3 failed"; }
+  cp "${REPO_ROOT}/app/bin/gin-demo.debug" "${2%.tar}.debug"
+  sbom_go "${REPO_ROOT}/app/bin/gin-demo" "${2%.tar}.sbom.cdx.json"
   cp "${REPO_ROOT}/app/bin/gin-demo-image.tar" "$2"
+}
+
+# The files a build writes beside NAME.tar, and their signatures.
+siblings() { # NAME
+  [[ "$1" == pause ]] || echo "${IMAGES_DIR}/$1.sbom.cdx.json"
+  [[ "$1" != gin-demo-* ]] || echo "${IMAGES_DIR}/$1.debug"
+}
+siblings_exist() { # NAME
+  local f
+  for f in $(siblings "$1"); do [[ -s "${f}" ]] || return 1; done
+}
+# Sign the tarball and its SBOM unless their signatures verify with the current key.
+sign_image() { # NAME
+  local f
+  for f in "${IMAGES_DIR}/$1.tar" $(siblings "$1"); do
+    [[ "${f}" != *.debug ]] || continue
+    if [[ -f "${f}.sigstore.json" ]] && verify "${f}" 2>/dev/null; then continue; fi
+    sign "${f}"
+    log "$1: signed ${f##*/} (${f##*/}.sigstore.json)"
+  done
 }
 
 image() {
@@ -400,14 +453,18 @@ image() {
   inputs="$("inputs_${fn}" "${arg[@]}")"
   inputs+=$'\n'"recipe $(declare -f "build_${fn}" | sha256sum | cut -c1-16)"
   inputs+=$'\n'"mkimage ${MKIMAGE_KEY} SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-0}"
-  if [[ "${FORCE}" != 1 && -f "${out}" && "$(cat "${out}.inputs" 2>/dev/null)" == "${inputs}" ]]; then
+  if [[ "${FORCE}" != 1 && -f "${out}" && "$(cat "${out}.inputs" 2>/dev/null)" == "${inputs}" ]] \
+    && siblings_exist "${name}"; then
     log "${name}: up to date, ${out} $(size "${out}") (inputs unchanged)"
+    sign_image "${name}"
     return
   fi
   log "${name}: building ${out}"
   rm -rf "${WORK:?}/${name}" "${out}.inputs"
   mkdir -p "${WORK}/${name}"
   "build_${fn}" "${WORK}/${name}" "${out}" "${arg[@]}"
+  siblings_exist "${name}" || die "${name}: the build wrote no $(siblings "${name}" | tr '\n' ' ')"
+  sign_image "${name}"
   printf '%s\n' "${inputs}" > "${out}.inputs"
   rm -rf "${WORK:?}/${name}"
   log "${name}: built in $((SECONDS - start))s, ${out} $(size "${out}")"

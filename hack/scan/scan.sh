@@ -6,8 +6,8 @@
 # 1. govulncheck (pinned) into $KANARY_CACHE/bin, built once with `go install`.
 # 2. The Go vulnerability database from the pinned golang.org/x/vulndb module version,
 #    laid out for `govulncheck -db file://` in $KANARY_CACHE/vulndb/<version> (built once).
-# 3. Binary mode on an unstripped twin of app/bin/gin-demo: app/Makefile's release flags
-#    minus -s. A stripped binary has no symbol table, so govulncheck could only say that a
+# 3. Binary mode on an unstripped twin of app/bin/gin-demo: app/Makefile's release link
+#    before objcopy strips it. A stripped binary has no symbol table, so govulncheck could only say that a
 #    vulnerable module is in it, never whether the vulnerable function is.
 # 4. Source mode on app/'s main package (package ., not ./...: the bench and cmd tools
 #    are not shipped).
@@ -64,14 +64,10 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/kanary-scan.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 # 1. govulncheck, pinned; the version is in the file name so a new pin installs anew.
-govulncheck=$KANARY_CACHE/bin/govulncheck-$GOVULNCHECK_VERSION
-if [[ ! -x $govulncheck ]]; then
-  log "installing govulncheck $GOVULNCHECK_VERSION (go install, once) into $KANARY_CACHE/bin"
-  (cd "$work" && GOBIN=$work/gobin CGO_ENABLED=0 go install \
-    "golang.org/x/vuln/cmd/govulncheck@$GOVULNCHECK_VERSION") ||
-    die "go install golang.org/x/vuln/cmd/govulncheck@$GOVULNCHECK_VERSION failed"
-  mv "$work/gobin/govulncheck" "$govulncheck"
-fi
+# shellcheck source=../release/lib.sh
+source "$here/../release/lib.sh"
+govulncheck=$(go_tool govulncheck golang.org/x/vuln/cmd/govulncheck "$GOVULNCHECK_VERSION") ||
+  die "could not install govulncheck $GOVULNCHECK_VERSION (above)"
 got=$("$govulncheck" -version | sed -n 's/^Scanner: govulncheck@//p')
 [[ $got == "$GOVULNCHECK_VERSION" ]] ||
   die "$govulncheck reports version '$got', want $GOVULNCHECK_VERSION: remove it to reinstall"
@@ -94,12 +90,12 @@ else
   log "$line"
 fi
 
-# 3. The twin binary: app/Makefile's BUILD_FLAGS minus -s (the symbol table stays).
+# 3. The twin binary: app/Makefile's BUILD_FLAGS, the one link that `make build` then splits
+#    with objcopy into the stripped binary and its debug file (the symbol table stays here).
+#    A -s (strip at link), should the flags ever carry one again, is dropped.
 flags=$(make -s --no-print-directory -C "$app" -f Makefile -f "$here/buildflags.mk" \
   scan-build-flags) || die "could not read BUILD_FLAGS from $app/Makefile"
 twin_flags=${flags/\"-s /\"}
-[[ $twin_flags != "$flags" ]] ||
-  die "$app/Makefile BUILD_FLAGS ($flags) has no -ldflags \"-s ...\": update hack/scan/scan.sh"
 # The flags are shell words from our own Makefile (-ldflags "..." is quoted there).
 eval "twin_args=($twin_flags)"
 tags=

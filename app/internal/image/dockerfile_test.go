@@ -95,8 +95,9 @@ func TestDockerfileMatchesBuild(t *testing.T) {
 
 	// The builder stage fills /rootfs with the same files and flags.
 	for _, s := range []string{
-		"CGO_ENABLED=0", "-trimpath", "-tags nomsgpack", `-ldflags "-s -w -X main.version=${VERSION}"`,
-		"-o /rootfs" + BinaryPath,
+		"CGO_ENABLED=0", "-trimpath", "-tags nomsgpack", `-ldflags "-X main.version=${VERSION}"`,
+		"objcopy --only-keep-debug /out/gin-demo.full /out/gin-demo.debug",
+		"objcopy --strip-all /out/gin-demo.full /rootfs" + BinaryPath,
 		"COPY image/rootfs/etc/passwd image/rootfs/etc/group /rootfs/etc/",
 		"cp /etc/ssl/certs/ca-certificates.crt /rootfs" + dirSlash(CACertPath),
 		"--mount=type=cache,target=/go/pkg/mod", "--mount=type=cache,target=/root/.cache/go-build",

@@ -15,7 +15,9 @@ import (
 // (make test sets it to bin/gin-demo, so the artifact itself is tested).
 const EnvBinary = "GIN_DEMO_BIN"
 
-// BuildFlags are the release build flags (kept in step with the Makefile).
+// BuildFlags are the release build flags (kept in step with the Makefile),
+// stripped at link time: the Makefile strips the same sections with objcopy
+// after one link, to keep them in a debug file.
 func BuildFlags(version string) []string {
 	return []string{"-trimpath", "-tags", "nomsgpack", "-ldflags", "-s -w -X main.version=" + version}
 }
