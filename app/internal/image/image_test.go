@@ -156,33 +156,66 @@ func TestBuildRejects(t *testing.T) {
 	}
 }
 
-// Verify catches an image with a shell added in a second layer.
-func TestVerifyCatchesShell(t *testing.T) {
+// Verify catches what a scratch image must not have: a shell, a package
+// manager or an OS package database added in a second layer, or a root user.
+func TestVerifyCatchesShellPackagesAndRoot(t *testing.T) {
 	o := options(t)
-	img, err := Build(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	_ = tw.WriteHeader(&tar.Header{Name: "bin/sh", Mode: 0o755, Size: 2, Typeflag: tar.TypeReg})
-	_, _ = tw.Write([]byte("#!"))
-	_ = tw.Close()
-	shell, err := tarball.LayerFromReader(bytes.NewReader(buf.Bytes()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err = mutate.AppendLayers(img, shell)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), "bad.tar")
-	if err := WriteTarball(p, o.Version, img); err != nil {
-		t.Fatal(err)
-	}
-	_, err = Verify(p, "")
-	if err == nil || !strings.Contains(err.Error(), "2 layers") || !strings.Contains(err.Error(), "/bin/sh") {
-		t.Fatalf("Verify: %v", err)
+	for _, c := range []struct {
+		name  string
+		files []string
+		user  string
+		want  []string
+	}{
+		{"shell", []string{"bin/sh"}, "", []string{"2 layers", "unexpected file /bin/sh"}},
+		{"package manager", []string{"usr/bin/apt", "sbin/apk"}, "",
+			[]string{"unexpected file /usr/bin/apt", "unexpected file /sbin/apk"}},
+		{"package database", []string{"var/lib/dpkg/status", "lib/apk/db/installed"}, "",
+			[]string{"unexpected file /var/lib/dpkg/status", "unexpected file /lib/apk/db/installed"}},
+		{"root user", nil, "0:0", []string{`user "0:0", want "65532:65532"`}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			img, err := Build(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(c.files) > 0 {
+				var buf bytes.Buffer
+				tw := tar.NewWriter(&buf)
+				for _, f := range c.files {
+					_ = tw.WriteHeader(&tar.Header{Name: f, Mode: 0o755, Size: 2, Typeflag: tar.TypeReg})
+					_, _ = tw.Write([]byte("#!"))
+				}
+				_ = tw.Close()
+				extra, err := tarball.LayerFromReader(bytes.NewReader(buf.Bytes()))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if img, err = mutate.AppendLayers(img, extra); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if c.user != "" {
+				cf, err := img.ConfigFile()
+				if err != nil {
+					t.Fatal(err)
+				}
+				cfg := cf.Config
+				cfg.User = c.user
+				if img, err = mutate.Config(img, cfg); err != nil {
+					t.Fatal(err)
+				}
+			}
+			p := filepath.Join(t.TempDir(), "bad.tar")
+			if err := WriteTarball(p, o.Version, img); err != nil {
+				t.Fatal(err)
+			}
+			_, err = Verify(p, "")
+			for _, w := range c.want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("Verify: %v; want %q", err, w)
+				}
+			}
+		})
 	}
 }
 
