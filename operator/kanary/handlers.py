@@ -361,8 +361,7 @@ async def rollout_event(
         if _rollouts.pop(key, None) is not None:
             _queue.forget(key)
             _last_tick.pop(key, None)
-            metrics_export.forget(*key)
-            runtime().forget(*key, str(body.metadata.uid or ""))
+            _forget(key, str(body.metadata.uid or ""))
         return
     seen = {
         "metadata": dict(body.metadata),
@@ -373,6 +372,12 @@ async def rollout_event(
     _rollouts[key] = seen
     if _matters(old, seen):
         _wake(key)
+
+
+def _forget(key: Key, uid: str) -> None:
+    """The Rollout is gone: its /metrics series and what the Runtime remembered of it."""
+    metrics_export.forget(*key)
+    runtime().forget(*key, uid)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=_OWNED)
@@ -513,6 +518,9 @@ async def _reconcile_one(key: Key) -> float:
     except (urllib3.exceptions.HTTPError, UnknownTemplate, NewerSpec, OSError) as e:
         await _report(rt, snapshot, post, f"{type(e).__name__}: {e}".splitlines()[0][:300])
         return 2 * TICK_SECONDS
+    finally:
+        if key not in _rollouts:  # deleted during the tick, which may have recorded it again
+            _forget(key, str(snapshot["metadata"].get("uid", "")))
     return TICK_SECONDS
 
 

@@ -108,6 +108,12 @@ class PodClock:
     def forget(self, namespace: str, name: str) -> None:
         self._pods.pop((namespace, name), None)
 
+    def forget_rollout(self, namespace: str, rollout: str) -> None:
+        """The Rollout is gone: its pods' records go too (a pod whose DELETED event was missed,
+        in a watch reconnect, would be kept for ever)."""
+        for key in [k for k, r in self._pods.items() if k[0] == namespace and r.rollout == rollout]:
+            del self._pods[key]
+
     def timings(self, namespace: str, rollout: str, revision: str) -> list[PodTiming]:
         return [
             PodTiming(name=name, created=r.created, ready_at=r.ready_at)

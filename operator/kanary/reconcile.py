@@ -152,8 +152,8 @@ class Runtime:
     # namespace -> when a write there was refused because it is being deleted
     terminating: dict[str, float] = dataclasses.field(default_factory=dict)
     notifier: Notifier | None = None  # alerts and gates; None: none are sent
-    # (rollout uid, gate type, revision) -> when the gate was last asked
-    gate_asked: dict[tuple[str, str, str], datetime] = dataclasses.field(default_factory=dict)
+    # rollout uid -> (gate type, revision, when) of the gate it last asked (notify.gates)
+    gate_asked: dict[str, tuple[str, str, datetime]] = dataclasses.field(default_factory=dict)
     # rollout uid -> since when an observation-only status change waits to be written
     unwritten: dict[str, datetime] = dataclasses.field(default_factory=dict)
 
@@ -164,9 +164,10 @@ class Runtime:
             self.applied_generation.pop((namespace, track_name(name, track)), None)
         for key in [k for k in self.recent_events if k[0] == uid]:
             del self.recent_events[key]
-        for gate in [k for k in self.gate_asked if k[0] == uid]:
-            del self.gate_asked[gate]
+        self.gate_asked.pop(uid, None)
         self.unwritten.pop(uid, None)
+        self.clock.forget_rollout(namespace, name)  # its pods' DELETED events may be missed
+        self.terminating = still_terminating(self.terminating, self.monotonic())
         if self.notifier is not None:
             self.notifier.forget(uid)
 
@@ -180,6 +181,11 @@ class Runtime:
             return True
         del self.terminating[namespace]
         return False
+
+
+def still_terminating(terminating: Mapping[str, float], now: float) -> dict[str, float]:
+    """The namespaces whose refusal is recent (a deleted namespace is not asked about again)."""
+    return {ns: at for ns, at in terminating.items() if now - at < TERMINATING_SECONDS}
 
 
 def track_state(body: Mapping[str, Any]) -> TrackState:

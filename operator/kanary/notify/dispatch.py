@@ -59,7 +59,9 @@ class Notifier:
         self._secrets: dict[tuple[str, str], tuple[float, Mapping[str, str] | None]] = {}
         # rollout uid -> (alert key, provider, state) accepted and not yet seen in status
         self._accepted: dict[str, set[tuple[str, str, State]]] = {}
-        self._resent: dict[tuple[str, str, str], float] = {}  # (uid, key, provider) -> when
+        # rollout uid -> (alert key, provider) -> when a firing alert was last accepted
+        self._resent: dict[str, dict[tuple[str, str], float]] = {}
+        self._sending: set[str] = set()  # rollout uids with deliveries, until forgotten
         self.failing: dict[str, str] = {}  # provider -> why its last delivery was given up
         # Called (on the delivery thread) once an acceptance is known, with the Rollout's
         # namespace and name: its next tick records every acceptance from memory, so a Rollout
@@ -67,11 +69,13 @@ class Notifier:
         self.on_accepted: Callable[[str, str], None] | None = None
 
     def forget(self, uid: str) -> None:
-        """The Rollout is gone: what it was sent is no longer needed."""
+        """The Rollout is gone: what it was sent is no longer needed (and an acceptance still
+        on its way is not recorded), nor are Secrets read before SECRET_TTL_SECONDS."""
         with self._lock:
             self._accepted.pop(uid, None)
-            for key in [k for k in self._resent if k[0] == uid]:
-                del self._resent[key]
+            self._resent.pop(uid, None)
+            self._sending.discard(uid)
+        self._secrets = fresh(self._secrets, self.monotonic())
 
     # ---- which providers ----------------------------------------------------------------------
 
@@ -85,7 +89,7 @@ class Notifier:
         if cached is not None and now - cached[0] < SECRET_TTL_SECONDS:
             return cached[1]
         data = self._read_secret(namespace, name)
-        self._secrets[(namespace, name)] = (now, data)
+        self._secrets = {**fresh(self._secrets, now), (namespace, name): (now, data)}
         return data
 
     def resolve(
@@ -132,6 +136,11 @@ class Notifier:
     ) -> None:
         """Queue what the written status says is not yet delivered; re-send firing alerts to
         Alertmanager before they expire."""
+        firing = {r.key for r in status.alerts if r.resolved_at is None}
+        with self._lock:
+            resent = self._resent.get(uid)
+            if resent is not None:  # the marks of alerts over or trimmed from status go
+                self._resent[uid] = {k: at for k, at in resent.items() if k[0] in firing}
         for index, record in enumerate(status.alerts):
             alert = _alert(record, uid, namespace, name, status.phase or "")
             for target in targets:
@@ -149,7 +158,7 @@ class Notifier:
         if target.type != "alertmanager":
             return None
         if record.resolved_at is None:
-            last = self._resent.get((uid, record.key, target.name))
+            last = self._resent.get(uid, {}).get((record.key, target.name))
             recent = last is not None and self.monotonic() - last < self.resend_seconds
             return None if recent else "firing"  # Alertmanager keeps it active until 4x this
         if record.resolved_at == record.at or target.name in record.resolved_sent:
@@ -169,6 +178,8 @@ class Notifier:
         state: State,
         now: datetime,
     ) -> None:
+        with self._lock:
+            self._sending.add(uid)
         self.deliverer.submit(
             Delivery(
                 target=target,
@@ -196,9 +207,11 @@ class Notifier:
     ) -> Callable[[], None]:
         def done() -> None:  # runs on the delivery thread
             with self._lock:
-                self._accepted.setdefault(uid, set()).add((record.key, provider, state))
-                self._resent[(uid, record.key, provider)] = self.monotonic()
                 self.failing.pop(provider, None)
+                if uid not in self._sending:
+                    return  # the Rollout was deleted meanwhile: nothing to record
+                self._accepted.setdefault(uid, set()).add((record.key, provider, state))
+                self._resent.setdefault(uid, {})[(record.key, provider)] = self.monotonic()
             field = "sent" if state == "firing" else "resolvedSent"
             already = record.sent if state == "firing" else record.resolved_sent
             if provider in already:
@@ -232,6 +245,13 @@ class Notifier:
         """The Deliverer gave an item up: the Rollouts using `provider` say so (condition
         Alerting False and a Warning Event) from their next tick."""
         self.failing[provider] = message
+
+
+def fresh(
+    secrets: Mapping[tuple[str, str], tuple[float, Mapping[str, str] | None]], now: float
+) -> dict[tuple[str, str], tuple[float, Mapping[str, str] | None]]:
+    """The cached Secrets read less than SECRET_TTL_SECONDS ago (the others are read again)."""
+    return {k: v for k, v in secrets.items() if now - v[0] < SECRET_TTL_SECONDS}
 
 
 def _alert(record: AlertRecord, uid: str, namespace: str, name: str, phase: str) -> Alert:

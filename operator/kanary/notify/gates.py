@@ -20,7 +20,7 @@ from kanary.status import RolloutStatus
 
 def ask_gate(
     notifier: Notifier | None,
-    asked: dict[tuple[str, str, str], datetime],
+    asked: dict[str, tuple[str, str, datetime]],
     spec: RolloutSpec,
     current: RolloutStatus,
     providers: Mapping[tuple[str, str], Mapping[str, Any]],
@@ -28,18 +28,23 @@ def ask_gate(
     now: datetime,
 ) -> GateOutcome | None:
     """Ask the gate the engine waits for (status.gate), at most every its interval. Synchronous,
-    like an analysis check, and bounded by the gate's timeout."""
+    like an analysis check, and bounded by the gate's timeout. ``asked``: rollout uid -> the
+    gate (type, revision) it last asked, and when."""
     waiting = current.gate
     if waiting is None or notifier is None:
         return None
     gate = spec.strategy.gate(waiting.type)
     if gate is None:
         return None
-    key = (str(meta.get("uid", "")), waiting.type, waiting.revision)
-    last = asked.get(key)
-    if last is not None and (now - last).total_seconds() < gate.interval_seconds():
+    uid = str(meta.get("uid", ""))
+    last = asked.get(uid)  # one per Rollout: the gate it waits for now, not every one it did
+    if (
+        last is not None
+        and last[:2] == (waiting.type, waiting.revision)
+        and (now - last[2]).total_seconds() < gate.interval_seconds()
+    ):
         return None
-    asked[key] = now
+    asked[uid] = (waiting.type, waiting.revision, now)
     namespace, name = meta["namespace"], meta["name"]
     found = resolve_one((namespace, gate.provider), providers, notifier.read_secret)
     if isinstance(found, str):
