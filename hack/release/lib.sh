@@ -3,7 +3,8 @@
 # hack/cluster/node-up.sh, hack/kind-up.sh and hack/scan/scan.sh. See README.md in this folder.
 #
 #   go_tool NAME MODULE VERSION   print the path of a pinned Go tool, `go install`ed once into
-#                                 $KANARY_CACHE/bin/NAME-VERSION
+#                                 $KANARY_CACHE/bin/NAME-VERSION-GOVERSION (the toolchain that
+#                                 builds it is part of what it is: GOTOOLCHAIN picks it)
 #   sbom_go BINARY OUT            CycloneDX JSON of the Go modules linked into BINARY
 #   sign FILE                     FILE.sigstore.json, a cosign bundle made with the signing key
 #   verify FILE                   cosign verify-blob of FILE against its bundle and the public key
@@ -24,11 +25,12 @@ release_log() { printf '[release %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 release_die() { release_log "ERROR: $*"; exit 1; }
 
 go_tool() { # NAME MODULE VERSION
-  local name="$1" module="$2" version="$3" bin tmp start=$SECONDS
-  bin="${KANARY_CACHE}/bin/${name}-${version}"
+  local name="$1" module="$2" version="$3" bin tmp goversion start=$SECONDS
+  command -v go >/dev/null || release_die "missing go: it builds ${name} ${version}"
+  goversion="$(cd / && go env GOVERSION)" || release_die "go env GOVERSION failed (GOTOOLCHAIN=${GOTOOLCHAIN:-})"
+  bin="${KANARY_CACHE}/bin/${name}-${version}-${goversion}"
   if [[ ! -x "${bin}" ]]; then
-    command -v go >/dev/null || release_die "missing go: it builds ${name} ${version}"
-    release_log "installing ${name} ${version} (go install ${module}@${version}, once) into ${KANARY_CACHE}/bin"
+    release_log "installing ${name} ${version} with ${goversion} (go install ${module}@${version}, once) into ${KANARY_CACHE}/bin"
     mkdir -p "${KANARY_CACHE}/bin"
     tmp="$(mktemp -d "${TMPDIR:-/tmp}/kanary-gotool.XXXXXX")"
     # Outside any module, so that the tool's own go.mod decides its dependencies.

@@ -58,6 +58,11 @@ command -v go >/dev/null || die "the go command is not on PATH"
 [[ -f $pylock ]] || die "Python lock file $pylock not found"
 app=$(cd "$app" && pwd)
 
+# The toolchain of app/go.mod's toolchain line builds the twin, runs the source mode and
+# builds govulncheck (whose type checker must know that Go release's language and library).
+toolchain=$(sed -n 's/^toolchain //p' "$app/go.mod")
+[[ -z $toolchain ]] || export GOTOOLCHAIN=$toolchain
+log "Go toolchain: $(go env GOVERSION) (GOTOOLCHAIN=${GOTOOLCHAIN:-unset})"
 start=$(date +%s)
 mkdir -p "$KANARY_CACHE/bin" "$KANARY_CACHE/vulndb"
 work=$(mktemp -d "${TMPDIR:-/tmp}/kanary-scan.XXXXXX")
@@ -153,7 +158,7 @@ rc=0
 "$PY" "$here/report.py" --db "$db" --source "$work/source.json" --binary "$work/binary.json" \
   --allowlist "$allowlist" --python-lock "$pylock" "${py_args[@]}" \
   --note "Source mode: $app, package . (-tags ${tags:-none}, CGO_ENABLED=0)" \
-  --note "Binary mode: an unstripped twin of bin/gin-demo built with the release flags minus -s ($twin_flags): a stripped binary has no symbol table, so govulncheck could only report whole modules" \
+  --note "Binary mode: an unstripped twin of bin/gin-demo built with the release link flags, before objcopy strips them ($twin_flags): a stripped binary has no symbol table, so govulncheck could only report whole modules" \
   || rc=$?
 log "done in $(($(date +%s) - start))s, exit $rc"
 exit "$rc"
