@@ -19,9 +19,9 @@ from typing import Any
 import jsonpatch  # type: ignore[import-untyped]
 from kubernetes.client.exceptions import ApiException
 
-from kanary.analysis.metrics_source import gateway_class_of
-from kanary.objects import LABEL_REVISION, LABEL_ROLLOUT, LABEL_TRACK
-from kanary.reconcile import Runtime, View, reconcile, seen_deployment
+from kanary.analysis.metrics_source import GatewayClassSeen, gateway_class_of
+from kanary.objects import LABEL_REVISION, LABEL_ROLLOUT, LABEL_STEERED, LABEL_TRACK
+from kanary.reconcile import Conflict, Runtime, View, reconcile, seen_deployment
 from kanary.status import RolloutStatus
 
 Key = tuple[str, str, str]  # kind, namespace, name
@@ -95,6 +95,13 @@ class FakeKube:
     def get_httproute(self, namespace: str, name: str) -> dict[str, Any] | None:
         route = self.objects.get(("HTTPRoute", namespace, name))
         return copy.deepcopy(route) if route is not None else None
+
+    def label_httproute(self, namespace: str, name: str, labels: Mapping[str, str]) -> None:
+        self.writes += 1
+        route = self.objects[("HTTPRoute", namespace, name)]
+        self.log.append(f"label HTTPRoute {name}")
+        route["metadata"]["labels"] = {**(route["metadata"].get("labels") or {}), **labels}
+        self._bump(route)
 
     def json_patch_httproute(
         self, namespace: str, name: str, ops: list[dict[str, Any]]
@@ -236,10 +243,20 @@ class FakeKube:
         spec = self.objects[("Rollout", namespace, rollout)]["spec"]
         route_name = ((spec.get("trafficRouting") or {}).get("gatewayAPI") or {}).get("httpRoute")
         route = self.get_httproute(namespace, route_name) if route_name else None
+        if route is not None and LABEL_STEERED not in (route["metadata"].get("labels") or {}):
+            route = None  # the watch selects on that label (scope.watch_selectors)
 
         def spec_field(kind: str, ns: str, name: str, key: str) -> str | None:
             found = self.objects.get((kind, ns, name))
             return None if found is None else str(found["spec"].get(key, ""))
+
+        def class_of_route(route: Mapping[str, Any] | None) -> GatewayClassSeen | None:
+            return gateway_class_of(
+                route,
+                namespace,
+                lambda key: spec_field("Gateway", key[0], key[1], "gatewayClassName"),
+                lambda name: spec_field("GatewayClass", "", name, "controllerName"),
+            )
 
         return View(
             stable=tracks.get("stable"),
@@ -255,12 +272,8 @@ class FakeKube:
                 for (kind, ns, name), o in self.objects.items()
                 if kind == "AlertProvider"
             },
-            gateway_class=gateway_class_of(
-                route,
-                namespace,
-                lambda key: spec_field("Gateway", key[0], key[1], "gatewayClassName"),
-                lambda name: spec_field("GatewayClass", "", name, "controllerName"),
-            ),
+            gateway_class=class_of_route(route),
+            class_of_route=class_of_route,
         )
 
 
@@ -275,6 +288,7 @@ class Harness:
     events: list[tuple[str, str, str]] = field(default_factory=list)
     prometheus: Any = None  # a MetricSource for analysis checks
     resolve: Any = None
+    conflicts: int = 0  # ticks that met a 409 on their status write (tick)
 
     def __post_init__(self) -> None:
         self.rt = Runtime(kube=self.kube)  # type: ignore[arg-type]
@@ -291,15 +305,20 @@ class Harness:
 
     def tick(self, seconds: float = 1.0, settle: bool = True) -> None:
         snapshot = copy.deepcopy(self.body)
-        reconcile(
-            self.rt,
-            snapshot,
-            self.kube.view(self.ns, self.name),
-            self.now,
-            self._post,
-            lambda spec: self.prometheus,
-            self.resolve,
-        )
+        try:
+            reconcile(
+                self.rt,
+                snapshot,
+                self.kube.view(self.ns, self.name),
+                self.now,
+                self._post,
+                lambda spec: self.prometheus,
+                self.resolve,
+            )
+        except Conflict:
+            # As handlers._reconcile_one: the Rollout changed during the tick (an alert's
+            # acceptance recorded by the delivery thread, say); the next tick decides again.
+            self.conflicts += 1
         if settle:
             self.kube.settle()
         from datetime import timedelta
