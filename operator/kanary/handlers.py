@@ -28,7 +28,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kanary import metrics_export
 from kanary.analysis.endpoints import PrometheusPolicy
-from kanary.analysis.metrics_source import gateway_class_of
+from kanary.analysis.metrics_source import GatewayClassSeen, gateway_class_of
 from kanary.analysis.source import PrometheusSource
 from kanary.durations import parse_duration
 from kanary.election import Elector
@@ -277,12 +277,16 @@ def _view(spec: Mapping[str, Any], namespace: str, name: str, idx: Mapping[str, 
     route = next(iter(routes.get((namespace, gateway), [])), None) if gateway else None
     gateways: kopf.Index[Any, str] = idx["gateways"]
     classes: kopf.Index[Any, str] = idx["gateway_classes"]
-    seen_class = gateway_class_of(
-        route,
-        namespace,
-        lambda key: next(iter(gateways.get(key, [])), None),
-        lambda name: next(iter(classes.get(name, [])), None),
-    )
+
+    def class_of_route(route: Mapping[str, Any] | None) -> GatewayClassSeen | None:
+        return gateway_class_of(
+            route,
+            namespace,
+            lambda key: next(iter(gateways.get(key, [])), None),
+            lambda name: next(iter(classes.get(name, [])), None),
+        )
+
+    seen_class = class_of_route(route)
     strategy = spec.get("strategy") or {}
     notifier = runtime().notifier
     refs = [
@@ -304,6 +308,7 @@ def _view(spec: Mapping[str, Any], namespace: str, name: str, idx: Mapping[str, 
         revisions=dict(revisions.get((namespace, name), [])),
         alert_providers=providers,
         gateway_class=seen_class,
+        class_of_route=class_of_route,
     )
 
 

@@ -98,6 +98,19 @@ class Kube:
             raise
         return cast(dict[str, Any], route)
 
+    def label_httproute(self, namespace: str, name: str, labels: Mapping[str, str]) -> None:
+        """Merge patch of the route's labels (the rest of the route is the user's)."""
+        self._write()
+        self.custom.patch_namespaced_custom_object(
+            GATEWAY_GROUP,
+            GATEWAY_VERSION,
+            namespace,
+            "httproutes",
+            name,
+            {"metadata": {"labels": dict(labels)}},
+            _content_type=MERGE_PATCH,
+        )
+
     def json_patch_httproute(
         self, namespace: str, name: str, ops: list[dict[str, Any]]
     ) -> dict[str, Any]:

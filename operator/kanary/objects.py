@@ -16,6 +16,8 @@ TRACKS: tuple[Track, Track] = ("stable", "canary")
 LABEL_ROLLOUT = "kanary.dev/rollout"
 LABEL_TRACK = "kanary.dev/track"
 LABEL_REVISION = "kanary.dev/revision"
+# On the user's HTTPRoutes kanary steers: its route watch selects on it (routers.gateway)
+LABEL_STEERED = "kanary.dev/steered"
 ANNOTATION_ACTION = "kanary.dev/action"
 ANNOTATION_ACTION_ID = "kanary.dev/action-id"  # optional: makes one request apply exactly once
 FIELD_MANAGER = "kanary"

@@ -52,7 +52,7 @@ from kanary.podclock import PodClock
 from kanary.readiness import readiness_figures
 from kanary.reconcile_analysis import SourceFor, analyse, with_prometheus
 from kanary.routers import RouteProblem
-from kanary.routers.gateway import GatewayRouter, find_rule, split_of
+from kanary.routers.gateway import GatewayRouter, find_rule, split_of, steered_route
 from kanary.routers.replica_ratio import ReplicaRatioRouter
 from kanary.spec import RolloutSpec
 from kanary.status import RolloutStatus
@@ -115,6 +115,8 @@ class View:
         default_factory=dict
     )
     gateway_class: GatewayClassSeen | None = None  # behind the route's parent Gateway, if seen
+    # the class behind a route read outside the watch (steered_route), from the same caches
+    class_of_route: Callable[[Mapping[str, Any]], GatewayClassSeen | None] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,6 +227,16 @@ def seen_deployment(body: Mapping[str, Any]) -> SeenDeployment:
 # ---- the tick --------------------------------------------------------------------------------
 
 
+def _with_unseen_route(kube: Kube, view: View, namespace: str, route_name: str) -> View:
+    """The view with the route the watch has not sent (not labelled yet, or just labelled): read
+    directly, and labelled so that the watch sends it from now on."""
+    route = steered_route(kube, namespace, route_name)
+    if route is None:
+        return view
+    seen_class = view.class_of_route(route) if view.class_of_route else view.gateway_class
+    return dataclasses.replace(view, route=route, gateway_class=seen_class)
+
+
 def reconcile(
     rt: Runtime,
     body: Mapping[str, Any],
@@ -278,6 +290,9 @@ def reconcile(
             prometheus_url = resolve_prometheus(spec.strategy.analysis.prometheus.url)
         except ValueError as e:
             invalid = str(e)
+    gw = spec.traffic_routing.gateway_api if spec.traffic_routing else None
+    if gw is not None and view.route is None:
+        view = _with_unseen_route(rt.kube, view, namespace, gw.http_route)
     obs = observe(rt, spec, current, view, namespace, name, now, generation)
     obs = dataclasses.replace(
         obs,

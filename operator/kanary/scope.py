@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from kanary.objects import LABEL_ROLLOUT, LABEL_TRACK
+from kanary.objects import GATEWAY_GROUP, LABEL_ROLLOUT, LABEL_STEERED, LABEL_TRACK
 from kanary.spec import API_GROUP, API_VERSION, PLURAL
 
 Op = Literal["=", "!=", "exists", "!exists"]
@@ -82,8 +82,10 @@ class Selector:
 def watch_selectors(rollouts: Selector) -> dict[tuple[str, str, str], str]:
     """Server-side label selectors for each watched resource, (group, version, plural) -> query:
     the API server sends only what kanary owns (its Deployments, Services, revisions and canary
-    pods) and the Rollouts this instance serves, not every pod of the cluster."""
+    pods), the HTTPRoutes it steers (labelled on first sight, routers.gateway.steered_route) and
+    the Rollouts this instance serves, not every pod or route of the cluster."""
     owned = {
+        (GATEWAY_GROUP, "v1", "httproutes"): LABEL_STEERED,
         ("apps", "v1", "deployments"): LABEL_ROLLOUT,
         ("", "v1", "services"): LABEL_ROLLOUT,
         ("apps", "v1", "controllerrevisions"): LABEL_ROLLOUT,

@@ -23,7 +23,7 @@ from kubernetes import client
 from kubernetes.config import new_client_from_config
 
 from kanary.kube import Kube
-from kanary.objects import LABEL_ROLLOUT
+from kanary.objects import LABEL_ROLLOUT, LABEL_STEERED
 from tests.integration.conftest import REPO_ROOT, Cluster
 from tests.integration.operator_fixtures import (
     OPERATOR_NAMESPACE,
@@ -136,10 +136,12 @@ def test_an_operator_scoped_to_a_namespace_serves_it_and_never_touches_another(
         f"{leases}/{SA}",
     }, "in its own namespace it touches only its Lease"
     # server-side label selectors: the API server sends it only what kanary owns
-    for plural in ("pods", "deployments", "services", "controllerrevisions"):
+    owned = ("pods", "deployments", "services", "controllerrevisions")
+    selectors = {p: LABEL_ROLLOUT for p in owned}
+    for plural, label in {**selectors, "httproutes": LABEL_STEERED}.items():
         lists = [unquote(p) for p in paths if p.split("?")[0].endswith(f"/{plural}")]
         assert lists, f"no list or watch of {plural}"
-        unbounded = [p for p in lists if f"labelSelector={LABEL_ROLLOUT}" not in p]
+        unbounded = [p for p in lists if f"labelSelector={label}" not in p]
         assert not unbounded, f"{plural} read without a selector: {unbounded[:3]}"
     # an Event series (Kube.repeat_event) through the namespaced RBAC and the real API server
     kube = Kube(new_client_from_config(str(scoped.kubeconfig)))

@@ -241,6 +241,33 @@ def test_a_route_that_reaches_the_watch_after_the_rollout_raises_no_warning() ->
     assert "RouteProblem" not in reasons and "RouteFixed" not in reasons, reasons
 
 
+def test_an_unlabelled_route_is_read_directly_labelled_once_then_comes_from_the_watch() -> None:
+    """Issue 15: the route watch selects on kanary.dev/steered (scope.watch_selectors), which a
+    user's route lacks until kanary adds it: the first tick reads the route directly and labels
+    it; a label removed later comes back."""
+    kube = FakeKube()
+    kube.put(rollout())
+    kube.put(httproute(False))
+    h = Harness(kube)
+    assert kube.view(NS, NAME).route is None  # the watch does not send it yet
+    h.tick()
+    assert h.status.route_problem is None
+    route = kube.get("HTTPRoute", NS, "demo")
+    assert route is not None and route["metadata"]["labels"] == {"kanary.dev/steered": "true"}
+    assert kube.view(NS, NAME).route is not None
+    h.run_until(lambda s: s.phase == "Healthy")
+    new_version(h)
+    h.run_until(lambda s: s.phase == "Paused")
+    assert kube.log.count("label HTTPRoute demo") == 1
+    paused_at = split(h)
+    route = kube.get("HTTPRoute", NS, "demo")
+    assert route is not None
+    del route["metadata"]["labels"]["kanary.dev/steered"]  # someone re-applies their route
+    h.tick()
+    assert kube.log.count("label HTTPRoute demo") == 2
+    assert h.status.route_problem is None and split(h) == paused_at
+
+
 # ---- canary availability -----------------------------------------------------------------------
 
 

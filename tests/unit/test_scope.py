@@ -61,6 +61,7 @@ def test_watches_are_bounded_server_side_by_what_kanary_owns() -> None:
         ("", "v1", "services"): "kanary.dev/rollout",
         ("apps", "v1", "controllerrevisions"): "kanary.dev/rollout",
         ("", "v1", "pods"): "kanary.dev/rollout,kanary.dev/track=canary",
+        ("gateway.networking.k8s.io", "v1", "httproutes"): "kanary.dev/steered",
     }
     sharded = watch_selectors(Selector.parse("shard=a"))
     assert sharded[("kanary.dev", "v1alpha1", "rollouts")] == "shard=a"

@@ -5,6 +5,9 @@ that references both <name>-stable and <name>-canary. Other rules (a header matc
 stable Service, say) are never written. Weights are set with a JSON patch that tests the
 resourceVersion read and the backendRef names at the paths it writes (set-and-verify: the
 patch's answer is the route as stored, and the weights read back from it are what status shows).
+
+The route also gets the label kanary.dev/steered=true (once: steered_route), so that kanary's
+route watch can select on it and the API server does not send it every route of the cluster.
 """
 
 from __future__ import annotations
@@ -16,8 +19,18 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from kanary.kube import Kube
-from kanary.objects import track_name
+from kanary.objects import LABEL_STEERED, track_name
 from kanary.routers.base import RouteProblem
+
+
+def steered_route(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
+    """The route read directly, because the watch has not sent it: labelled kanary.dev/steered
+    unless it is already (one write per route; a label the user removes comes back), so that
+    the watch, which selects on that label, sends it from now on. None if there is no route."""
+    route = kube.get_httproute(namespace, name)
+    if route is not None and (route["metadata"].get("labels") or {}).get(LABEL_STEERED) != "true":
+        kube.label_httproute(namespace, name, {LABEL_STEERED: "true"})
+    return route
 
 
 @dataclass(frozen=True)
