@@ -70,8 +70,9 @@ release_keys() {
   if [[ ! -f "${RELEASE_KEY_DIR}/cosign.key" ]]; then
     local cosign
     cosign="$(cosign_bin)"
+    # cosign writes cosign.key mode 0600; the folder stays readable, so that a user can verify
+    # with cosign.pub what root built (hack/kind-up.sh builds with sudo).
     mkdir -p "${RELEASE_KEY_DIR}"
-    chmod 0700 "${RELEASE_KEY_DIR}"
     release_log "generating a signing key pair in ${RELEASE_KEY_DIR} (empty password; give your own with KANARY_COSIGN_KEY)"
     (cd "${RELEASE_KEY_DIR}" && COSIGN_PASSWORD= "${cosign}" generate-key-pair >/dev/null 2>&1) \
       || release_die "cosign generate-key-pair failed"
