@@ -15,7 +15,15 @@ the second is taken after all N were deleted and the fake clusters dropped. Prin
 per-Rollout state, at baseline, with N Rollouts alive and after the deletion. Nothing is
 asserted.
 
+--no-tracemalloc measures the process only: VmRSS (and glibc's mallinfo2, pymalloc's arena
+count) at baseline, with N alive and after the deletion, no snapshots, no container table, and
+the wall/CPU time of the create -> delete run (make, lifecycle, delete; with tracemalloc on, the
+times include its tracing). --trim adds gc.collect() and glibc's malloc_trim(0) after the
+deletion and a fourth figure. --json prints the figures as one JSON line at the end. Run it
+with PYTHONMALLOC=malloc and/or MALLOC_ARENA_MAX=2 in the environment to compare allocators.
+
     .venv/bin/python tests/bench/bench_forget_memory.py [--rollouts 1000] [--namespaces 10]
+    .venv/bin/python tests/bench/bench_forget_memory.py --no-tracemalloc --trim --json
 """
 
 from __future__ import annotations
@@ -23,9 +31,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import ctypes
 import dataclasses
 import gc
+import json
+import os
 import sys
+import tempfile
+import time
 import tracemalloc
 from collections.abc import Callable, Coroutine, Iterable
 from datetime import UTC, datetime, timedelta
@@ -344,7 +357,17 @@ def main() -> None:
     parser.add_argument("--rollouts", type=int, default=1000)
     parser.add_argument("--namespaces", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument(
+        "--no-tracemalloc",
+        action="store_true",
+        help="RSS only: no tracemalloc snapshots, no container table",
+    )
+    parser.add_argument(
+        "--trim", action="store_true", help="gc.collect() + malloc_trim(0) after the deletion"
+    )
+    parser.add_argument("--json", action="store_true", help="the figures as one JSON line")
     args = parser.parse_args()
+    traced = not args.no_tracemalloc
 
     clock = Clock()
     deliverer = Deliverer()
@@ -357,30 +380,76 @@ def main() -> None:
     delete(warm)
     del warm
     gc.collect()
-    tracemalloc.start(1)
-    before = measure(rt)
-    baseline = tracemalloc.take_snapshot()
-    print(f"baseline (after {args.warmup} warm-up Rollouts): traced {_mib(baseline)}")
+    figures: dict[str, Any] = {
+        "rollouts": args.rollouts,
+        "PYTHONMALLOC": os.environ.get("PYTHONMALLOC", ""),
+        "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", ""),
+        "tracemalloc": traced,
+    }
+    figures["baseline"] = _process()
+    if traced:
+        tracemalloc.start(1)
+        before = measure(rt)
+        baseline = tracemalloc.take_snapshot()
+        print(f"baseline (after {args.warmup} warm-up Rollouts): traced {_mib(baseline)}")
+    else:
+        print(f"baseline (after {args.warmup} warm-up Rollouts): {_line(figures['baseline'])}")
 
+    wall, cpu = time.perf_counter(), time.process_time()
     ones = make(rt, clock, args.warmup, args.rollouts, args.namespaces)
     lifecycle(ones)
-    alive = measure(rt)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     gc.collect()
-    peak = tracemalloc.take_snapshot()
-    print(f"{args.rollouts} Rollouts alive (with their fake clusters): traced {_mib(peak)}")
-    del peak
+    figures["alive"] = _process()
+    if traced:
+        alive = measure(rt)
+        gc.collect()
+        peak = tracemalloc.take_snapshot()
+        print(f"{args.rollouts} Rollouts alive (with their fake clusters): traced {_mib(peak)}")
+        del peak
+    else:
+        print(
+            f"{args.rollouts} Rollouts alive (with their fake clusters): {_line(figures['alive'])}"
+        )
+    started_wall, started_cpu = time.perf_counter(), time.process_time()
     delete(ones)
     del ones
+    wall += time.perf_counter() - started_wall
+    cpu += time.process_time() - started_cpu
     gc.collect()
-    after = measure(rt)
-    snapshot = tracemalloc.take_snapshot()
-    print(f"all deleted, fake clusters dropped: traced {_mib(snapshot)}")
-    grown = sum(s.size_diff for s in snapshot.compare_to(baseline, "filename"))
-    print(f"retained since the baseline: {grown / 1024:.1f} KiB\n")
-    table({"baseline": before, f"{args.rollouts} alive": alive, "after deletion": after})
-    print("\ntop 15 lines by size since the baseline:")
-    for stat in snapshot.compare_to(baseline, "lineno")[:15]:
-        print(f"  {stat}")
+    figures["deleted"] = _process()
+    figures["wall_s"], figures["cpu_s"] = round(wall, 3), round(cpu, 3)
+    if traced:
+        after = measure(rt)
+        snapshot = tracemalloc.take_snapshot()
+        print(f"all deleted, fake clusters dropped: traced {_mib(snapshot)}")
+    else:
+        print(f"all deleted, fake clusters dropped: {_line(figures['deleted'])}")
+    if args.trim:
+        started = time.perf_counter()
+        gc.collect()
+        collected = time.perf_counter()
+        released = _malloc_trim()
+        trimmed = time.perf_counter()
+        figures["trimmed"] = _process()
+        figures["trim_released"] = released
+        figures["gc_ms"] = round((collected - started) * 1000, 1)
+        figures["trim_ms"] = round((trimmed - collected) * 1000, 1)
+        print(
+            f"after gc.collect() ({figures['gc_ms']} ms) + malloc_trim(0) "
+            f"({figures['trim_ms']} ms, released: {released}): "
+            f"{_line(figures['trimmed'])}"
+        )
+    print(f"create -> delete of {args.rollouts}: wall {wall:.2f} s, CPU {cpu:.2f} s")
+    if traced:
+        grown = sum(s.size_diff for s in snapshot.compare_to(baseline, "filename"))
+        print(f"retained since the baseline: {grown / 1024:.1f} KiB\n")
+        table({"baseline": before, f"{args.rollouts} alive": alive, "after deletion": after})
+        print("\ntop 15 lines by size since the baseline:")
+        for stat in snapshot.compare_to(baseline, "lineno")[:15]:
+            print(f"  {stat}")
+    if args.json:
+        print(json.dumps(figures))
     deliverer.stop()
 
 
@@ -390,10 +459,120 @@ def _mib(snapshot: tracemalloc.Snapshot) -> str:
 
 
 def _rss() -> str:
+    kib = _rss_kib()
+    return "?" if kib is None else f"{kib / 1024:.1f} MiB"
+
+
+def _rss_kib() -> int | None:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return f"{int(line.split()[1]) / 1024:.1f} MiB"
-    return "?"
+            return int(line.split()[1])
+    return None
+
+
+# ---- the allocators (glibc, pymalloc) ----------------------------------------------------------
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",  # bytes from sbrk (the main heap) and the other arenas' heaps
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",  # bytes in mmap'ed blocks
+            "usmblks",
+            "fsmblks",
+            "uordblks",  # bytes in use
+            "fordblks",  # bytes free (held by malloc, not necessarily resident)
+            "keepcost",
+        )
+    ]
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
+LIBC = _libc()
+
+
+def _malloc_trim() -> int | None:
+    """glibc's malloc_trim(0): 1 if memory was given back to the system, None without glibc."""
+    if LIBC is None or not hasattr(LIBC, "malloc_trim"):
+        return None
+    trim = LIBC.malloc_trim
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return int(trim(0))
+
+
+def _mallinfo() -> dict[str, float] | None:
+    """glibc's heap in MiB: obtained (sbrk + arenas), mmap'ed, in use, free."""
+    if LIBC is None or not hasattr(LIBC, "mallinfo2"):
+        return None
+    info = LIBC.mallinfo2
+    info.argtypes = []
+    info.restype = _Mallinfo2
+    got = cast(_Mallinfo2, info())
+    return {
+        name: round(int(getattr(got, field)) / 2**20, 1)
+        for name, field in (
+            ("heap", "arena"),
+            ("mmap", "hblkhd"),
+            ("used", "uordblks"),
+            ("free", "fordblks"),
+        )
+    }
+
+
+def _pymalloc_arenas() -> int | None:
+    """pymalloc's arenas in use (1 MiB each on 64-bit 3.10+), from sys._debugmallocstats."""
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as out:
+        saved = os.dup(2)
+        try:
+            os.dup2(out.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    for line in text.splitlines():
+        if line.startswith("# arenas allocated current"):
+            return int(line.split("=")[1].replace(",", "").strip())
+    return None
+
+
+def _status_mib(field: str) -> float | None:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return None
+
+
+def _process() -> dict[str, Any]:
+    return {
+        "rss_mib": _status_mib("VmRSS"),
+        "anon_mib": _status_mib("RssAnon"),  # the heap, pymalloc's arenas: what can shrink
+        "file_mib": _status_mib("RssFile"),  # the mapped libraries and extension modules
+        "malloc": _mallinfo(),
+        "pymalloc_arenas": _pymalloc_arenas(),
+    }
+
+
+def _line(figures: dict[str, Any]) -> str:
+    out = f"VmRSS {figures['rss_mib']} MiB (anon {figures['anon_mib']}, file {figures['file_mib']})"
+    if figures["pymalloc_arenas"] is not None:
+        out += f", pymalloc arenas {figures['pymalloc_arenas']}"
+    if figures["malloc"] is not None:
+        out += ", glibc " + ", ".join(f"{k} {v} MiB" for k, v in figures["malloc"].items())
+    return out
 
 
 if __name__ == "__main__":
