@@ -4,11 +4,14 @@
 # ${KANARY_NETNS:-kanary}. Idempotent: components already running (per their
 # pid files) are left alone. Needs root (ip netns) and the binaries from
 # hack/cluster/build.sh.
+# KANARY_KCM_FLAGS: extra kube-controller-manager flags, e.g. "--kube-api-qps=200
+# --kube-api-burst=400" (its client defaults are 20 and 30; tests/bench/bench_fleet.py).
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 START=$SECONDS
+read -r -a KCM_FLAGS <<<"${KANARY_KCM_FLAGS:-}"
 WAIT_TIMEOUT="${KANARY_WAIT_TIMEOUT:-120}"
 WATCH=("${CONTROL_PLANE[@]}")  # what wait_for checks is still alive
 
@@ -155,7 +158,7 @@ start kube-controller-manager "${BIN_K8S}/kube-controller-manager" \
   --cluster-signing-cert-file="${CERT_DIR}/ca.crt" \
   --cluster-signing-key-file="${CERT_DIR}/ca.key" \
   --service-cluster-ip-range="${SERVICE_CIDR}" \
-  --profiling=false
+  --profiling=false "${KCM_FLAGS[@]}"
 
 start kube-scheduler "${BIN_K8S}/kube-scheduler" \
   --kubeconfig="${CONF_DIR}/kube-scheduler.kubeconfig" \
