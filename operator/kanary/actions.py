@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from kanary.spec import HeaderRoute
+
 
 @dataclass(frozen=True)
 class EnsureServices:
@@ -39,9 +41,12 @@ class ScaleStable:
 
 @dataclass(frozen=True)
 class SetWeight:
-    """Canary weight in percent (stable gets 100 - weight), in one write to the router."""
+    """Canary weight in percent (stable gets 100 - weight) and the header route in force (None:
+    none), in one write to the router. The engine fills `header` from the status it decides
+    (engine.converge._with_header), so every route write carries the whole routing."""
 
     weight: int
+    header: HeaderRoute | None = None
 
 
 @dataclass(frozen=True)

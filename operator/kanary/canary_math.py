@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kanary.spec import Step
+from kanary.spec import HeaderRoute, Step
 
 
 def replicas_for_weight(replicas: int, weight: int) -> int:
@@ -70,10 +70,22 @@ def weight_before(steps: Sequence[Step], index: int) -> int:
     return weight_through(steps, index - 1) if index > 0 else 0
 
 
+def header_route_through(steps: Sequence[Step], index: int) -> HeaderRoute | None:
+    """The header route in force once step `index` is done: the last setHeaderRoute at or
+    before it (None if none, or if that one has no match: it removed the route)."""
+    for step in reversed(steps[: index + 1]):
+        if step.set_header_route is not None:
+            return step.set_header_route if step.set_header_route.match else None
+    return None
+
+
 def describe_step(step: Step) -> str:
-    """'setWeight 25', 'pause 30s' or 'pause until promote'."""
+    """'setWeight 25', 'pause 30s', 'pause until promote', 'setHeaderRoute X-Canary: yes'."""
     if step.set_weight is not None:
         return f"setWeight {step.set_weight}"
+    if step.set_header_route is not None:
+        route = step.set_header_route
+        return f"setHeaderRoute {route.describe()}" if route.match else "setHeaderRoute off"
     if step.pause is not None and step.pause.duration is not None:
         return f"pause {step.pause.duration}"
     return "pause until promote"

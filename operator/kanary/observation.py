@@ -103,6 +103,10 @@ class Observation:
     # The (stable, canary) weights the owned HTTPRoute rule holds now (watch cache); None: not
     # known (no route, a route problem, or replica-ratio mode, where pods are the weight).
     route_split: tuple[int, int] | None = None
+    # The route's kanary header rule differs from the one the incoming status's header route
+    # needs (missing, edited, or stale against the user's rule it copies), or exists when none
+    # is in force.
+    header_rule_drifted: bool = False
     # kanary's Services that are missing or whose selector/ports drifted (names).
     services_drifted: tuple[str, ...] = ()
     invalid: str | None = None  # a run-time validation failure (e.g. unknown template variable)

@@ -25,6 +25,7 @@ from kanary import actions as act
 from kanary.analysis.metrics_source import GatewayClassSeen
 from kanary.analysis.templating import template_errors
 from kanary.engine import Decision, decide, template_hash
+from kanary.engine.tick import header_in_force
 from kanary.kube import Kube
 from kanary.notify import text
 from kanary.notify.alerts import raise_alerts
@@ -51,10 +52,17 @@ from kanary.observation import (
 from kanary.podclock import PodClock
 from kanary.readiness import readiness_figures
 from kanary.reconcile_analysis import SourceFor, analyse, with_prometheus
-from kanary.routers import RouteProblem
-from kanary.routers.gateway import GatewayRouter, find_rule, split_of, steered_route
+from kanary.routers import RouteProblem, header_rules
+from kanary.routers.gateway import (
+    GatewayRouter,
+    find_rule,
+    header_problem,
+    split_of,
+    steered_route,
+    wanted_header_rule,
+)
 from kanary.routers.replica_ratio import ReplicaRatioRouter
-from kanary.spec import RolloutSpec
+from kanary.spec import GatewayAPIRouting, RolloutSpec
 from kanary.status import RolloutStatus
 from kanary.status_write import (
     COALESCE_SECONDS,
@@ -293,6 +301,8 @@ def reconcile(
     gw = spec.traffic_routing.gateway_api if spec.traffic_routing else None
     if gw is not None and view.route is None:
         view = _with_unseen_route(rt.kube, view, namespace, gw.http_route)
+    if invalid is None and gw is not None:
+        invalid = header_route_problem(spec, view.route, gw, name)
     obs = observe(rt, spec, current, view, namespace, name, now, generation)
     obs = dataclasses.replace(
         obs,
@@ -373,7 +383,7 @@ def observe(
     revision = template_hash(spec.template)
     since = current.rollout_started_at if current.stage == "Stepping" else None
     timings = rt.clock.timings(namespace, name, current.canary_revision or "")
-    problem, split = None, None
+    problem, split, header_drifted = None, None, False
     gw = spec.traffic_routing.gateway_api if spec.traffic_routing else None
     if gw is not None:
         found = find_rule(view.route, gw.http_route, name, gw.rule)
@@ -381,6 +391,11 @@ def observe(
             problem = found
         elif view.route is not None:
             split = split_of(view.route, found)
+            try:
+                rule = wanted_header_rule(view.route, found, name, header_in_force(current))
+                header_drifted = header_rules.drifted(view.route, rule, name)
+            except RouteProblem:
+                pass  # the Rollout is Invalid (header_route_problem)
     # selector, ports and labels are compared; the owner reference (uid) is not
     drifted = tuple(
         s["metadata"]["name"]
@@ -398,9 +413,21 @@ def observe(
         ),
         route_problem=problem,
         route_split=split,
+        header_rule_drifted=header_drifted,
         services_drifted=drifted,
         canary_trouble=rt.clock.trouble(namespace, name, current.canary_revision or ""),
     )
+
+
+def header_route_problem(
+    spec: RolloutSpec, route: Mapping[str, Any] | None, gw: GatewayAPIRouting, name: str
+) -> str | None:
+    """Why a setHeaderRoute of the spec cannot be added to the user's route as it is now (a
+    header its rule already matches, no room): the Rollout is Invalid, naming the step."""
+    found = find_rule(route, gw.http_route, name, gw.rule)
+    if isinstance(found, str) or route is None:
+        return None  # a route problem, reported as such
+    return header_problem(route, found, name, spec.strategy.steps)
 
 
 def _track(
@@ -529,8 +556,8 @@ def execute(
                 _apply_deployment(rt, spec, meta, view, "stable", rev, n)
             case act.ScaleStable(replicas=n):
                 rt.kube.scale(namespace, track_name(name, "stable"), n)
-            case act.SetWeight(weight=w):
-                written = _router(rt, spec, namespace, name).set_weight(w)
+            case act.SetWeight(weight=w, header=header):
+                written = _router(rt, spec, namespace, name).set_weight(w, header)
             case act.EmitEvent():
                 events.append(action)
     return written

@@ -7,6 +7,7 @@ API server can check lives here too (bounds, patterns, CEL via ``x-kubernetes-va
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -29,6 +30,10 @@ KIND = "Rollout"
 PLURAL = "rollouts"
 
 BUILTIN_METRICS = ("error-rate", "latency-p99", "latency-p50")
+HEADERS_NEED_ROUTE = (
+    "strategy.steps: setHeaderRoute needs spec.trafficRouting.gatewayAPI: header routes are "
+    "HTTPRoute rules"
+)
 GATEWAY_NEEDS_ROUTE = (
     "strategy.analysis.source gateway needs spec.trafficRouting.gatewayAPI: the gateway's "
     "metrics are per HTTPRoute backend"
@@ -137,17 +142,141 @@ class Pause(ApiModel):
         return None if self.duration is None else parse_duration(self.duration)
 
 
+# Gateway API's HTTPHeaderName (RFC 7230 token) and a cookie name (RFC 6265 token).
+_TOKEN = r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$"
+# RE2 (Go's regexp, which Traefik and most implementations use) has no look-around and no
+# backreferences; Python's re would accept them, so they are refused by name.
+_NOT_RE2 = ("(?=", "(?!", "(?<=", "(?<!", "(?P=", "(?#")
+
+
+class HeaderValue(ApiModel):
+    model_config = api_config(
+        cel(
+            "[has(self.exact), has(self.prefix), has(self.regex)].filter(x, x).size() == 1",
+            "headerValue needs exactly one of exact, prefix, regex",
+        )
+    )
+    exact: str | None = Field(default=None, min_length=1, max_length=4096)
+    prefix: str | None = Field(default=None, min_length=1, max_length=4000)
+    regex: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4096,
+        description="RE2; Traefik searches it anywhere in the value: anchor it with ^ and $",
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> HeaderValue:
+        if sum(v is not None for v in (self.exact, self.prefix, self.regex)) != 1:
+            raise ValueError("headerValue needs exactly one of exact, prefix, regex")
+        if self.regex is not None:
+            _check_re2(self.regex)
+        return self
+
+
+def _check_re2(pattern: str) -> None:
+    bad = next((b for b in _NOT_RE2 if b in pattern), None)
+    if bad is None and re.search(r"\\[1-9]", pattern):
+        bad = "a backreference"
+    if bad is not None:
+        raise ValueError(f"regex {pattern!r}: {bad} is not RE2 (the gateway's regex syntax)")
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        raise ValueError(f"regex {pattern!r}: {e}") from e
+
+
+class CookieMatch(ApiModel):
+    name: str = Field(min_length=1, max_length=256, pattern=_TOKEN)
+    value: str = Field(min_length=1, max_length=1024, pattern=r"^[^;,\s]+$")
+
+
+class HeaderMatch(ApiModel):
+    """One request header (or a cookie, matched in the Cookie header) the canary's requests
+    carry. All the matches of a setHeaderRoute must hold."""
+
+    model_config = api_config(
+        cel(
+            "has(self.cookie) != (has(self.headerName) && has(self.headerValue))"
+            " && (has(self.headerName) == has(self.headerValue))",
+            "a match is either headerName with headerValue, or cookie",
+        )
+    )
+    header_name: str | None = Field(default=None, min_length=1, max_length=256, pattern=_TOKEN)
+    header_value: HeaderValue | None = None
+    cookie: CookieMatch | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> HeaderMatch:
+        named = self.header_name is not None and self.header_value is not None
+        if named == (self.cookie is not None) or (self.header_name is None) != (
+            self.header_value is None
+        ):
+            raise ValueError("a match is either headerName with headerValue, or cookie")
+        return self
+
+    def header(self) -> str:
+        """The request header this match reads, lower case."""
+        return "cookie" if self.cookie is not None else (self.header_name or "").lower()
+
+    def describe(self) -> str:
+        """'X-Canary: always', 'X-Canary: ^beta', 'cookie canary=yes' (status and Events)."""
+        if self.cookie is not None:
+            return f"cookie {self.cookie.name}={self.cookie.value}"
+        value = self.header_value or HeaderValue(exact="")
+        if value.exact is not None:
+            return f"{self.header_name}: {value.exact}"
+        if value.prefix is not None:
+            return f"{self.header_name}: {value.prefix}*"
+        return f"{self.header_name} ~ /{value.regex}/"
+
+
+class HeaderRoute(ApiModel):
+    match: list[HeaderMatch] = Field(
+        default_factory=list,
+        max_length=8,
+        description="requests carrying all of these go to the canary; empty: the header "
+        "route is removed",
+    )
+
+    @field_validator("match")
+    @classmethod
+    def _one_per_header(cls, match: list[HeaderMatch]) -> list[HeaderMatch]:
+        seen: set[str] = set()
+        for i, m in enumerate(match):
+            if m.header() in seen:
+                raise ValueError(
+                    f"match[{i}]: a second match on header {m.header()!r} (a cookie is the "
+                    "Cookie header): the gateway would require both"
+                )
+            seen.add(m.header())
+        return match
+
+    def describe(self) -> str:
+        return " and ".join(m.describe() for m in self.match)
+
+
 class Step(ApiModel):
     model_config = api_config(
-        cel("has(self.setWeight) != has(self.pause)", "a step is either setWeight or pause")
+        cel(
+            "[has(self.setWeight), has(self.pause), has(self.setHeaderRoute)]"
+            ".filter(x, x).size() == 1",
+            "a step is one of setWeight, pause, setHeaderRoute",
+        )
     )
     set_weight: int | None = Field(default=None, ge=0, le=100)
     pause: Pause | None = None
+    set_header_route: HeaderRoute | None = Field(
+        default=None,
+        description="requests matching these headers go to the canary, whatever the weight "
+        "(a rule kanary adds to the HTTPRoute; removed at promotion and rollback)",
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> Step:
-        if (self.set_weight is None) == (self.pause is None):
-            raise ValueError("a step is either setWeight or pause")
+        kinds = (self.set_weight, self.pause, self.set_header_route)
+        if sum(k is not None for k in kinds) != 1:
+            raise ValueError("a step is one of setWeight, pause, setHeaderRoute")
         return self
 
 
@@ -509,6 +638,12 @@ class RolloutSpec(ApiModel):
             GATEWAY_NEEDS_ROUTE,
             ".strategy.analysis.source",
         ),
+        cel(
+            "!self.strategy.steps.exists(s, has(s.setHeaderRoute))"
+            " || (has(self.trafficRouting) && has(self.trafficRouting.gatewayAPI))",
+            HEADERS_NEED_ROUTE,
+            ".strategy.steps",
+        ),
     )
     replicas: int = Field(default=1, ge=1, le=1000)
     selector: LabelSelector | None = None
@@ -539,6 +674,8 @@ class RolloutSpec(ApiModel):
         routed = self.traffic_routing is not None and self.traffic_routing.gateway_api is not None
         if analysis and analysis.source == MetricsSource.GATEWAY and not routed:
             raise ValueError(GATEWAY_NEEDS_ROUTE)
+        if not routed and any(s.set_header_route is not None for s in self.strategy.steps):
+            raise ValueError(HEADERS_NEED_ROUTE)
         return self
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from kanary.spec import Phase
+from kanary.spec import HeaderRoute, Phase
 
 Verdict = Literal["Pass", "Fail", "Inconclusive", "Error"]
 Outcome = Literal["Promoted", "RolledBack", "Superseded"]
@@ -157,6 +157,10 @@ class RolloutStatus(StatusModel):
     observed_generation: int | None = None
     current_step_index: int | None = None
     canary_weight: int = 0
+    header_route: HeaderRoute | None = Field(
+        default=None,
+        description="the header route in force: requests matching it go to the canary",
+    )
     verified_weight: int | None = Field(
         default=None,
         description="the canary weight the HTTPRoute holds, as read back from the API server",

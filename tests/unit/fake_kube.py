@@ -338,3 +338,6 @@ class Harness:
 
     def reasons(self) -> list[str]:
         return [reason for _, reason, _ in self.events]
+
+    def messages(self) -> list[str]:
+        return [message for _, _, message in self.events]

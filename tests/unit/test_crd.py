@@ -323,6 +323,9 @@ class Case:
         return body
 
 
+_HEADER = {"headerName": "X-Canary", "headerValue": {"exact": "always"}}
+
+
 def _steps(*steps: Spec) -> Callable[[Spec], None]:
     return edit("strategy.steps", list(steps))
 
@@ -355,13 +358,13 @@ INVALID: list[Case] = [
         "step-with-both",
         edit("strategy.steps[0]", {"setWeight": 5, "pause": {"duration": "1m"}}),
         "spec.strategy.steps[0]",
-        "either setWeight or pause",
+        "one of setWeight, pause, setHeaderRoute",
     ),
     Case(
         "empty-step",
         edit("strategy.steps[0]", {}),
         "spec.strategy.steps[0]",
-        "either setWeight or pause",
+        "one of setWeight, pause, setHeaderRoute",
     ),
     Case(
         "bad-pause-duration",
@@ -434,6 +437,57 @@ INVALID: list[Case] = [
         edits(edit("trafficRouting", DELETE), edit("strategy.analysis.source", "gateway")),
         "spec.strategy.analysis.source",
         "source gateway needs spec.trafficRouting.gatewayAPI",
+    ),
+    Case(
+        "header-route-without-route",
+        edits(
+            edit("trafficRouting", DELETE),
+            edit("strategy.steps[0]", {"setHeaderRoute": {"match": [_HEADER]}}),
+        ),
+        "spec.strategy.steps",
+        "setHeaderRoute needs spec.trafficRouting.gatewayAPI",
+    ),
+    Case(
+        "header-value-two-kinds",
+        edit(
+            "strategy.steps[0]",
+            {
+                "setHeaderRoute": {
+                    "match": [
+                        {"headerName": "X-Canary", "headerValue": {"exact": "1", "prefix": "1"}}
+                    ]
+                }
+            },
+        ),
+        "spec.strategy.steps[0].setHeaderRoute.match[0].headerValue",
+        "exactly one of exact, prefix, regex",
+    ),
+    Case(
+        "header-and-cookie",
+        edit(
+            "strategy.steps[0]",
+            {"setHeaderRoute": {"match": [{**_HEADER, "cookie": {"name": "c", "value": "1"}}]}},
+        ),
+        "spec.strategy.steps[0].setHeaderRoute.match[0]",
+        "either headerName with headerValue, or cookie",
+    ),
+    Case(
+        "header-name-not-a-token",
+        edit(
+            "strategy.steps[0]",
+            {
+                "setHeaderRoute": {
+                    "match": [{"headerName": "X Canary", "headerValue": {"exact": "1"}}]
+                }
+            },
+        ),
+        "spec.strategy.steps[0].setHeaderRoute.match[0].headerName",
+    ),
+    Case(
+        "step-weight-and-header",
+        edit("strategy.steps[0]", {"setWeight": 5, "setHeaderRoute": {"match": [_HEADER]}}),
+        "spec.strategy.steps[0]",
+        "one of setWeight, pause, setHeaderRoute",
     ),
     Case(
         "unknown-source",
@@ -552,6 +606,29 @@ VALID: list[Case] = [
         "explicit-nulls", edits(edit("strategy.steps[0].pause", None), edit("selector", None)), ""
     ),
     Case("int-target-port", edit("service.targetPort", 8080), ""),
+    Case(
+        "header-routes",
+        edit(
+            "strategy.steps",
+            [
+                {
+                    "setHeaderRoute": {
+                        "match": [_HEADER, {"cookie": {"name": "beta", "value": "on"}}]
+                    }
+                },
+                {"pause": {}},
+                {
+                    "setHeaderRoute": {
+                        "match": [{"headerName": "X-Tier", "headerValue": {"regex": "^gold$"}}]
+                    }
+                },
+                {"setWeight": 50},
+                {"setHeaderRoute": {}},
+                {"setWeight": 100},
+            ],
+        ),
+        "",
+    ),
     Case("no-analysis", edit("strategy.analysis", DELETE), ""),
     Case(
         "judge-without-bounds",

@@ -16,6 +16,7 @@ Stages (status.stage) and their phases:
   Steady    (Healthy)     stable runs the template; a template change starts a rollout.
   Stepping  (Progressing, Paused with pauseReason) runs steps[currentStepIndex]:
             setWeight w: canary scaled to ceil(replicas*w/100), Ready -> weight written -> next;
+            setHeaderRoute: canary has a Ready pod -> header rule written -> next;
             pause {duration}: elapsed and the latest analysis passed -> next;
             pause {}: Paused until `promote`. After the last step: Promoting.
   Promoting (Progressing) stable takes the canary template; Ready -> weight 0 -> Steady.
@@ -43,6 +44,7 @@ from kanary.engine.converge import (
     _converge_weight,
     _note_route_problem,
     _watch_canary,
+    _with_header,
 )
 from kanary.engine.manual import _acknowledge, _apply_manual, _manual_is_new
 from kanary.engine.report import _finish, _set_conditions
@@ -53,7 +55,14 @@ from kanary.engine.steps import (
     _take_analysis,
     _take_sequential,
 )
-from kanary.engine.tick import Decision, _Tick, analysis_due, sequential_due, template_hash
+from kanary.engine.tick import (
+    Decision,
+    _Tick,
+    analysis_due,
+    sequential_due,
+    takes_traffic,
+    template_hash,
+)
 from kanary.observation import Observation
 from kanary.spec import RolloutSpec
 from kanary.status import RolloutStatus
@@ -78,6 +87,7 @@ def decide(spec: RolloutSpec, status: RolloutStatus, obs: Observation) -> Decisi
         _converge_services(tick)
         _finish(tick)
     _converge_weight(tick)
+    _with_header(tick)
     return Decision(status=tick.status, actions=tick.actions, recheck_at=tick.recheck_at)
 
 
@@ -92,7 +102,7 @@ def _hold_invalid(tick: _Tick, reason: str) -> None:
         tick.event("Invalid", reason, warning=True)
     if tick.obs.manual is not None and _manual_is_new(tick):
         _acknowledge(tick, tick.obs.manual, "the Rollout is Invalid: fix the spec first")
-    if tick.status.stage in ("Stepping", "Promoting") and tick.status.canary_weight > 0:
+    if tick.status.stage in ("Stepping", "Promoting") and takes_traffic(tick.status):
         _roll_back(tick, "InvalidSpec", f"spec became invalid mid-rollout: {reason}")
     tick.update(phase="Invalid", message=reason)
     _set_conditions(tick, "Invalid")

@@ -8,8 +8,15 @@ from datetime import timedelta
 from kanary import canary_math
 from kanary.actions import ApplyCanary, ApplyStable, EnsureServices, ScaleStable, SetWeight
 from kanary.engine.steps import _canary_takes_all_first, _roll_back, _scale_down_time
-from kanary.engine.tick import _canary_pods_for, _Tick, _written_pods
+from kanary.engine.tick import (
+    _canary_pods_for,
+    _Tick,
+    _written_pods,
+    header_in_force,
+    takes_traffic,
+)
 from kanary.observation import TrackState
+from kanary.status import RolloutStatus
 
 # ---- canary availability, route weights and Services, level-triggered -------------------------
 
@@ -19,7 +26,7 @@ def _watch_canary(tick: _Tick) -> None:
     loses its traffic at once, gets it back when a pod is Ready again, and is rolled back
     (CanaryUnavailable) when none is Ready for unavailableGraceSeconds."""
     status = tick.status
-    if status.stage not in ("Stepping", "Promoting") or status.canary_weight <= 0:
+    if status.stage not in ("Stepping", "Promoting") or not takes_traffic(status):
         if status.canary_unavailable_since is not None:
             tick.update(canary_unavailable_since=None)
         return
@@ -33,7 +40,7 @@ def _watch_canary(tick: _Tick) -> None:
             tick.act(SetWeight(status.canary_weight))
             tick.event(
                 "CanaryAvailable",
-                f"{tick.label()}: canary pods Ready again: weight {status.canary_weight}% restored",
+                f"{tick.label()}: canary pods Ready again: {_routing(status)} restored",
             )
         return
     if since is None:
@@ -41,8 +48,8 @@ def _watch_canary(tick: _Tick) -> None:
         tick.act(SetWeight(0))
         tick.event(
             "CanaryUnavailable",
-            f"{tick.label()}: no Ready canary pod: weight 0% until one is Ready "
-            f"(rollback after {grace}s)",
+            f"{tick.label()}: no Ready canary pod: weight 0%{_no_header(status)} until one is "
+            f"Ready (rollback after {grace}s)",
             warning=True,
         )
         since = tick.now
@@ -62,23 +69,54 @@ def _wanted_weight(tick: _Tick) -> int:
     return tick.status.canary_weight
 
 
+def _routing(status: RolloutStatus) -> str:
+    text = f"weight {status.canary_weight}%"
+    if status.header_route is not None:
+        text += f" and header route {status.header_route.describe()}"
+    return text
+
+
+def _no_header(status: RolloutStatus) -> str:
+    return ", no header route" if status.header_route is not None else ""
+
+
 def _converge_weight(tick: _Tick) -> None:
-    """Set and verify, every tick: a route whose weights differ from kanary's (re-applied by
-    GitOps, edited by hand) is written back, unless this tick already writes a weight."""
+    """Set and verify, every tick: a route whose weights or header rule differ from kanary's
+    (re-applied by GitOps, edited by hand) is written back, unless this tick already writes
+    the route; a header route this tick ended (promotion) is written here."""
     if tick.ratio_mode or tick.obs.route_problem or tick.status.stage in (None, "Creating"):
         return
     if any(isinstance(a, SetWeight) for a in tick.actions):
         return
     seen, wanted = tick.obs.route_split, _wanted_weight(tick)
-    if seen is None or seen == (100 - wanted, wanted):
-        return
-    tick.act(SetWeight(wanted))
-    tick.event(
-        "WeightRestored",
-        f"the route held stable {seen[0]} / canary {seen[1]}, kanary's split is "
-        f"{100 - wanted} / {wanted}: written back",
-        warning=True,
-    )
+    if header_in_force(tick.status) != header_in_force(tick.incoming):
+        tick.act(SetWeight(wanted))
+    elif seen is not None and seen != (100 - wanted, wanted):
+        tick.act(SetWeight(wanted))
+        tick.event(
+            "WeightRestored",
+            f"the route held stable {seen[0]} / canary {seen[1]}, kanary's split is "
+            f"{100 - wanted} / {wanted}: written back",
+            warning=True,
+        )
+    elif tick.obs.header_rule_drifted:
+        tick.act(SetWeight(wanted))
+        header = header_in_force(tick.status)
+        tick.event(
+            "HeaderRouteRestored",
+            "the route's header rule was missing, changed or stale, kanary's is "
+            + (header.describe() if header is not None else "none")
+            + ": written back",
+            warning=True,
+        )
+
+
+def _with_header(tick: _Tick) -> None:
+    """Every route write carries the header route the decided status holds."""
+    header = header_in_force(tick.status)
+    tick.actions = [
+        SetWeight(a.weight, header) if isinstance(a, SetWeight) else a for a in tick.actions
+    ]
 
 
 def _converge_services(tick: _Tick) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from kanary import canary_math
 from kanary.engine.gates import _waiting_text
 from kanary.engine.tick import (
     _canary_pods_for,
@@ -13,6 +14,7 @@ from kanary.engine.tick import (
     _put_condition,
     _Tick,
     _track_ready,
+    takes_traffic,
 )
 from kanary.observation import TrackState
 from kanary.spec import Phase
@@ -63,7 +65,7 @@ _ConditionWish = tuple[ConditionType, bool, str, str]
 
 def _available(tick: _Tick) -> _ConditionWish:
     stable, canary = tick.obs.stable, tick.obs.canary
-    serving = stable.ready > 0 or (tick.status.canary_weight > 0 and canary.ready > 0)
+    serving = stable.ready > 0 or (takes_traffic(tick.status) and canary.ready > 0)
     message = f"stable {stable.ready}/{stable.replicas} pods Ready"
     return ("Available", serving, "PodsReady" if serving else "NoReadyPods", message)
 
@@ -166,7 +168,9 @@ def _pending(tick: _Tick) -> str:
 
 
 def _step_message(tick: _Tick) -> str:
-    text = f"{tick.label()}: weight {tick.status.canary_weight}%; {_step_detail(tick)}"
+    header = tick.status.header_route
+    routing = f" + header route {header.describe()}" if header is not None else ""
+    text = f"{tick.label()}: weight {tick.status.canary_weight}%{routing}; {_step_detail(tick)}"
     summary = tick.status.analysis.summary
     return f"{text}; {summary}" if summary else text
 
@@ -194,6 +198,14 @@ def _step_detail(tick: _Tick) -> str:
             f"setWeight {step.set_weight}: waiting for canary pods "
             f"({ready}/{wanted} Ready, deadline {_clock(deadline)})"
         )
+    if step.set_header_route is not None:
+        described = canary_math.describe_step(step)
+        if tick.status.header_route == (
+            step.set_header_route if step.set_header_route.match else None
+        ):
+            return f"{described}: written; {_weight_hold(tick)}"
+        deadline = started + timedelta(seconds=tick.spec.strategy.progress_deadline_seconds)
+        return f"{described}: waiting for a Ready canary pod (deadline {_clock(deadline)})"
     pause = step.pause
     total = pause.seconds() if pause is not None else None
     if pause is None or total is None:

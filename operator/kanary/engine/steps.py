@@ -17,8 +17,9 @@ from kanary.engine.tick import (
     _put_condition,
     _Tick,
     _track_ready,
+    takes_traffic,
 )
-from kanary.spec import AnalysisSpec
+from kanary.spec import AnalysisSpec, HeaderRoute
 from kanary.status import AnalysisStatus, MetricResult, ReadinessStatus, SequentialStatus
 
 # ---- analysis ----------------------------------------------------------------------------------
@@ -45,7 +46,7 @@ def _take_sequential(tick: _Tick) -> None:
     analysis = tick.spec.strategy.analysis
     if seq is None or not seq.rejects or analysis is None or tick.status.stage != "Stepping":
         return
-    if tick.status.canary_weight <= 0:
+    if not takes_traffic(tick.status):
         return
     metric = next(m for m in analysis.metrics if m.name == "error-rate")
     started = tick.status.rollout_started_at
@@ -110,7 +111,7 @@ def _analysis_allows_advance(tick: _Tick) -> bool:
     came after the weight in force was written (so not before one window of dwell), and taken
     during the current step."""
     analysis = tick.spec.strategy.analysis
-    if analysis is None or tick.status.canary_weight <= 0:
+    if analysis is None or not takes_traffic(tick.status):
         return True
     window = timedelta(seconds=analysis.window_seconds())
     starts = [t for t in (tick.status.step_started_at,) if t is not None]
@@ -148,7 +149,7 @@ def _supersede(tick: _Tick) -> None:
     reverted = wanted == tick.status.stable_revision
     why = "template reverted to the stable revision" if reverted else f"new template {wanted}"
     tick.record("Superseded", why)
-    if tick.status.canary_weight > 0:
+    if takes_traffic(tick.status):
         tick.act(SetWeight(0))
     tick.event("Superseded", f"rollout of {old} stopped at {tick.label()}: {why}")
     if reverted:
@@ -239,6 +240,7 @@ def _enter_steady(tick: _Tick) -> None:
         stage="Steady",
         canary_revision=None,
         canary_weight=0,
+        header_route=None,
         current_step_index=None,
         step_started_at=None,
         pause_reason=None,
@@ -261,27 +263,17 @@ def _stepping(tick: _Tick) -> None:
     step = tick.step()
     if step.set_weight is not None:
         _weight_step(tick, step.set_weight)
+    elif step.set_header_route is not None:
+        _header_step(tick, step.set_header_route)
     elif step.pause is not None and step.pause.seconds() is not None:
         _timed_pause_step(tick, step.pause.seconds() or 0.0)
 
 
 def _weight_step(tick: _Tick, weight: int) -> None:
-    if tick.status.canary_weight == 0 and _gate_holds(tick, "pre-rollout"):
+    if not takes_traffic(tick.status) and _gate_holds(tick, "pre-rollout"):
         return
     wanted = _canary_pods_for(tick, weight)
-    if not _track_ready(tick.obs.canary, tick.status.canary_revision, wanted):
-        deadline = tick.spec.strategy.progress_deadline_seconds
-        if tick.in_step_for(deadline):
-            ready = min(tick.obs.canary.ready, wanted)
-            why = (
-                f"progress deadline: canary not Ready after {deadline}s "
-                f"({ready}/{wanted} pods Ready)"
-            )
-            if tick.obs.canary_trouble:
-                why += f"; {tick.obs.canary_trouble}"
-            _roll_back(tick, "ProgressDeadlineExceeded", why)
-        return
-    if tick.obs.route_problem:
+    if not _canary_ready_in_time(tick, wanted) or tick.obs.route_problem:
         return
     written = _weight_to_write(tick, weight, wanted)
     if written != tick.status.canary_weight:
@@ -293,6 +285,51 @@ def _weight_step(tick: _Tick, weight: int) -> None:
             return
         tick.event("WeightSet", f"{tick.label()}: canary weight {written}%")
         return  # judged on checks whose window began after this write
+    if _analysis_allows_advance(tick):
+        _advance(tick)
+
+
+def _canary_ready_in_time(tick: _Tick, wanted: int) -> bool:
+    """The canary has `wanted` Ready pods of its revision; if not, and the step has run for
+    progressDeadlineSeconds, it is rolled back."""
+    if _track_ready(tick.obs.canary, tick.status.canary_revision, wanted):
+        return True
+    deadline = tick.spec.strategy.progress_deadline_seconds
+    if tick.in_step_for(deadline):
+        ready = min(tick.obs.canary.ready, wanted)
+        why = f"progress deadline: canary not Ready after {deadline}s ({ready}/{wanted} pods Ready)"
+        if tick.obs.canary_trouble:
+            why += f"; {tick.obs.canary_trouble}"
+        _roll_back(tick, "ProgressDeadlineExceeded", why)
+    return False
+
+
+def _header_step(tick: _Tick, step: HeaderRoute) -> None:
+    """setHeaderRoute: once the canary has a Ready pod, requests with the headers go to it (the
+    route write carries the header rule: SetWeight.header); with analysis, the step ends on a
+    passing check taken after that write, as a weight step does. No match: the route is removed."""
+    wanted = step if step.match else None
+    if wanted is not None:
+        if not takes_traffic(tick.status) and _gate_holds(tick, "pre-rollout"):
+            return
+        weight = canary_math.weight_through(tick.steps, tick.step_index)
+        if not _canary_ready_in_time(tick, _canary_pods_for(tick, weight)):
+            return
+    if tick.obs.route_problem:
+        return
+    if tick.status.header_route != wanted:
+        tick.update(header_route=wanted, weight_set_at=tick.now)
+        tick.act(SetWeight(tick.status.canary_weight))
+        text = (
+            f"requests with {wanted.describe()} go to the canary"
+            if wanted is not None
+            else "header route removed"
+        )
+        if tick.spec.strategy.analysis is None or not takes_traffic(tick.status):
+            _advance(tick, f"{text} ({tick.label()} done)")
+            return
+        tick.event("HeaderRoute", f"{tick.label()}: {text}")
+        return
     if _analysis_allows_advance(tick):
         _advance(tick)
 
@@ -355,6 +392,7 @@ def _start_rollout(tick: _Tick) -> None:
         canary_revision=revision,
         current_step_index=0,
         canary_weight=0,
+        header_route=None,
         step_started_at=tick.now,
         rollout_started_at=tick.now,
         pause_reason=_pause_reason_of(first),
@@ -387,6 +425,7 @@ def _start_promotion(tick: _Tick, why: str) -> None:
     tick.moved = True
     tick.update(
         stage="Promoting",
+        header_route=None,  # the route write that removes it: converge._converge_weight
         current_step_index=len(tick.steps),
         step_started_at=tick.now,
         pause_reason=None,
@@ -429,6 +468,7 @@ def _roll_back(tick: _Tick, cause: str, reason: str) -> None:
     tick.update(
         stage="Aborted",
         canary_weight=0,
+        header_route=None,
         pause_reason=None,
         scale_down_at=_scale_down_time(tick),
         gate=None,

@@ -14,7 +14,7 @@ from kanary import canary_math
 from kanary.actions import Action, EmitEvent
 from kanary.analysis import sequential
 from kanary.observation import Observation, TrackState
-from kanary.spec import Phase, PodTemplate, RolloutSpec, Step
+from kanary.spec import HeaderRoute, Phase, PodTemplate, RolloutSpec, Step
 from kanary.status import (
     Condition,
     ConditionType,
@@ -55,9 +55,20 @@ def template_hash(template: PodTemplate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:10]
 
 
+def takes_traffic(status: RolloutStatus) -> bool:
+    """The route sends the canary requests: a weight, or a header route."""
+    return status.canary_weight > 0 or status.header_route is not None
+
+
+def header_in_force(status: RolloutStatus) -> HeaderRoute | None:
+    """The header route the HTTPRoute must hold: the one in force, or none while no canary pod
+    is Ready."""
+    return None if status.canary_unavailable_since is not None else status.header_route
+
+
 def canary_judged(status: RolloutStatus) -> bool:
     """The canary takes traffic in a running or step-paused rollout."""
-    if status.phase == "Invalid" or status.stage != "Stepping" or status.canary_weight <= 0:
+    if status.phase == "Invalid" or status.stage != "Stepping" or not takes_traffic(status):
         return False
     if status.canary_unavailable_since is not None:
         return False  # no Ready canary pod, so no canary traffic to judge
@@ -173,8 +184,13 @@ class _Tick:
 
 def _canary_pods_for(tick: _Tick, weight: int) -> int:
     """Pods for a step's weight, never fewer than the traffic already sent to the canary needs
-    (a plan edited under a running rollout must not take weight back)."""
-    return max(canary_math.replicas_for_weight(tick.replicas, weight), _written_pods(tick))
+    (a plan edited under a running rollout must not take weight back), and at least one while
+    a header route sends it requests or is about to."""
+    header = tick.status.header_route is not None or (
+        canary_math.header_route_through(tick.steps, tick.step_index) is not None
+    )
+    pods = max(canary_math.replicas_for_weight(tick.replicas, weight), _written_pods(tick))
+    return max(pods, 1) if header and tick.status.stage == "Stepping" else pods
 
 
 def _written_pods(tick: _Tick) -> int:

@@ -12,7 +12,7 @@ route watch can select on it and the API server does not send it every route of 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,9 @@ from kubernetes.client.exceptions import ApiException
 
 from kanary.kube import Kube
 from kanary.objects import LABEL_STEERED, track_name
+from kanary.routers import header_rules
 from kanary.routers.base import RouteProblem
+from kanary.spec import HeaderRoute, Step
 
 
 def steered_route(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
@@ -109,9 +111,44 @@ def observed_split(
     return split_of(route, found)
 
 
-def weight_patch(route: Mapping[str, Any], rule: OwnedRule, weight: int) -> list[dict[str, Any]]:
+def wanted_header_rule(
+    route: Mapping[str, Any], rule: OwnedRule, rollout: str, header: HeaderRoute | None
+) -> dict[str, Any] | None:
+    """The header rule the route must hold for `header` (None: none); RouteProblem if it
+    cannot be built on this route."""
+    if header is None:
+        return None
+    built = header_rules.header_rule(route, rule.index, rule.canary_ref, rollout, header)
+    if isinstance(built, str):
+        raise RouteProblem(built)
+    return built
+
+
+def header_problem(
+    route: Mapping[str, Any], rule: OwnedRule, rollout: str, steps: Sequence[Step]
+) -> str | None:
+    """Why a setHeaderRoute of these steps cannot be written to this route, or None: checked
+    before the rollout needs it, so a clash is reported at once (as a route problem)."""
+    for i, step in enumerate(steps):
+        if step.set_header_route is not None and step.set_header_route.match:
+            built = header_rules.header_rule(
+                route, rule.index, rule.canary_ref, rollout, step.set_header_route
+            )
+            if isinstance(built, str):
+                return f"steps[{i}].{built}"
+    return None
+
+
+def weight_patch(
+    route: Mapping[str, Any],
+    rule: OwnedRule,
+    weight: int,
+    header_rule: dict[str, Any] | None = None,
+    rollout: str = "",
+) -> list[dict[str, Any]]:
     """A JSON patch setting only the owned rule's two weights, guarded by the resourceVersion
-    read and by the names at the paths it writes."""
+    read and by the names at the paths it writes; with `rollout`, it also replaces kanary's
+    header rule by `header_rule` (header_rules.patch_ops)."""
     base = f"/spec/rules/{rule.index}/backendRefs"
     refs = route["spec"]["rules"][rule.index]["backendRefs"]
     ops: list[dict[str, Any]] = [
@@ -124,6 +161,8 @@ def weight_patch(route: Mapping[str, Any], rule: OwnedRule, weight: int) -> list
     for ref, value in ((rule.stable_ref, 100 - weight), (rule.canary_ref, weight)):
         ops.append({"op": "test", "path": f"{base}/{ref}/name", "value": refs[ref]["name"]})
         ops.append({"op": "add", "path": f"{base}/{ref}/weight", "value": value})
+    if rollout and header_rules.drifted(route, header_rule, rollout):
+        ops.extend(header_rules.patch_ops(route, header_rule, rollout))
     return ops
 
 
@@ -140,18 +179,23 @@ class GatewayRouter:
         self.rollout = rollout
         self.rule = rule
 
-    def set_weight(self, weight: int) -> tuple[int, int]:
-        """Write the split and return it as the API server stored it (stable, canary)."""
+    def set_weight(self, weight: int, header: HeaderRoute | None = None) -> tuple[int, int]:
+        """Write the split and the header rule (one patch) and return the split as the API
+        server stored it (stable, canary)."""
         for attempt in range(_ATTEMPTS):
             route = self.kube.get_httproute(self.namespace, self.route_name)
             found = find_rule(route, self.route_name, self.rollout, self.rule)
             if isinstance(found, str) or route is None:
                 raise RouteProblem(found)
-            if split_of(route, found) == (100 - weight, weight):
+            rule = wanted_header_rule(route, found, self.rollout, header)
+            same_rule = not header_rules.drifted(route, rule, self.rollout)
+            if split_of(route, found) == (100 - weight, weight) and same_rule:
                 return 100 - weight, weight
             try:
                 stored = self.kube.json_patch_httproute(
-                    self.namespace, self.route_name, weight_patch(route, found, weight)
+                    self.namespace,
+                    self.route_name,
+                    weight_patch(route, found, weight, rule, self.rollout),
                 )
                 return split_of(stored, found)
             except ApiException as e:

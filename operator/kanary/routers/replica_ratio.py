@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from kanary.spec import HeaderRoute
+
 
 class ReplicaRatioRouter:
     """The engine's replica counts (ScaleStable, ApplyCanary) are the weights: nothing to write."""
 
-    def set_weight(self, weight: int) -> tuple[int, int] | None:
+    def set_weight(self, weight: int, header: HeaderRoute | None = None) -> tuple[int, int] | None:
         if not 0 <= weight <= 100:
             raise ValueError(f"weight {weight} is outside 0..100")
+        if header is not None:  # the CRD and the models refuse setHeaderRoute without a route
+            raise ValueError("header routes need spec.trafficRouting.gatewayAPI")
         return None
