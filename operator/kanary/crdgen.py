@@ -220,6 +220,8 @@ def _printer_columns() -> list[Schema]:
         col("Stable", "string", ".status.stableImage", "the stable track's images"),
         col("Canary", "string", ".status.canaryImage", "the canary track's images"),
         col("Age", "date", ".metadata.creationTimestamp", "time since the Rollout was created"),
+        col("Strategy", "string", ".status.strategy", "canary or blueGreen", 1),
+        col("Routing", "string", ".status.routing", "weights and header route kanary holds", 1),
         col("Message", "string", ".status.message", "where the rollout is and why", 1),
     ]
 

@@ -427,7 +427,7 @@ def header_route_problem(
     found = find_rule(route, gw.http_route, name, gw.rule)
     if isinstance(found, str) or route is None:
         return None  # a route problem, reported as such
-    return header_problem(route, found, name, spec.strategy.steps)
+    return header_problem(route, found, name, spec.strategy.plan())
 
 
 def _track(

@@ -34,6 +34,9 @@ HEADERS_NEED_ROUTE = (
     "strategy.steps: setHeaderRoute needs spec.trafficRouting.gatewayAPI: header routes are "
     "HTTPRoute rules"
 )
+BLUE_GREEN_NEEDS_ROUTE = (
+    "strategy.blueGreen needs spec.trafficRouting.gatewayAPI: the switch is a route write"
+)
 GATEWAY_NEEDS_ROUTE = (
     "strategy.analysis.source gateway needs spec.trafficRouting.gatewayAPI: the gateway's "
     "metrics are per HTTPRoute backend"
@@ -537,15 +540,45 @@ class ReadinessSpec(ApiModel):
     )
 
 
+class BlueGreen(ApiModel):
+    """The new version comes up at full size behind <name>-canary (the preview) with no live
+    traffic; all traffic switches to it in one write; the old version is kept, at full size, for
+    scaleDownDelaySeconds after the switch, while post-promotion analysis can switch back."""
+
+    preview_header: list[HeaderMatch] = Field(
+        default_factory=list,
+        max_length=8,
+        description="requests with these headers reach the preview before the switch (and "
+        "pre-promotion analysis judges them); omitted: only through Service <name>-canary",
+    )
+    auto_promotion_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        description="switch this long after the preview is Ready (and its analysis passes); "
+        "omitted: wait for `kanary promote`",
+    )
+
+    @field_validator("preview_header")
+    @classmethod
+    def _one_per_header(cls, match: list[HeaderMatch]) -> list[HeaderMatch]:
+        return HeaderRoute(match=match).match
+
+
 class Strategy(ApiModel):
     model_config = api_config(
         cel(
-            "self.steps.filter(s, has(s.setWeight)).map(s, s.setWeight).isSorted()",
+            "has(self.blueGreen) != (has(self.steps) && size(self.steps) > 0)",
+            "give either steps (a canary) or blueGreen",
+            ".steps",
+        ),
+        cel(
+            "!has(self.steps) || self.steps.filter(s, has(s.setWeight))"
+            ".map(s, s.setWeight).isSorted()",
             "setWeight values never decrease from one step to the next",
             ".steps",
         ),
         cel(
-            "self.steps.exists(s, has(s.setWeight))",
+            "!has(self.steps) || size(self.steps) == 0 || self.steps.exists(s, has(s.setWeight))",
             "steps need at least one setWeight",
             ".steps",
         ),
@@ -555,7 +588,10 @@ class Strategy(ApiModel):
             ".gates",
         ),
     )
-    steps: list[Step] = Field(min_length=1, max_length=50)
+    steps: list[Step] = Field(default_factory=list, max_length=50)
+    blue_green: BlueGreen | None = Field(
+        default=None, description="blue-green instead of canary steps (needs gatewayAPI)"
+    )
     analysis: AnalysisSpec | None = None
     readiness: ReadinessSpec = Field(default_factory=ReadinessSpec)
     progress_deadline_seconds: int = Field(default=600, ge=1)
@@ -570,7 +606,8 @@ class Strategy(ApiModel):
         default=30,
         ge=0,
         description="after promotion, seconds before the old canary goes to 0 pods, so the "
-        "router has stopped sending it traffic first",
+        "router has stopped sending it traffic first; blueGreen: also how long after the "
+        "switch the old version is kept, at full size, while analysis can switch back",
     )
     gates: list[GateSpec] = Field(
         default_factory=list,
@@ -589,10 +626,33 @@ class Strategy(ApiModel):
     def gate(self, kind: str) -> GateSpec | None:
         return next((g for g in self.gates if g.type == kind), None)
 
+    def plan(self) -> list[Step]:
+        """The steps the engine runs: `steps`, or blueGreen's: the preview (header route),
+        the wait for promotion, the switch, the post-promotion window."""
+        if self.blue_green is None:
+            return self.steps
+        bg = self.blue_green
+        seconds = bg.auto_promotion_seconds
+        return [
+            Step(set_header_route=HeaderRoute(match=bg.preview_header)),
+            Step(pause=Pause(duration=None if seconds is None else f"{seconds}s")),
+            Step(set_weight=100),
+            Step(pause=Pause(duration=f"{self.scale_down_delay_seconds}s")),
+        ]
+
+    def is_blue_green(self) -> bool:
+        return self.blue_green is not None
+
+    @model_validator(mode="after")
+    def _steps_or_blue_green(self) -> Strategy:
+        if (self.blue_green is None) == (not self.steps):
+            raise ValueError("give either steps (a canary) or blueGreen")
+        return self
+
     @field_validator("steps")
     @classmethod
     def _weights_never_decrease(cls, steps: list[Step]) -> list[Step]:
-        if not any(s.set_weight is not None for s in steps):
+        if steps and not any(s.set_weight is not None for s in steps):
             raise ValueError("steps need at least one setWeight")
         last = 0
         for i, step in enumerate(steps):
@@ -639,10 +699,16 @@ class RolloutSpec(ApiModel):
             ".strategy.analysis.source",
         ),
         cel(
-            "!self.strategy.steps.exists(s, has(s.setHeaderRoute))"
+            "!has(self.strategy.steps) || !self.strategy.steps.exists(s, has(s.setHeaderRoute))"
             " || (has(self.trafficRouting) && has(self.trafficRouting.gatewayAPI))",
             HEADERS_NEED_ROUTE,
             ".strategy.steps",
+        ),
+        cel(
+            "!has(self.strategy.blueGreen)"
+            " || (has(self.trafficRouting) && has(self.trafficRouting.gatewayAPI))",
+            BLUE_GREEN_NEEDS_ROUTE,
+            ".strategy.blueGreen",
         ),
     )
     replicas: int = Field(default=1, ge=1, le=1000)
@@ -676,6 +742,8 @@ class RolloutSpec(ApiModel):
             raise ValueError(GATEWAY_NEEDS_ROUTE)
         if not routed and any(s.set_header_route is not None for s in self.strategy.steps):
             raise ValueError(HEADERS_NEED_ROUTE)
+        if not routed and self.strategy.blue_green is not None:
+            raise ValueError(BLUE_GREEN_NEEDS_ROUTE)
         return self
 
 

@@ -170,6 +170,12 @@ class RolloutStatus(StatusModel):
     step: str | None = Field(
         default=None, description='"3/7": current step, 1-based, of all steps (kubectl get)'
     )
+    strategy: str | None = Field(default=None, description="canary or blueGreen (kubectl get)")
+    routing: str | None = Field(
+        default=None,
+        description="the traffic routing kanary holds, one line: weights, header route "
+        "(kubectl get -o wide)",
+    )
     stable_image: str | None = Field(
         default=None, description="the stable track's container images, comma-separated"
     )

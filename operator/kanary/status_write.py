@@ -26,14 +26,29 @@ class Conflict(Exception):
     decides again."""
 
 
+def routing_text(status: RolloutStatus, spec: RolloutSpec) -> str:
+    """'stable 95% / canary 5%', '... + X-Canary: always -> canary', 'replica ratio 25%'."""
+    weight = status.canary_weight
+    routed = spec.traffic_routing is not None and spec.traffic_routing.gateway_api is not None
+    if not routed:
+        return f"replica ratio: canary {weight}% of pods"
+    text = f"stable {100 - weight}% / canary {weight}%"
+    header = status.header_route
+    if header is not None and status.canary_unavailable_since is None:
+        text += f" + {header.describe()} -> canary"
+    return text
+
+
 def for_kubectl(status: RolloutStatus, spec: RolloutSpec, obs: Observation) -> RolloutStatus:
     """The printer columns' fields: step "i/N" and the images each track runs."""
     index = status.current_step_index
-    steps = len(spec.strategy.steps)
+    steps = len(spec.strategy.plan())
     canary = ",".join(spec.template.images()) if status.stage == "Stepping" else None
     return status.model_copy(
         update={
             "step": None if index is None else f"{min(index + 1, steps)}/{steps}",
+            "strategy": "blueGreen" if spec.strategy.is_blue_green() else "canary",
+            "routing": routing_text(status, spec),
             "stable_image": obs.stable.images or None,
             "canary_image": canary,
         }

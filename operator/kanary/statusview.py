@@ -13,10 +13,12 @@ def _images(template: Mapping[str, Any] | None) -> str:
 
 def _step_text(body: Mapping[str, Any]) -> str:
     status = body.get("status") or {}
-    steps = ((body.get("spec") or {}).get("strategy") or {}).get("steps") or []
     index = status.get("currentStepIndex")
     if index is None:
         return "-"
+    if status.get("step"):  # written by the operator, blueGreen's steps counted
+        return str(status["step"])
+    steps = ((body.get("spec") or {}).get("strategy") or {}).get("steps") or []
     return f"{min(int(index) + 1, len(steps))}/{len(steps)}"
 
 
@@ -66,6 +68,10 @@ def _metric_line(m: Mapping[str, Any]) -> str:
     return f"{head}{reqs} -> {verdict}" + (f": {reason}" if reason else "")
 
 
+def _strategy(spec: Mapping[str, Any]) -> str:
+    return "blueGreen" if (spec.get("strategy") or {}).get("blueGreen") else "canary"
+
+
 def render_status(body: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = ()) -> str:
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
@@ -75,8 +81,9 @@ def render_status(body: Mapping[str, Any], events: Sequence[Mapping[str, Any]] =
         f"Rollout {meta.get('namespace')}/{meta.get('name')}",
         f"  Phase:     {status.get('phase', 'Pending')}",
         f"  Message:   {status.get('message', '')}",
+        f"  Strategy:  {status.get('strategy') or _strategy(spec)}",
         f"  Step:      {_step_text(body)}",
-        f"  Weights:   stable {100 - weight}%  canary {weight}%",
+        f"  Routing:   {status.get('routing') or f'stable {100 - weight}% / canary {weight}%'}",
         f"  Stable:    {status.get('stableRevision') or '-'}",
         f"  Canary:    {status.get('canaryRevision') or '-'}",
         f"  Image:     {_images(spec.get('template'))}",

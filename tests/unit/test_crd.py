@@ -253,6 +253,8 @@ def test_printer_columns() -> None:
         ("Stable", 0),
         ("Canary", 0),
         ("Age", 0),
+        ("Strategy", 1),
+        ("Routing", 1),
         ("Message", 1),
     ]
     status = root_schema()["properties"]["status"]["properties"]
@@ -347,7 +349,25 @@ INVALID: list[Case] = [
         "spec.strategy.steps",
         "never decrease",
     ),
-    Case("empty-steps", _steps(), "spec.strategy.steps"),
+    Case(
+        "empty-steps", _steps(), "spec.strategy.steps", "give either steps (a canary) or blueGreen"
+    ),
+    Case(
+        "steps-and-blue-green",
+        edit("strategy.blueGreen", {"autoPromotionSeconds": 30}),
+        "spec.strategy.steps",
+        "give either steps (a canary) or blueGreen",
+    ),
+    Case(
+        "blue-green-without-route",
+        edits(
+            edit("trafficRouting", DELETE),
+            edit("strategy.steps", DELETE),
+            edit("strategy.blueGreen", {}),
+        ),
+        "spec.strategy.blueGreen",
+        "blueGreen needs spec.trafficRouting.gatewayAPI",
+    ),
     Case(
         "only-pauses",
         _steps({"pause": {"duration": "10s"}}, {"pause": {}}),
@@ -606,6 +626,19 @@ VALID: list[Case] = [
         "explicit-nulls", edits(edit("strategy.steps[0].pause", None), edit("selector", None)), ""
     ),
     Case("int-target-port", edit("service.targetPort", 8080), ""),
+    Case(
+        "blue-green",
+        edits(
+            edit("strategy.steps", DELETE),
+            edit("strategy.blueGreen", {"previewHeader": [_HEADER], "autoPromotionSeconds": 0}),
+        ),
+        "",
+    ),
+    Case(
+        "blue-green-manual",
+        edits(edit("strategy.steps", DELETE), edit("strategy.blueGreen", {})),
+        "",
+    ),
     Case(
         "header-routes",
         edit(

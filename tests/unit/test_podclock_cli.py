@@ -132,7 +132,10 @@ def test_status_view_shows_step_weights_and_metrics() -> None:
     }
     text = render_status(body, [{"type": "Normal", "reason": "Step", "message": "weight 25%"}])
     assert "Step:      2/3" in text
-    assert "stable 75%  canary 25%" in text
+    assert "Routing:   stable 75% / canary 25%" in text
+    assert "Strategy:  canary" in text
+    body["status"]["routing"] = "stable 75% / canary 25% + X-Canary: always -> canary"
+    assert "+ X-Canary: always -> canary" in render_status(body)
     assert "error-rate 0.002 <= max 0.01, 812 requests -> Pass" in text
     assert "kanary/gin-demo:v2" in text
     listing = render_list([body])

@@ -105,7 +105,7 @@ ONE_KIND = "one of setWeight, pause, setHeaderRoute"
         ("strategy.steps.0", {"setWeight": -1}, "greater than or equal to 0"),
         ("strategy.steps.2", {"setWeight": 1}, "weights never decrease"),
         ("strategy.steps", [{"pause": {}}], "at least one setWeight"),
-        ("strategy.steps", [], "at least 1 item"),
+        ("strategy.steps", [], "give either steps (a canary) or blueGreen"),
         ("strategy.steps.0", {"setWeight": 5, "pause": {}}, ONE_KIND),
         ("strategy.steps.0", {}, ONE_KIND),
         ("strategy.steps.1", {"pause": {"duration": "30"}}, "should match pattern"),

@@ -309,7 +309,7 @@ def _header_step(tick: _Tick, step: HeaderRoute) -> None:
     route write carries the header rule: SetWeight.header); with analysis, the step ends on a
     passing check taken after that write, as a weight step does. No match: the route is removed."""
     wanted = step if step.match else None
-    if wanted is not None:
+    if wanted is not None or tick.blue_green:  # blue-green: the preview Ready at full size
         if not takes_traffic(tick.status) and _gate_holds(tick, "pre-rollout"):
             return
         weight = canary_math.weight_through(tick.steps, tick.step_index)

@@ -107,6 +107,7 @@ class _Tick:
         # observation, which will show the writes made for it (one transition per tick).
         self.moved = False
         self.recheck_at: datetime | None = None
+        self.plan = spec.strategy.plan()
 
     @property
     def now(self) -> datetime:
@@ -114,7 +115,12 @@ class _Tick:
 
     @property
     def steps(self) -> list[Step]:
-        return self.spec.strategy.steps
+        """The steps run: the spec's, or those blueGreen stands for (Strategy.plan)."""
+        return self.plan
+
+    @property
+    def blue_green(self) -> bool:
+        return self.spec.strategy.is_blue_green()
 
     @property
     def replicas(self) -> int:
@@ -190,6 +196,8 @@ def _canary_pods_for(tick: _Tick, weight: int) -> int:
         canary_math.header_route_through(tick.steps, tick.step_index) is not None
     )
     pods = max(canary_math.replicas_for_weight(tick.replicas, weight), _written_pods(tick))
+    if tick.blue_green:
+        return tick.replicas  # the preview runs at full size, so the switch is one write
     return max(pods, 1) if header and tick.status.stage == "Stepping" else pods
 
 

@@ -97,7 +97,7 @@ def variables(
     """Every template variable's value for an event raised by the tick from `before` to
     `after` ("" when not known). The step and weight are where it happened: a rollback's are
     those of the step that failed, not the 0% after it."""
-    steps = spec.strategy.steps
+    steps = spec.strategy.plan()
     index = before.current_step_index if event == "StepCompleted" else after.current_step_index
     if index is None:
         index = before.current_step_index
