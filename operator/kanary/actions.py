@@ -47,6 +47,7 @@ class SetWeight:
 
     weight: int
     header: HeaderRoute | None = None
+    mirror: int | None = None  # percent of requests copied to the canary; None: no mirror
 
 
 @dataclass(frozen=True)

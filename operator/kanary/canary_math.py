@@ -79,6 +79,14 @@ def header_route_through(steps: Sequence[Step], index: int) -> HeaderRoute | Non
     return None
 
 
+def mirror_through(steps: Sequence[Step], index: int) -> int | None:
+    """The mirror percent in force once step `index` is done (None: none)."""
+    for step in reversed(steps[: index + 1]):
+        if step.set_mirror is not None:
+            return step.set_mirror.percent or None
+    return None
+
+
 def describe_step(step: Step) -> str:
     """'setWeight 25', 'pause 30s', 'pause until promote', 'setHeaderRoute X-Canary: yes'."""
     if step.set_weight is not None:
@@ -86,6 +94,8 @@ def describe_step(step: Step) -> str:
     if step.set_header_route is not None:
         route = step.set_header_route
         return f"setHeaderRoute {route.describe()}" if route.match else "setHeaderRoute off"
+    if step.set_mirror is not None:
+        return f"setMirror {step.set_mirror.percent}%"
     if step.pause is not None and step.pause.duration is not None:
         return f"pause {step.pause.duration}"
     return "pause until promote"

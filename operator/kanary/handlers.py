@@ -28,7 +28,11 @@ from kubernetes.client.exceptions import ApiException
 
 from kanary import metrics_export
 from kanary.analysis.endpoints import PrometheusPolicy
-from kanary.analysis.metrics_source import GatewayClassSeen, gateway_class_of
+from kanary.analysis.metrics_source import (
+    GatewayClassSeen,
+    gateway_class_of,
+    supported_features,
+)
 from kanary.analysis.source import PrometheusSource
 from kanary.durations import parse_duration
 from kanary.election import Elector
@@ -242,8 +246,10 @@ def gateways(
 
 
 @kopf.index(GATEWAY_GROUP, "v1", "gatewayclasses")
-def gateway_classes(name: str, spec: kopf.Spec, **_: Any) -> dict[str, str]:
-    return {name: str(spec.get("controllerName", ""))}
+def gateway_classes(
+    name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
+) -> dict[str, tuple[str, frozenset[str] | None]]:
+    return {name: (str(spec.get("controllerName", "")), supported_features(status))}
 
 
 @kopf.index(API_GROUP, API_VERSION, PROVIDER_PLURAL)
@@ -276,14 +282,15 @@ def _view(spec: Mapping[str, Any], namespace: str, name: str, idx: Mapping[str, 
     gateway = ((spec.get("trafficRouting") or {}).get("gatewayAPI") or {}).get("httpRoute")
     route = next(iter(routes.get((namespace, gateway), [])), None) if gateway else None
     gateways: kopf.Index[Any, str] = idx["gateways"]
-    classes: kopf.Index[Any, str] = idx["gateway_classes"]
+    classes: kopf.Index[Any, tuple[str, frozenset[str] | None]] = idx["gateway_classes"]
 
     def class_of_route(route: Mapping[str, Any] | None) -> GatewayClassSeen | None:
         return gateway_class_of(
             route,
             namespace,
             lambda key: next(iter(gateways.get(key, [])), None),
-            lambda name: next(iter(classes.get(name, [])), None),
+            lambda name: next(iter(classes.get(name, [])), (None, None))[0],
+            lambda name: next(iter(classes.get(name, [])), (None, None))[1],
         )
 
     seen_class = class_of_route(route)

@@ -107,6 +107,9 @@ class Observation:
     # needs (missing, edited, or stale against the user's rule it copies), or exists when none
     # is in force.
     header_rule_drifted: bool = False
+    # The owned rule's mirror filter differs from the incoming status' mirror (or exists when
+    # none is in force).
+    mirror_drifted: bool = False
     # kanary's Services that are missing or whose selector/ports drifted (names).
     services_drifted: tuple[str, ...] = ()
     invalid: str | None = None  # a run-time validation failure (e.g. unknown template variable)

@@ -25,7 +25,7 @@ from kanary import actions as act
 from kanary.analysis.metrics_source import GatewayClassSeen
 from kanary.analysis.templating import template_errors
 from kanary.engine import Decision, decide, template_hash
-from kanary.engine.tick import header_in_force
+from kanary.engine.tick import header_in_force, mirror_in_force
 from kanary.kube import Kube
 from kanary.notify import text
 from kanary.notify.alerts import raise_alerts
@@ -52,7 +52,7 @@ from kanary.observation import (
 from kanary.podclock import PodClock
 from kanary.readiness import readiness_figures
 from kanary.reconcile_analysis import SourceFor, analyse, with_prometheus
-from kanary.routers import RouteProblem, header_rules
+from kanary.routers import RouteProblem, features, header_rules, mirror_filter
 from kanary.routers.gateway import (
     GatewayRouter,
     find_rule,
@@ -303,6 +303,7 @@ def reconcile(
         view = _with_unseen_route(rt.kube, view, namespace, gw.http_route)
     if invalid is None and gw is not None:
         invalid = header_route_problem(spec, view.route, gw, name)
+        invalid = invalid or features.refusal(spec, view.gateway_class)
     obs = observe(rt, spec, current, view, namespace, name, now, generation)
     obs = dataclasses.replace(
         obs,
@@ -383,7 +384,7 @@ def observe(
     revision = template_hash(spec.template)
     since = current.rollout_started_at if current.stage == "Stepping" else None
     timings = rt.clock.timings(namespace, name, current.canary_revision or "")
-    problem, split, header_drifted = None, None, False
+    problem, split, header_drifted, mirror_drifted = None, None, False, False
     gw = spec.traffic_routing.gateway_api if spec.traffic_routing else None
     if gw is not None:
         found = find_rule(view.route, gw.http_route, name, gw.rule)
@@ -396,6 +397,10 @@ def observe(
                 header_drifted = header_rules.drifted(view.route, rule, name)
             except RouteProblem:
                 pass  # the Rollout is Invalid (header_route_problem)
+            mirror = mirror_filter.wanted_filter(
+                view.route, found.index, found.canary_ref, name, mirror_in_force(current)
+            )
+            mirror_drifted = mirror_filter.drifted(view.route, found.index, name, mirror)
     # selector, ports and labels are compared; the owner reference (uid) is not
     drifted = tuple(
         s["metadata"]["name"]
@@ -414,6 +419,7 @@ def observe(
         route_problem=problem,
         route_split=split,
         header_rule_drifted=header_drifted,
+        mirror_drifted=mirror_drifted,
         services_drifted=drifted,
         canary_trouble=rt.clock.trouble(namespace, name, current.canary_revision or ""),
     )
@@ -556,8 +562,8 @@ def execute(
                 _apply_deployment(rt, spec, meta, view, "stable", rev, n)
             case act.ScaleStable(replicas=n):
                 rt.kube.scale(namespace, track_name(name, "stable"), n)
-            case act.SetWeight(weight=w, header=header):
-                written = _router(rt, spec, namespace, name).set_weight(w, header)
+            case act.SetWeight(weight=w, header=header, mirror=mirror):
+                written = _router(rt, spec, namespace, name).set_weight(w, header, mirror)
             case act.EmitEvent():
                 events.append(action)
     return written

@@ -69,6 +69,12 @@ def measurement_of(spec: RolloutSpec, gateway_class: GatewayClassSeen | None) ->
     if analysis is None:
         return APP
     routed = spec.traffic_routing is not None and spec.traffic_routing.gateway_api is not None
+    if any(s.set_mirror is not None for s in spec.strategy.plan()):
+        # the CRD refuses source gateway with setMirror; auto reads the app
+        return Measurement(
+            "app",
+            why="app: setMirror: the gateway throws mirrored answers away, the canary counts them",
+        )
     return choose(analysis, routed, gateway_class, spec.service.port)
 
 

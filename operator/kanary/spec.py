@@ -31,8 +31,12 @@ PLURAL = "rollouts"
 
 BUILTIN_METRICS = ("error-rate", "latency-p99", "latency-p50")
 HEADERS_NEED_ROUTE = (
-    "strategy.steps: setHeaderRoute needs spec.trafficRouting.gatewayAPI: header routes are "
-    "HTTPRoute rules"
+    "strategy.steps: setHeaderRoute and setMirror need spec.trafficRouting.gatewayAPI: they "
+    "are HTTPRoute rules and filters"
+)
+MIRROR_NEEDS_APP = (
+    "strategy.analysis.source gateway cannot judge setMirror: the gateway throws mirrored "
+    "answers away; use app (the canary's own metrics) or auto"
 )
 BLUE_GREEN_NEEDS_ROUTE = (
     "strategy.blueGreen needs spec.trafficRouting.gatewayAPI: the switch is a route write"
@@ -259,12 +263,21 @@ class HeaderRoute(ApiModel):
         return " and ".join(m.describe() for m in self.match)
 
 
+class Mirror(ApiModel):
+    percent: int = Field(
+        ge=0,
+        le=100,
+        description="of the owned rule's requests, copied to the canary (answers thrown away); "
+        "0: the mirror is removed",
+    )
+
+
 class Step(ApiModel):
     model_config = api_config(
         cel(
-            "[has(self.setWeight), has(self.pause), has(self.setHeaderRoute)]"
-            ".filter(x, x).size() == 1",
-            "a step is one of setWeight, pause, setHeaderRoute",
+            "[has(self.setWeight), has(self.pause), has(self.setHeaderRoute),"
+            " has(self.setMirror)].filter(x, x).size() == 1",
+            "a step is one of setWeight, pause, setHeaderRoute, setMirror",
         )
     )
     set_weight: int | None = Field(default=None, ge=0, le=100)
@@ -275,11 +288,17 @@ class Step(ApiModel):
         "(a rule kanary adds to the HTTPRoute; removed at promotion and rollback)",
     )
 
+    set_mirror: Mirror | None = Field(
+        default=None,
+        description="a RequestMirror filter on the owned rule copies this percent of its "
+        "requests to the canary (the GatewayClass must list HTTPRouteRequestMirror)",
+    )
+
     @model_validator(mode="after")
     def _one_kind(self) -> Step:
-        kinds = (self.set_weight, self.pause, self.set_header_route)
+        kinds = (self.set_weight, self.pause, self.set_header_route, self.set_mirror)
         if sum(k is not None for k in kinds) != 1:
-            raise ValueError("a step is one of setWeight, pause, setHeaderRoute")
+            raise ValueError("a step is one of setWeight, pause, setHeaderRoute, setMirror")
         return self
 
 
@@ -699,10 +718,18 @@ class RolloutSpec(ApiModel):
             ".strategy.analysis.source",
         ),
         cel(
-            "!has(self.strategy.steps) || !self.strategy.steps.exists(s, has(s.setHeaderRoute))"
+            "!has(self.strategy.steps) || !self.strategy.steps.exists(s, has(s.setHeaderRoute)"
+            " || has(s.setMirror))"
             " || (has(self.trafficRouting) && has(self.trafficRouting.gatewayAPI))",
             HEADERS_NEED_ROUTE,
             ".strategy.steps",
+        ),
+        cel(
+            "!has(self.strategy.steps) || !self.strategy.steps.exists(s, has(s.setMirror))"
+            " || !has(self.strategy.analysis) || !has(self.strategy.analysis.source)"
+            " || self.strategy.analysis.source != 'gateway'",
+            MIRROR_NEEDS_APP,
+            ".strategy.analysis.source",
         ),
         cel(
             "!has(self.strategy.blueGreen)"
@@ -740,8 +767,13 @@ class RolloutSpec(ApiModel):
         routed = self.traffic_routing is not None and self.traffic_routing.gateway_api is not None
         if analysis and analysis.source == MetricsSource.GATEWAY and not routed:
             raise ValueError(GATEWAY_NEEDS_ROUTE)
-        if not routed and any(s.set_header_route is not None for s in self.strategy.steps):
+        if not routed and any(
+            s.set_header_route is not None or s.set_mirror is not None for s in self.strategy.steps
+        ):
             raise ValueError(HEADERS_NEED_ROUTE)
+        mirrored = any(s.set_mirror is not None for s in self.strategy.steps)
+        if mirrored and analysis and analysis.source == MetricsSource.GATEWAY:
+            raise ValueError(MIRROR_NEEDS_APP)
         if not routed and self.strategy.blue_green is not None:
             raise ValueError(BLUE_GREEN_NEEDS_ROUTE)
         return self

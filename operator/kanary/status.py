@@ -161,6 +161,10 @@ class RolloutStatus(StatusModel):
         default=None,
         description="the header route in force: requests matching it go to the canary",
     )
+    mirror_percent: int | None = Field(
+        default=None,
+        description="the mirror in force: this percent of requests copied to the canary",
+    )
     verified_weight: int | None = Field(
         default=None,
         description="the canary weight the HTTPRoute holds, as read back from the API server",

@@ -34,8 +34,12 @@ def routing_text(status: RolloutStatus, spec: RolloutSpec) -> str:
         return f"replica ratio: canary {weight}% of pods"
     text = f"stable {100 - weight}% / canary {weight}%"
     header = status.header_route
-    if header is not None and status.canary_unavailable_since is None:
+    if status.canary_unavailable_since is not None:
+        return text
+    if header is not None:
         text += f" + {header.describe()} -> canary"
+    if status.mirror_percent is not None:
+        text += f" + mirror {status.mirror_percent}% -> canary"
     return text
 
 

@@ -19,7 +19,11 @@ from typing import Any
 import jsonpatch  # type: ignore[import-untyped]
 from kubernetes.client.exceptions import ApiException
 
-from kanary.analysis.metrics_source import GatewayClassSeen, gateway_class_of
+from kanary.analysis.metrics_source import (
+    GatewayClassSeen,
+    gateway_class_of,
+    supported_features,
+)
 from kanary.objects import LABEL_REVISION, LABEL_ROLLOUT, LABEL_STEERED, LABEL_TRACK
 from kanary.reconcile import Conflict, Runtime, View, reconcile, seen_deployment
 from kanary.status import RolloutStatus
@@ -256,6 +260,9 @@ class FakeKube:
                 namespace,
                 lambda key: spec_field("Gateway", key[0], key[1], "gatewayClassName"),
                 lambda name: spec_field("GatewayClass", "", name, "controllerName"),
+                lambda name: supported_features(
+                    (self.objects.get(("GatewayClass", "", name)) or {}).get("status")
+                ),
             )
 
         return View(

@@ -378,13 +378,13 @@ INVALID: list[Case] = [
         "step-with-both",
         edit("strategy.steps[0]", {"setWeight": 5, "pause": {"duration": "1m"}}),
         "spec.strategy.steps[0]",
-        "one of setWeight, pause, setHeaderRoute",
+        "one of setWeight, pause, setHeaderRoute, setMirror",
     ),
     Case(
         "empty-step",
         edit("strategy.steps[0]", {}),
         "spec.strategy.steps[0]",
-        "one of setWeight, pause, setHeaderRoute",
+        "one of setWeight, pause, setHeaderRoute, setMirror",
     ),
     Case(
         "bad-pause-duration",
@@ -465,7 +465,21 @@ INVALID: list[Case] = [
             edit("strategy.steps[0]", {"setHeaderRoute": {"match": [_HEADER]}}),
         ),
         "spec.strategy.steps",
-        "setHeaderRoute needs spec.trafficRouting.gatewayAPI",
+        "setHeaderRoute and setMirror need spec.trafficRouting.gatewayAPI",
+    ),
+    Case(
+        "mirror-judged-at-the-gateway",
+        edits(
+            edit("strategy.steps[0]", {"setMirror": {"percent": 50}}),
+            edit("strategy.analysis.source", "gateway"),
+        ),
+        "spec.strategy.analysis.source",
+        "source gateway cannot judge setMirror",
+    ),
+    Case(
+        "mirror-over-100",
+        edit("strategy.steps[0]", {"setMirror": {"percent": 101}}),
+        "spec.strategy.steps[0].setMirror.percent",
     ),
     Case(
         "header-value-two-kinds",
@@ -507,7 +521,7 @@ INVALID: list[Case] = [
         "step-weight-and-header",
         edit("strategy.steps[0]", {"setWeight": 5, "setHeaderRoute": {"match": [_HEADER]}}),
         "spec.strategy.steps[0]",
-        "one of setWeight, pause, setHeaderRoute",
+        "one of setWeight, pause, setHeaderRoute, setMirror",
     ),
     Case(
         "unknown-source",
@@ -634,6 +648,7 @@ VALID: list[Case] = [
         ),
         "",
     ),
+    Case("mirror", edit("strategy.steps[0]", {"setMirror": {"percent": 50}}), ""),
     Case(
         "blue-green-manual",
         edits(edit("strategy.steps", DELETE), edit("strategy.blueGreen", {})),

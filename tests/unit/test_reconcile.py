@@ -604,7 +604,9 @@ def test_an_abort_is_applied_before_a_slow_analysis_check() -> None:
 # ---- where the analysis reads its metrics (issue 14) -------------------------------------------
 
 
-def gateway_objects(controller: str) -> list[dict[str, Any]]:
+def gateway_objects(controller: str, listed: list[str] | None = None) -> list[dict[str, Any]]:
+    """Gateway gw of class edge; `listed`: the class' status.supportedFeatures."""
+    status = {} if listed is None else {"supportedFeatures": [{"name": n} for n in listed]}
     return [
         {
             "kind": "Gateway",
@@ -615,6 +617,7 @@ def gateway_objects(controller: str) -> list[dict[str, Any]]:
             "kind": "GatewayClass",
             "metadata": {"name": "edge"},
             "spec": {"controllerName": controller},
+            "status": status,
         },
     ]
 

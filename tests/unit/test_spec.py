@@ -95,7 +95,8 @@ def test_round_trips_through_camel_case() -> None:
     again = RolloutSpec.model_validate(spec.model_dump(by_alias=True, exclude_none=True))
     assert again == spec
 
-ONE_KIND = "one of setWeight, pause, setHeaderRoute"
+
+ONE_KIND = "one of setWeight, pause, setHeaderRoute, setMirror"
 
 
 @pytest.mark.parametrize(

@@ -38,6 +38,8 @@ class GatewayClassSeen:
     gateway: str  # "<namespace>/<name>"
     class_name: str
     controller: str  # spec.controllerName
+    # status.supportedFeatures' names; None: the class lists none (not known)
+    features: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -72,14 +74,24 @@ def gateway_class_of(
     route_namespace: str,
     class_of_gateway: Callable[[tuple[str, str]], str | None],
     controller_of_class: Callable[[str], str | None],
+    features_of_class: Callable[[str], frozenset[str] | None] = lambda _: None,
 ) -> GatewayClassSeen | None:
     """The class of the route's first parent Gateway that is seen, with its class seen."""
     for key in parent_gateways(route, route_namespace):
         class_name = class_of_gateway(key)
         controller = controller_of_class(class_name) if class_name else None
         if class_name and controller:
-            return GatewayClassSeen(f"{key[0]}/{key[1]}", class_name, controller)
+            features = features_of_class(class_name)
+            return GatewayClassSeen(f"{key[0]}/{key[1]}", class_name, controller, features)
     return None
+
+
+def supported_features(status: Mapping[str, Any] | None) -> frozenset[str] | None:
+    """A GatewayClass status' supportedFeatures (v1.4: objects {name}; older: strings)."""
+    listed = (status or {}).get("supportedFeatures")
+    if not listed:
+        return None
+    return frozenset(str(f.get("name") if isinstance(f, Mapping) else f) for f in listed)
 
 
 def choose(

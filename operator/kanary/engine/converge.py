@@ -13,9 +13,11 @@ from kanary.engine.tick import (
     _Tick,
     _written_pods,
     header_in_force,
+    mirror_in_force,
     takes_traffic,
 )
 from kanary.observation import TrackState
+from kanary.spec import HeaderRoute
 from kanary.status import RolloutStatus
 
 # ---- canary availability, route weights and Services, level-triggered -------------------------
@@ -89,7 +91,7 @@ def _converge_weight(tick: _Tick) -> None:
     if any(isinstance(a, SetWeight) for a in tick.actions):
         return
     seen, wanted = tick.obs.route_split, _wanted_weight(tick)
-    if header_in_force(tick.status) != header_in_force(tick.incoming):
+    if _routing_in_force(tick.status) != _routing_in_force(tick.incoming):
         tick.act(SetWeight(wanted))
     elif seen is not None and seen != (100 - wanted, wanted):
         tick.act(SetWeight(wanted))
@@ -109,13 +111,27 @@ def _converge_weight(tick: _Tick) -> None:
             + ": written back",
             warning=True,
         )
+    elif tick.obs.mirror_drifted:
+        tick.act(SetWeight(wanted))
+        mirror = mirror_in_force(tick.status)
+        tick.event(
+            "MirrorRestored",
+            "the owned rule's mirror filter was missing or changed, kanary's is "
+            + (f"{mirror}%" if mirror is not None else "none")
+            + ": written back",
+            warning=True,
+        )
+
+
+def _routing_in_force(status: RolloutStatus) -> tuple[HeaderRoute | None, int | None]:
+    return header_in_force(status), mirror_in_force(status)
 
 
 def _with_header(tick: _Tick) -> None:
-    """Every route write carries the header route the decided status holds."""
-    header = header_in_force(tick.status)
+    """Every route write carries the header route and the mirror the decided status holds."""
+    header, mirror = _routing_in_force(tick.status)
     tick.actions = [
-        SetWeight(a.weight, header) if isinstance(a, SetWeight) else a for a in tick.actions
+        SetWeight(a.weight, header, mirror) if isinstance(a, SetWeight) else a for a in tick.actions
     ]
 
 

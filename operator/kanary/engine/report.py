@@ -168,8 +168,9 @@ def _pending(tick: _Tick) -> str:
 
 
 def _step_message(tick: _Tick) -> str:
-    header = tick.status.header_route
+    header, mirror = tick.status.header_route, tick.status.mirror_percent
     routing = f" + header route {header.describe()}" if header is not None else ""
+    routing += f" + mirror {mirror}%" if mirror is not None else ""
     text = f"{tick.label()}: weight {tick.status.canary_weight}%{routing}; {_step_detail(tick)}"
     summary = tick.status.analysis.summary
     return f"{text}; {summary}" if summary else text
@@ -198,11 +199,16 @@ def _step_detail(tick: _Tick) -> str:
             f"setWeight {step.set_weight}: waiting for canary pods "
             f"({ready}/{wanted} Ready, deadline {_clock(deadline)})"
         )
-    if step.set_header_route is not None:
+    if step.set_header_route is not None or step.set_mirror is not None:
         described = canary_math.describe_step(step)
-        if tick.status.header_route == (
-            step.set_header_route if step.set_header_route.match else None
-        ):
+        header = step.set_header_route
+        written = (
+            tick.status.header_route == (header if header.match else None)
+            if header is not None
+            else tick.status.mirror_percent
+            == ((step.set_mirror.percent or None) if step.set_mirror else None)
+        )
+        if written:
             return f"{described}: written; {_weight_hold(tick)}"
         deadline = started + timedelta(seconds=tick.spec.strategy.progress_deadline_seconds)
         return f"{described}: waiting for a Ready canary pod (deadline {_clock(deadline)})"

@@ -5,6 +5,7 @@ analysis checks and canary pod readiness."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from kanary import canary_math
 from kanary.actions import SetWeight
@@ -241,6 +242,7 @@ def _enter_steady(tick: _Tick) -> None:
         canary_revision=None,
         canary_weight=0,
         header_route=None,
+        mirror_percent=None,
         current_step_index=None,
         step_started_at=None,
         pause_reason=None,
@@ -265,6 +267,8 @@ def _stepping(tick: _Tick) -> None:
         _weight_step(tick, step.set_weight)
     elif step.set_header_route is not None:
         _header_step(tick, step.set_header_route)
+    elif step.set_mirror is not None:
+        _mirror_step(tick, step.set_mirror.percent)
     elif step.pause is not None and step.pause.seconds() is not None:
         _timed_pause_step(tick, step.pause.seconds() or 0.0)
 
@@ -305,11 +309,31 @@ def _canary_ready_in_time(tick: _Tick, wanted: int) -> bool:
 
 
 def _header_step(tick: _Tick, step: HeaderRoute) -> None:
-    """setHeaderRoute: once the canary has a Ready pod, requests with the headers go to it (the
-    route write carries the header rule: SetWeight.header); with analysis, the step ends on a
-    passing check taken after that write, as a weight step does. No match: the route is removed."""
+    """setHeaderRoute: requests with the headers go to the canary (no match: the header route
+    is removed)."""
     wanted = step if step.match else None
-    if wanted is not None or tick.blue_green:  # blue-green: the preview Ready at full size
+    if wanted is None:
+        text = "header route removed"
+    else:
+        text = f"requests with {wanted.describe()} go to the canary"
+    # blue-green's first step waits for the preview Ready at full size, header or not
+    _route_step(tick, wanted is not None or tick.blue_green, text, header_route=wanted)
+
+
+def _mirror_step(tick: _Tick, percent: int) -> None:
+    """setMirror: a copy of `percent`% of the owned rule's requests goes to the canary, whose
+    answers the gateway throws away (0: the mirror is removed)."""
+    wanted = percent or None
+    text = f"{percent}% of requests mirrored to the canary" if wanted else "mirror removed"
+    _route_step(tick, wanted is not None, text, mirror_percent=wanted)
+
+
+def _route_step(tick: _Tick, needs_pods: bool, text: str, **routing: Any) -> None:
+    """A step that changes what the route sends the canary besides the weight: once the canary
+    has its Ready pods, the status takes `routing` and the route write carries it (SetWeight's
+    header and mirror); with analysis, the step ends on a passing check taken after that
+    write, as a weight step does."""
+    if needs_pods:
         if not takes_traffic(tick.status) and _gate_holds(tick, "pre-rollout"):
             return
         weight = canary_math.weight_through(tick.steps, tick.step_index)
@@ -317,18 +341,13 @@ def _header_step(tick: _Tick, step: HeaderRoute) -> None:
             return
     if tick.obs.route_problem:
         return
-    if tick.status.header_route != wanted:
-        tick.update(header_route=wanted, weight_set_at=tick.now)
+    if any(getattr(tick.status, k) != v for k, v in routing.items()):
+        tick.update(**routing, weight_set_at=tick.now)
         tick.act(SetWeight(tick.status.canary_weight))
-        text = (
-            f"requests with {wanted.describe()} go to the canary"
-            if wanted is not None
-            else "header route removed"
-        )
         if tick.spec.strategy.analysis is None or not takes_traffic(tick.status):
             _advance(tick, f"{text} ({tick.label()} done)")
             return
-        tick.event("HeaderRoute", f"{tick.label()}: {text}")
+        tick.event("RouteSet", f"{tick.label()}: {text}")
         return
     if _analysis_allows_advance(tick):
         _advance(tick)
@@ -393,6 +412,7 @@ def _start_rollout(tick: _Tick) -> None:
         current_step_index=0,
         canary_weight=0,
         header_route=None,
+        mirror_percent=None,
         step_started_at=tick.now,
         rollout_started_at=tick.now,
         pause_reason=_pause_reason_of(first),
@@ -425,7 +445,8 @@ def _start_promotion(tick: _Tick, why: str) -> None:
     tick.moved = True
     tick.update(
         stage="Promoting",
-        header_route=None,  # the route write that removes it: converge._converge_weight
+        header_route=None,  # the route write that removes them: converge._converge_weight
+        mirror_percent=None,
         current_step_index=len(tick.steps),
         step_started_at=tick.now,
         pause_reason=None,
@@ -469,6 +490,7 @@ def _roll_back(tick: _Tick, cause: str, reason: str) -> None:
         stage="Aborted",
         canary_weight=0,
         header_route=None,
+        mirror_percent=None,
         pause_reason=None,
         scale_down_at=_scale_down_time(tick),
         gate=None,

@@ -56,14 +56,24 @@ def template_hash(template: PodTemplate) -> str:
 
 
 def takes_traffic(status: RolloutStatus) -> bool:
-    """The route sends the canary requests: a weight, or a header route."""
-    return status.canary_weight > 0 or status.header_route is not None
+    """The route sends the canary requests: a weight, a header route or a mirror."""
+    return (
+        status.canary_weight > 0
+        or status.header_route is not None
+        or status.mirror_percent is not None
+    )
 
 
 def header_in_force(status: RolloutStatus) -> HeaderRoute | None:
     """The header route the HTTPRoute must hold: the one in force, or none while no canary pod
     is Ready."""
     return None if status.canary_unavailable_since is not None else status.header_route
+
+
+def mirror_in_force(status: RolloutStatus) -> int | None:
+    """The mirror the HTTPRoute must hold: the one in force, or none while no canary pod is
+    Ready."""
+    return None if status.canary_unavailable_since is not None else status.mirror_percent
 
 
 def canary_judged(status: RolloutStatus) -> bool:
@@ -192,8 +202,11 @@ def _canary_pods_for(tick: _Tick, weight: int) -> int:
     """Pods for a step's weight, never fewer than the traffic already sent to the canary needs
     (a plan edited under a running rollout must not take weight back), and at least one while
     a header route sends it requests or is about to."""
-    header = tick.status.header_route is not None or (
-        canary_math.header_route_through(tick.steps, tick.step_index) is not None
+    header = (
+        tick.status.header_route is not None
+        or tick.status.mirror_percent is not None
+        or canary_math.header_route_through(tick.steps, tick.step_index) is not None
+        or canary_math.mirror_through(tick.steps, tick.step_index) is not None
     )
     pods = max(canary_math.replicas_for_weight(tick.replicas, weight), _written_pods(tick))
     if tick.blue_green:

@@ -12,8 +12,10 @@ class RouteProblem(Exception):
 
 
 class TrafficRouter(Protocol):
-    def set_weight(self, weight: int, header: HeaderRoute | None = None) -> tuple[int, int] | None:
-        """Send `weight`% to canary, the rest to stable, and requests matching `header` to the
-        canary, in one write; RouteProblem if not. Returns the (stable, canary) split as
-        stored, or None where pods are the split."""
+    def set_weight(
+        self, weight: int, header: HeaderRoute | None = None, mirror: int | None = None
+    ) -> tuple[int, int] | None:
+        """Send `weight`% to canary, the rest to stable, requests matching `header` to the
+        canary and a copy of `mirror`% of requests to it, in one write; RouteProblem if not.
+        Returns the (stable, canary) split as stored, or None where pods are the split."""
         ...

@@ -20,7 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kanary.kube import Kube
 from kanary.objects import LABEL_STEERED, track_name
-from kanary.routers import header_rules
+from kanary.routers import header_rules, mirror_filter
 from kanary.routers.base import RouteProblem
 from kanary.spec import HeaderRoute, Step
 
@@ -145,10 +145,13 @@ def weight_patch(
     weight: int,
     header_rule: dict[str, Any] | None = None,
     rollout: str = "",
+    mirror: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """A JSON patch setting only the owned rule's two weights, guarded by the resourceVersion
     read and by the names at the paths it writes; with `rollout`, it also replaces kanary's
-    header rule by `header_rule` (header_rules.patch_ops)."""
+    mirror filter on the owned rule by `mirror` (mirror_filter.patch_ops) and kanary's header
+    rule by `header_rule` (header_rules.patch_ops), in that order: the owned rule's index is
+    still the one read when its filters are written."""
     base = f"/spec/rules/{rule.index}/backendRefs"
     refs = route["spec"]["rules"][rule.index]["backendRefs"]
     ops: list[dict[str, Any]] = [
@@ -161,6 +164,8 @@ def weight_patch(
     for ref, value in ((rule.stable_ref, 100 - weight), (rule.canary_ref, weight)):
         ops.append({"op": "test", "path": f"{base}/{ref}/name", "value": refs[ref]["name"]})
         ops.append({"op": "add", "path": f"{base}/{ref}/weight", "value": value})
+    if rollout and mirror_filter.drifted(route, rule.index, rollout, mirror):
+        ops.extend(mirror_filter.patch_ops(route, rule.index, rollout, mirror))
     if rollout and header_rules.drifted(route, header_rule, rollout):
         ops.extend(header_rules.patch_ops(route, header_rule, rollout))
     return ops
@@ -179,23 +184,30 @@ class GatewayRouter:
         self.rollout = rollout
         self.rule = rule
 
-    def set_weight(self, weight: int, header: HeaderRoute | None = None) -> tuple[int, int]:
-        """Write the split and the header rule (one patch) and return the split as the API
-        server stored it (stable, canary)."""
+    def set_weight(
+        self, weight: int, header: HeaderRoute | None = None, mirror: int | None = None
+    ) -> tuple[int, int]:
+        """Write the split, the mirror filter and the header rule (one patch) and return the
+        split as the API server stored it (stable, canary)."""
         for attempt in range(_ATTEMPTS):
             route = self.kube.get_httproute(self.namespace, self.route_name)
             found = find_rule(route, self.route_name, self.rollout, self.rule)
             if isinstance(found, str) or route is None:
                 raise RouteProblem(found)
             rule = wanted_header_rule(route, found, self.rollout, header)
-            same_rule = not header_rules.drifted(route, rule, self.rollout)
-            if split_of(route, found) == (100 - weight, weight) and same_rule:
+            copy = mirror_filter.wanted_filter(
+                route, found.index, found.canary_ref, self.rollout, mirror
+            )
+            same = not header_rules.drifted(route, rule, self.rollout) and not (
+                mirror_filter.drifted(route, found.index, self.rollout, copy)
+            )
+            if split_of(route, found) == (100 - weight, weight) and same:
                 return 100 - weight, weight
             try:
                 stored = self.kube.json_patch_httproute(
                     self.namespace,
                     self.route_name,
-                    weight_patch(route, found, weight, rule, self.rollout),
+                    weight_patch(route, found, weight, rule, self.rollout, copy),
                 )
                 return split_of(stored, found)
             except ApiException as e:

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kanary.objects import contains, track_name
+from kanary.routers import mirror_filter
 from kanary.spec import HeaderMatch, HeaderRoute
 
 MAX_RULES = 16  # HTTPRoute spec.rules maxItems
@@ -96,8 +97,13 @@ def header_rule(
     }
     ref["name"] = track_name(rollout, "canary")
     rule = {
-        k: copy.deepcopy(v) for k, v in user.items() if k not in ("name", "matches", "backendRefs")
+        k: copy.deepcopy(v)
+        for k, v in user.items()
+        if k not in ("name", "matches", "backendRefs", "filters")
     }
+    filters = [f for f in user.get("filters") or [] if not mirror_filter.is_kanarys(f, rollout)]
+    if filters:  # kanary's own mirror is not copied: the header rule's requests are all canary's
+        rule["filters"] = copy.deepcopy(filters)
     rule.update(name=rule_name(rollout), matches=matches, backendRefs=[{**ref, "weight": 1}])
     return rule
 
