@@ -152,8 +152,10 @@ class Traffic:
         workers: int = 16,
         max_seconds: float = 480.0,
         timeout_s: float = 5.0,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.host = host
+        self.headers = {"Host": host, **(headers or {})}
         self.rate = min(max(rate, 1.0), 400.0)
         self.max_seconds = min(max_seconds, 600.0)
         self.timeout_s = timeout_s
@@ -201,7 +203,7 @@ class Traffic:
             sent = time.monotonic()
             status, version = "", "?"
             try:
-                c.request("GET", "/", headers={"Host": self.host})
+                c.request("GET", "/", headers=self.headers)
                 resp = c.getresponse()
                 body = resp.read()
                 status = str(resp.status)
@@ -400,6 +402,8 @@ class Scenario:
             },
         )
         body["spec"]["template"]["spec"]["containers"][0]["env"] = _env(env)
+        if "blueGreen" in strategy:
+            del body["spec"]["strategy"]["steps"]
         if notifications is not None:
             body["spec"]["notifications"] = notifications
         if readiness_probe is None and not self.kwok:

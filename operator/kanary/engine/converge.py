@@ -85,7 +85,7 @@ def _no_header(status: RolloutStatus) -> str:
 def _converge_weight(tick: _Tick) -> None:
     """Set and verify, every tick: a route whose weights or header rule differ from kanary's
     (re-applied by GitOps, edited by hand) is written back, unless this tick already writes
-    the route; a header route this tick ended (promotion) is written here."""
+    the route; a header route or mirror this tick changed without a write is written here."""
     if tick.ratio_mode or tick.obs.route_problem or tick.status.stage in (None, "Creating"):
         return
     if any(isinstance(a, SetWeight) for a in tick.actions):

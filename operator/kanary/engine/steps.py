@@ -445,8 +445,6 @@ def _start_promotion(tick: _Tick, why: str) -> None:
     tick.moved = True
     tick.update(
         stage="Promoting",
-        header_route=None,  # the route write that removes them: converge._converge_weight
-        mirror_percent=None,
         current_step_index=len(tick.steps),
         step_started_at=tick.now,
         pause_reason=None,
