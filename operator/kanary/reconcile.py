@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -22,23 +21,18 @@ from pydantic import ValidationError
 
 from kanary import __version__, metrics_export
 from kanary import actions as act
-from kanary.analysis.metrics_source import GatewayClassSeen
 from kanary.analysis.templating import template_errors
-from kanary.engine import Decision, decide, template_hash
+from kanary.engine import decide, template_hash
 from kanary.engine.tick import header_in_force, mirror_in_force
 from kanary.kube import Kube
 from kanary.notify import text
 from kanary.notify.alerts import raise_alerts
-from kanary.notify.dispatch import Notifier
 from kanary.notify.gates import ask_gate
 from kanary.notify.model import Target
 from kanary.objects import (
     ANNOTATION_ACTION,
     ANNOTATION_ACTION_ID,
-    LABEL_REVISION,
     contains,
-    controller_revision,
-    deployment,
     service_drifted,
     services,
     track_name,
@@ -49,19 +43,33 @@ from kanary.observation import (
     Observation,
     TrackState,
 )
-from kanary.podclock import PodClock
 from kanary.readiness import readiness_figures
 from kanary.reconcile_analysis import SourceFor, analyse, with_prometheus
+from kanary.reconcile_state import (
+    PostEvent,
+    Runtime,
+    SeenDeployment,
+    Ticked,
+    View,
+    _template_of,
+    seen_deployment,
+)
+from kanary.reconcile_writes import (
+    NewerSpec,
+    UnknownTemplate,
+    _EventPoster,
+    _without_weights,
+    execute,
+    is_terminating,
+)
 from kanary.routers import RouteProblem, features, header_rules, mirror_filter
 from kanary.routers.gateway import (
-    GatewayRouter,
     find_rule,
     header_problem,
     split_of,
     steered_route,
     wanted_header_rule,
 )
-from kanary.routers.replica_ratio import ReplicaRatioRouter
 from kanary.spec import GatewayAPIRouting, RolloutSpec
 from kanary.status import RolloutStatus
 from kanary.status_write import (
@@ -92,144 +100,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("kanary")
-
-TERMINATING_SECONDS = 30.0
-EVENT_FOLD_SECONDS = 60.0  # the same Event (reason and message) for one Rollout, at most this often
-EVENT_SERIES_SECONDS = 3600.0  # a repeat within this (the API server's default Event TTL) counts
-
-PostEvent = Callable[[str, str, str], str | None]  # (type, reason, message) -> the Event's name
-
-
-@dataclasses.dataclass(frozen=True)
-class SeenDeployment:
-    """An owned Deployment as the watch shows it."""
-
-    state: TrackState
-    template: Mapping[str, Any]
-    generation: int
-
-
-@dataclasses.dataclass(frozen=True)
-class View:
-    """What the watch caches show of one Rollout's world this tick."""
-
-    stable: SeenDeployment | None = None
-    canary: SeenDeployment | None = None
-    services: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
-    route: Mapping[str, Any] | None = None  # the HTTPRoute the spec names, if any
-    revisions: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
-    # (namespace, name) -> spec of the AlertProviders the Rollout may use (watch index)
-    alert_providers: Mapping[tuple[str, str], Mapping[str, Any]] = dataclasses.field(
-        default_factory=dict
-    )
-    gateway_class: GatewayClassSeen | None = None  # behind the route's parent Gateway, if seen
-    # the class behind a route read outside the watch (steered_route), from the same caches
-    class_of_route: Callable[[Mapping[str, Any]], GatewayClassSeen | None] | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Ticked:
-    """What one tick left: the status (as written, or waiting to be: Runtime.unwritten) and the
-    engine's next time-based turn (engine.Decision.recheck_at), for wakeups.next_tick."""
-
-    status: RolloutStatus
-    recheck_at: datetime | None
-
-
-@dataclasses.dataclass
-class EventSeries:
-    """One Event object and how often it happened (count) as last written."""
-
-    name: str | None  # None: the poster did not say (the Event is posted anew on a repeat)
-    count: int
-    posted: float  # monotonic: when it was last written
-
-
-@dataclasses.dataclass
-class Runtime:
-    """Process-wide state: the client, the pod clock and a little memory of our own writes."""
-
-    kube: Kube
-    clock: PodClock = dataclasses.field(default_factory=PodClock)
-    # (namespace, Deployment) -> the generation our last apply produced: a template that still
-    # differs from ours at that generation is the API server's normalisation, not someone's edit.
-    applied_generation: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)
-    # (rollout uid, type, reason, message) -> the Event series that says it (_EventPoster)
-    recent_events: dict[tuple[str, str, str, str], EventSeries] = dataclasses.field(
-        default_factory=dict
-    )
-    monotonic: Callable[[], float] = time.monotonic
-    # namespace -> when a write there was refused because it is being deleted
-    terminating: dict[str, float] = dataclasses.field(default_factory=dict)
-    notifier: Notifier | None = None  # alerts and gates; None: none are sent
-    # rollout uid -> (gate type, revision, when) of the gate it last asked (notify.gates)
-    gate_asked: dict[str, tuple[str, str, datetime]] = dataclasses.field(default_factory=dict)
-    # rollout uid -> since when an observation-only status change waits to be written
-    unwritten: dict[str, datetime] = dataclasses.field(default_factory=dict)
-
-    def forget(self, namespace: str, name: str, uid: str) -> None:
-        """The Rollout is gone: drop what this process remembered of it, so memory follows the
-        Rollouts that exist."""
-        for track in ("stable", "canary"):
-            self.applied_generation.pop((namespace, track_name(name, track)), None)
-        for key in [k for k in self.recent_events if k[0] == uid]:
-            del self.recent_events[key]
-        self.gate_asked.pop(uid, None)
-        self.unwritten.pop(uid, None)
-        self.clock.forget_rollout(namespace, name)  # its pods' DELETED events may be missed
-        self.terminating = still_terminating(self.terminating, self.monotonic())
-        if self.notifier is not None:
-            self.notifier.forget(uid)
-
-    def namespace_terminating(self, namespace: str) -> bool:
-        """A write in `namespace` was refused as terminating in the last TERMINATING_SECONDS:
-        its Rollouts are left alone (the namespace controller is deleting what they own)."""
-        since = self.terminating.get(namespace)
-        if since is None:
-            return False
-        if self.monotonic() - since < TERMINATING_SECONDS:
-            return True
-        del self.terminating[namespace]
-        return False
-
-
-def still_terminating(terminating: Mapping[str, float], now: float) -> dict[str, float]:
-    """The namespaces whose refusal is recent (a deleted namespace is not asked about again)."""
-    return {ns: at for ns, at in terminating.items() if now - at < TERMINATING_SECONDS}
-
-
-def track_state(body: Mapping[str, Any]) -> TrackState:
-    """TrackState of an owned Deployment body."""
-    spec, status = body.get("spec") or {}, body.get("status") or {}
-    meta = body.get("metadata") or {}
-    template_labels = (spec.get("template") or {}).get("metadata", {}).get("labels") or {}
-    replicas = int(spec.get("replicas", 1))
-    ready = int(status.get("readyReplicas", 0) or 0)
-    updated = int(status.get("updatedReplicas", 0) or 0)
-    settled = (
-        int(status.get("observedGeneration", 0) or 0) >= int(meta.get("generation", 0) or 0)
-        and updated == replicas
-        and ready == replicas
-        and int(status.get("replicas", 0) or 0) == replicas
-    )
-    containers = (spec.get("template") or {}).get("spec", {}).get("containers") or []
-    return TrackState(
-        exists=True,
-        images=",".join(str(c.get("image", "")) for c in containers),
-        revision=template_labels.get(LABEL_REVISION),
-        replicas=replicas,
-        ready=ready if updated >= ready else updated,
-        settled=settled,
-    )
-
-
-def seen_deployment(body: Mapping[str, Any]) -> SeenDeployment:
-    spec = body.get("spec") or {}
-    return SeenDeployment(
-        state=track_state(body),
-        template=spec.get("template") or {},
-        generation=int((body.get("metadata") or {}).get("generation") or 0),
-    )
 
 
 # ---- the tick --------------------------------------------------------------------------------
@@ -456,15 +326,6 @@ def _track(
     return dataclasses.replace(seen.state, drifted=drifted)
 
 
-def _template_of(spec: RolloutSpec, view: View, revision: str | None) -> Mapping[str, Any] | None:
-    """The pod template kanary applies for `revision`: the spec's, or the one recorded."""
-    if revision is None:
-        return None
-    if revision == template_hash(spec.template):
-        return spec.template.model_dump(by_alias=True)
-    return view.revisions.get(revision)
-
-
 def manual_action(annotations: Mapping[str, str]) -> tuple[ManualAction | None, str | None]:
     raw = annotations.get(ANNOTATION_ACTION)
     if raw is None:
@@ -491,142 +352,3 @@ def consume_action(kube: Kube, namespace: str, name: str, annotations: Mapping[s
         if e.status != 422:
             raise
         log.info("rollout %s/%s: a new action arrived during the tick; it is next", namespace, name)
-
-
-# ---- writes ----------------------------------------------------------------------------------
-
-
-class _EventPoster:
-    """Each distinct Event of a Rollout is one Kubernetes Event series: the first occurrence
-    creates the Event; a repeat patches its count and lastTimestamp, at most once per
-    EVENT_FOLD_SECONDS (repeats in between are counted into the next patch); a repeat after
-    EVENT_SERIES_SECONDS, or of an Event that expired (404), starts a new one."""
-
-    def __init__(
-        self, rt: Runtime, meta: Mapping[str, Any], post: PostEvent, now: datetime
-    ) -> None:
-        self.rt, self.post, self.now = rt, post, now
-        self.uid, self.namespace = str(meta.get("uid", "")), str(meta.get("namespace", ""))
-
-    def __call__(self, kind: str, reason: str, message: str) -> None:
-        key = (self.uid, kind, reason, message)
-        at = self.rt.monotonic()
-        series = self.rt.recent_events.get(key)
-        if series is None or at - series.posted >= EVENT_SERIES_SECONDS:
-            self._prune(at)
-            self.rt.recent_events[key] = EventSeries(self.post(kind, reason, message), 1, at)
-            return
-        series.count += 1
-        if at - series.posted < EVENT_FOLD_SECONDS:
-            return  # counted, written with the next repeat
-        series.posted = at
-        if series.name is not None:
-            try:
-                self.rt.kube.repeat_event(self.namespace, series.name, series.count, self.now)
-                return
-            except ApiException as e:
-                if e.status != 404:
-                    raise
-        series.name, series.count = self.post(kind, reason, message), 1
-
-    def _prune(self, at: float) -> None:
-        if len(self.rt.recent_events) > 10000:
-            cutoff = at - EVENT_SERIES_SECONDS
-            for k in [k for k, v in self.rt.recent_events.items() if v.posted < cutoff]:
-                del self.rt.recent_events[k]
-
-
-def execute(
-    rt: Runtime,
-    spec: RolloutSpec,
-    meta: Mapping[str, Any],
-    view: View,
-    obs: Observation,
-    decision: Decision,
-    events: list[act.EmitEvent],
-) -> tuple[int, int] | None:
-    """Apply the engine's writes in order; the (stable, canary) split written, if any. Events
-    are collected into `events`, to be posted once every write and the status went through:
-    an Event says what happened (a write refused in a terminating namespace posts none)."""
-    name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
-    written: tuple[int, int] | None = None
-    for action in decision.actions:
-        match action:
-            case act.EnsureServices(names=names):
-                for svc in services(spec, name, namespace, uid):
-                    if not names or svc["metadata"]["name"] in names:
-                        rt.kube.apply(svc)
-            case act.ApplyCanary(revision=rev, replicas=n):
-                _apply_deployment(rt, spec, meta, view, "canary", rev, n)
-            case act.ApplyStable(revision=rev, replicas=n):
-                _apply_deployment(rt, spec, meta, view, "stable", rev, n)
-            case act.ScaleStable(replicas=n):
-                rt.kube.scale(namespace, track_name(name, "stable"), n)
-            case act.SetWeight(weight=w, header=header, mirror=mirror):
-                written = _router(rt, spec, namespace, name).set_weight(w, header, mirror)
-            case act.EmitEvent():
-                events.append(action)
-    return written
-
-
-class NewerSpec(Exception):
-    """The Rollout has spec fields this operator's models do not know."""
-
-
-class UnknownTemplate(Exception):
-    """A Deployment must be recreated with a revision whose template was not recorded."""
-
-
-def _apply_deployment(
-    rt: Runtime,
-    spec: RolloutSpec,
-    meta: Mapping[str, Any],
-    view: View,
-    track: str,
-    revision: str,
-    replicas: int,
-) -> None:
-    name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
-    template = _template_of(spec, view, revision)
-    if template is None:
-        raise UnknownTemplate(
-            f"the {track} track's revision {revision} has no recorded template "
-            f"(ControllerRevision {name}-{revision} is missing): change spec.template to roll out"
-        )
-    if revision == template_hash(spec.template) and revision not in view.revisions:
-        number = int(meta.get("generation") or 1)
-        rt.kube.apply(controller_revision(spec, name, namespace, uid, revision, number))
-    manifest = deployment(
-        spec,
-        name,
-        namespace,
-        uid,
-        "stable" if track == "stable" else "canary",
-        revision,
-        replicas,
-        template=dict(template),
-    )
-    stored = rt.kube.apply(manifest)
-    generation = int(((stored or {}).get("metadata") or {}).get("generation") or 0)
-    if generation:
-        rt.applied_generation[(namespace, manifest["metadata"]["name"])] = generation
-
-
-def _router(
-    rt: Runtime, spec: RolloutSpec, namespace: str, name: str
-) -> GatewayRouter | ReplicaRatioRouter:
-    gw = spec.traffic_routing.gateway_api if spec.traffic_routing else None
-    if gw is None:
-        return ReplicaRatioRouter()
-    return GatewayRouter(rt.kube, namespace, gw.http_route, name, gw.rule)
-
-
-def _without_weights(decision: Decision) -> Decision:
-    kept = [a for a in decision.actions if not isinstance(a, act.SetWeight)]
-    return dataclasses.replace(decision, actions=kept)
-
-
-def is_terminating(error: ApiException) -> bool:
-    """The namespace is being deleted (403 on create) or the object is already gone."""
-    body = str(getattr(error, "body", "") or "")
-    return (error.status == 403 and "being terminated" in body) or error.status == 404

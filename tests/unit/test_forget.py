@@ -22,7 +22,7 @@ from kanary.notify.gates import ask_gate
 from kanary.notify.model import Target
 from kanary.objects import LABEL_REVISION, LABEL_ROLLOUT, LABEL_TRACK
 from kanary.observation import AnalysisOutcome
-from kanary.reconcile import TERMINATING_SECONDS, EventSeries, Runtime
+from kanary.reconcile_state import TERMINATING_SECONDS, EventSeries, Runtime
 from kanary.spec import RolloutSpec
 from kanary.status import (
     AlertRecord,

@@ -27,8 +27,10 @@ The engine is split by concern, as Argo Rollouts splits its rollout controller:
 
 - ``tick``: ``Decision``, ``_Tick`` (one call of decide() in the making), ``template_hash``,
   ``analysis_due`` and the small helpers the other files share;
-- ``steps``: the stages and their steps (creating, steady, setWeight and pause steps, advancing,
-  promotion, rollback), template changes (supersede), analysis counting and canary readiness;
+- ``steps``: the stages and their steps (creating, steady, setWeight, setHeaderRoute, setMirror
+  and pause steps, advancing, promotion) and template changes (supersede);
+- ``judging``: analysis counting, the sequential test, canary readiness;
+- ``rollback``: weight 0 in one write, the canary's scale-down times;
 - ``manual``: the manual actions (promote, promote --full, abort, retry, pause, resume);
 - ``converge``: the level-triggered part (canary availability, route weights, Services and the
   two Deployments);
@@ -46,15 +48,11 @@ from kanary.engine.converge import (
     _watch_canary,
     _with_header,
 )
+from kanary.engine.judging import _take_analysis, _take_sequential
 from kanary.engine.manual import _acknowledge, _apply_manual, _manual_is_new
 from kanary.engine.report import _finish, _set_conditions
-from kanary.engine.steps import (
-    _follow_template,
-    _roll_back,
-    _run_stage,
-    _take_analysis,
-    _take_sequential,
-)
+from kanary.engine.rollback import _roll_back
+from kanary.engine.steps import _follow_template, _run_stage
 from kanary.engine.tick import (
     Decision,
     _Tick,

@@ -7,7 +7,8 @@ from datetime import timedelta
 
 from kanary import canary_math
 from kanary.actions import ApplyCanary, ApplyStable, EnsureServices, ScaleStable, SetWeight
-from kanary.engine.steps import _canary_takes_all_first, _roll_back, _scale_down_time
+from kanary.engine.rollback import _roll_back, _scale_down_time
+from kanary.engine.steps import _canary_takes_all_first
 from kanary.engine.tick import (
     _canary_pods_for,
     _Tick,

@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 from kanary import canary_math
 from kanary.engine.report import _pause_text
-from kanary.engine.steps import _advance, _roll_back, _start_promotion, _start_rollout
+from kanary.engine.rollback import _roll_back
+from kanary.engine.steps import _advance, _start_promotion, _start_rollout
 from kanary.engine.tick import _pause_reason_of, _phase_of, _Tick
 from kanary.observation import ManualAction
 from kanary.status import LastAction
