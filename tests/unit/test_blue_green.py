@@ -8,7 +8,7 @@ from typing import Any
 
 from tests.unit.fake_kube import FakeKube, Harness
 from tests.unit.test_header_routes import CANARY_HEADER, canary_rule, rules, user_route
-from tests.unit.test_reconcile import NAME, NS, new_version, rollout
+from tests.unit.test_reconcile import NAME, NS, analysed_harness, new_version, rollout
 
 from kanary.spec import RolloutSpec
 
@@ -118,3 +118,23 @@ def test_auto_promotion_switches_after_the_seconds_without_a_promote() -> None:
     assert live_split(h) == (100, 0)
     h.run_until(lambda s: s.canary_weight == 100, limit=20)
     assert h.status.phase == "Progressing"
+
+
+def test_with_analysis_and_no_preview_traffic_the_preview_still_waits_for_promote() -> None:
+    """Found in review: the preview step waited for a passing check, so a preview nobody sent
+    requests to never reached the promote pause."""
+    body = blue_green(previewHeader=[CANARY_HEADER])
+    body["spec"]["strategy"]["analysis"] = {
+        "interval": "1s",
+        "metrics": [{"name": "error-rate", "max": 0.01}],
+    }
+    h, asked = analysed_harness(body)
+    h.kube.put(user_route())
+    h.run_until(lambda s: s.phase == "Healthy")
+    new_version(h)
+    h.run_until(lambda s: s.phase == "Paused", limit=60)
+    assert h.status.current_step_index == 1 and canary_rule(h) is not None
+    for _ in range(5):
+        h.tick()
+    assert asked  # the preview is judged (no data: never a pass) while it waits for promote
+    assert h.status.phase == "Paused"

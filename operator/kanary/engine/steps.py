@@ -244,12 +244,14 @@ def _route_step(tick: _Tick, needs_pods: bool, text: str, **routing: Any) -> Non
     if any(getattr(tick.status, k) != v for k, v in routing.items()):
         tick.update(**routing, weight_set_at=tick.now)
         tick.act(SetWeight(tick.status.canary_weight))
-        if tick.spec.strategy.analysis is None or not takes_traffic(tick.status):
+        # blue-green's preview step ends at once: the wait for promotion that follows is
+        # where its analysis holds (and `kanary promote` needs nothing before it)
+        if tick.spec.strategy.analysis is None or not takes_traffic(tick.status) or tick.blue_green:
             _advance(tick, f"{text} ({tick.label()} done)")
             return
         tick.event("RouteSet", f"{tick.label()}: {text}")
         return
-    if _analysis_allows_advance(tick):
+    if tick.blue_green or _analysis_allows_advance(tick):
         _advance(tick)
 
 
