@@ -634,6 +634,7 @@ INVALID: list[Case] = [
 VALID: list[Case] = [
     Case("gin-demo", edits(), ""),
     Case("replica-ratio", edits(), "", base="rollout-replica-ratio.yaml"),
+    Case("blue-green-example", edits(), "", base="rollout-blue-green.yaml"),
     # An explicit null is the field omitted, for the API server (it prunes non-nullable nulls
     # before validation) as for pydantic.
     Case(

@@ -249,21 +249,22 @@ def test_operator_args_are_the_clis_and_match_the_probe_and_ports() -> None:
 
 def test_example_rollouts_parse() -> None:
     rollouts = docs("Rollout", EXAMPLES)
-    assert {r["metadata"]["name"] for r in rollouts} >= {"gin-demo", "gin-demo-ratio"}
+    assert {r["metadata"]["name"] for r in rollouts} >= {"gin-demo", "gin-demo-ratio", "gin-bg"}
     for r in rollouts:
         RolloutSpec.model_validate(r["spec"])
         assert "namespace" not in r["metadata"], "examples go into the namespace given with -n"
 
 
-def test_gateway_example_fits_its_route_and_gateway() -> None:
-    gin = next(r for r in docs("Rollout", EXAMPLES) if r["metadata"]["name"] == "gin-demo")
+@pytest.mark.parametrize("name", ["gin-demo", "gin-bg"])
+def test_gateway_example_fits_its_route_and_gateway(name: str) -> None:
+    gin = next(r for r in docs("Rollout", EXAMPLES) if r["metadata"]["name"] == name)
     spec = RolloutSpec.model_validate(gin["spec"])
     assert spec.traffic_routing is not None and spec.traffic_routing.gateway_api is not None
     route_name = spec.traffic_routing.gateway_api.http_route
     [route] = [r for r in docs("HTTPRoute", EXAMPLES) if r["metadata"]["name"] == route_name]
-    assert route_problem(route, route_name, "gin-demo") is None
+    assert route_problem(route, route_name, name) is None
     weights = {b["name"]: b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]}
-    assert weights == {"gin-demo-stable": 100, "gin-demo-canary": 0}
+    assert weights == {f"{name}-stable": 100, f"{name}-canary": 0}
     assert all(b["port"] == spec.service.port for b in route["spec"]["rules"][0]["backendRefs"])
 
     gateway = one("Gateway", GATEWAY)
