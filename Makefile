@@ -79,6 +79,9 @@ kind-demo: install ## the demo on kind (after kind-up); load through the Gateway
 	$(PY) hack/demo.py --kubeconfig $(KIND_KUBECONFIG)
 
 integration: install cluster-build dataplane-install dataplane-build app images ## integration + e2e tests on the local cluster
-	hack/cluster/exec.sh $(PY) -m pytest -q -rs tests/integration tests/e2e
+	# the scan gate fetches a vulnerable module version from the Go module proxy: outside the
+	# cluster's network namespace, which has no route out (a cold module cache failed there)
+	$(PY) -m pytest -q -rs tests/integration/test_scan_gate.py
+	hack/cluster/exec.sh $(PY) -m pytest -q -rs --ignore=tests/integration/test_scan_gate.py tests/integration tests/e2e
 
 test: lint unit gotest scan integration ## everything CI runs

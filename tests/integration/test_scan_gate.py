@@ -8,7 +8,9 @@ net/http's server) to a vulnerable http3 symbol. The scan of that copy must exit
 name GO-2026-5676 as failing.
 
 No local cluster: it needs the go command only (the first run builds govulncheck and the
-database into $KANARY_CACHE, later runs reuse them).
+database into $KANARY_CACHE, later runs reuse them), and the Go module proxy for the vulnerable
+version, so `make integration` runs it outside the cluster's network namespace (inside, a
+cold module cache failed: no route to proxy.golang.org).
 """
 
 from __future__ import annotations
