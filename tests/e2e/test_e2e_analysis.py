@@ -103,9 +103,11 @@ def sc(scenario: Scenario) -> Scenario:
 # ---- the judge: a canary 30% slower in p50, with a p99 where the stable track's sits -------
 # Uniform 30..90 ms (stable) and 66..90 ms (canary): medians 60 and 78 ms (+30%), both p99s
 # just under 90 ms. The histograms' buckets (0.05, 0.1 at Traefik) put both p99s at ~0.1 s.
+# The control's threshold is the examples' 300 ms: a threshold at the 0.1 s bucket edge failed
+# a cold-cache CI run on a loaded machine (a few slow requests put p99 at 213 ms).
 STABLE_LATENCY = {"LATENCY": "60ms+-30ms"}
 SLOW_LATENCY = {"LATENCY": "78ms+-12ms"}
-P99_WHERE_STABLE_SITS = 0.11
+P99_WHERE_STABLE_SITS = 0.3
 
 
 def _judged(**fields: Any) -> dict[str, Any]:
