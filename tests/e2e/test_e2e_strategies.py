@@ -17,8 +17,10 @@ import time
 from typing import Any
 
 import pytest
+import yaml
+from kubernetes.client import ApiException
 
-from tests.integration.conftest import apps, cluster, core, namespace, wait_until
+from tests.integration.conftest import REPO_ROOT, apps, cluster, core, namespace, wait_until
 from tests.integration.dataplane_fixtures import dataplane, record
 from tests.integration.test_operator import GW
 
@@ -31,16 +33,27 @@ from .e2e_fixtures import (
     analysis_spec,
     e2e_operator,
     failures,
+    kwok_scenario,
     scenario,
     statuses,
     versions,
 )
 
 # pytest fixtures, imported for the tests below
-__all__ = ["apps", "cluster", "core", "dataplane", "e2e_operator", "namespace", "scenario"]
+__all__ = [
+    "apps",
+    "cluster",
+    "core",
+    "dataplane",
+    "e2e_operator",
+    "kwok_scenario",
+    "namespace",
+    "scenario",
+]
 
 pytestmark = pytest.mark.e2e
 
+EXAMPLES = REPO_ROOT / "manifests" / "examples"
 CANARY_HEADER = {"X-Canary": "always"}
 PREVIEW_HEADER = {"X-Preview": "1"}
 
@@ -146,35 +159,38 @@ def test_header_canary_reaches_only_the_canary_and_leaves_the_users_route(
 
 
 # ------------------------------------------------------------------------------ 2 ---
-def test_blue_green_preview_by_header_then_one_switch_without_a_failed_request(
+def test_blue_green_example_preview_by_header_then_one_switch_without_a_failed_request(
     scenario: Scenario,
 ) -> None:
+    """manifests/examples/rollout-blue-green.yaml and its route, applied unchanged."""
     sc = scenario
-    sc.start_v1(
-        blueGreen={"previewHeader": _match(PREVIEW_HEADER)},
-        scaleDownDelaySeconds=10,
-    )
+    kit = sc.kit
+    route, rollout = _example("httproute-blue-green.yaml"), _example("rollout-blue-green.yaml")
+    name = rollout["metadata"]["name"]
+    kit.custom.create_namespaced_custom_object(GW[0], GW[1], sc.ns, GW[2], route)
+    kit.custom.create_namespaced_custom_object("kanary.dev", "v1alpha1", sc.ns, "rollouts", rollout)
+    kit.wait_phase(name, "Healthy", timeout=120)
+    sc.name = name
     users = _route_json(sc)
-    with Traffic(sc.host) as live, Traffic(sc.host, rate=40, headers=PREVIEW_HEADER) as preview:
-        t_serving = live.wait_only({"v1"})
-        with TimedWeightRecorder(sc.kit, sc.name) as rec:
-            sc.set_version("v2")
-            paused = sc.kit.wait_phase(sc.name, "Paused", timeout=180)
+    host = f"examples.{sc.ns}.test"  # the example route has no hostname: any Host reaches it
+    with Traffic(host) as live, Traffic(host, rate=40, headers=PREVIEW_HEADER) as preview:
+        t_serving = live.wait_only({"v1"}, timeout=90)
+        with TimedWeightRecorder(kit, name) as rec:
+            _set_example_version(sc, "v2")
+            paused = kit.wait_phase(name, "Paused", timeout=180)
             t_preview = preview.wait_only({"v2"}, n=100)
-            # the preview at full size, the old version at full size, no live traffic on it
-            canary, stable = (
-                sc.kit.deployment(f"{sc.name}-canary"),
-                sc.kit.deployment(f"{sc.name}-stable"),
-            )
+            # the preview at full size beside the old version, no live traffic on it
+            canary, stable = kit.deployment(f"{name}-canary"), kit.deployment(f"{name}-stable")
             assert canary is not None and canary.spec.replicas == 2
             assert stable is not None and stable.spec.replicas == 2
             assert (paused["strategy"], paused["step"]) == ("blueGreen", "2/4"), paused
-            assert sc.kit.weights(sc.name) == (100, 0)
+            assert "X-Preview: 1 -> canary" in paused["routing"], paused
+            assert kit.weights(name) == (100, 0)
             t_promote = time.monotonic()
-            out = sc.kanary("promote", sc.name)
+            out = sc.kanary("promote", name)
             assert out.returncode == 0, out.stderr
             t_green = live.wait_only({"v2"}, n=100)
-            final = sc.kit.wait_promoted(sc.name, sc.image("v2"), timeout=240)
+            final = kit.wait_promoted(name, "kanary/gin-demo:v2", timeout=300)
             _wait_route_is(sc, users, "after promotion")
             t_end = live.wait_only({"v2"}, n=50)
     everything = live.samples(t_serving, t_end) + preview.samples(t_serving, t_end)
@@ -188,8 +204,33 @@ def test_blue_green_preview_by_header_then_one_switch_without_a_failed_request(
     assert t_green - t_switch < 10, (t_green, t_switch)
     assert not failures(everything), dict(failures(everything))
     assert final["history"][-1]["outcome"] == "Promoted"
+    assert not [r for t, r, _ in sc.events() if t == "Warning"], sc.events()
     record(sc.dp, "e2e_blue_green_requests", dict(statuses(everything)))
     record(sc.dp, "e2e_blue_green_switch_to_green_only_seconds", round(t_green - t_switch, 2))
+
+
+def _example(file: str) -> dict[str, Any]:
+    return dict(yaml.safe_load((EXAMPLES / file).read_text()))
+
+
+def _set_example_version(sc: Scenario, tag: str) -> None:
+    for _ in range(5):
+        body = sc.kit.rollout(sc.name)
+        container = body["spec"]["template"]["spec"]["containers"][0]
+        container["image"] = f"kanary/gin-demo:{tag}"
+        container["env"] = [
+            {"name": "APP_VERSION", "value": tag} if e["name"] == "APP_VERSION" else e
+            for e in container.get("env", [])
+        ]
+        try:
+            sc.kit.custom.replace_namespaced_custom_object(
+                "kanary.dev", "v1alpha1", sc.ns, "rollouts", sc.name, body
+            )
+            return
+        except ApiException as e:
+            if e.status != 409:
+                raise
+    raise AssertionError("5 conflicts in a row writing the template")
 
 
 # ------------------------------------------------------------------------------ 3 ---
@@ -233,9 +274,9 @@ def test_blue_green_bad_green_switched_back_by_post_promotion_analysis_in_one_wr
 
 # ------------------------------------------------------------------------------ 4 ---
 def test_a_mirror_step_is_refused_on_traefiks_gateway_class_naming_the_feature(
-    scenario: Scenario,
+    kwok_scenario: Scenario,
 ) -> None:
-    sc = scenario
+    sc = kwok_scenario
     sc.start_v1(steps=[{"setWeight": 50}, {"setWeight": 100}])
     users = _route_json(sc)
     with Traffic(sc.host) as live:
