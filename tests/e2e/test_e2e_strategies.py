@@ -108,7 +108,6 @@ def test_header_canary_reaches_only_the_canary_and_leaves_the_users_route(
         sc.set_version("v2")
         paused = sc.kit.wait_phase(sc.name, "Paused", timeout=120)
         t_header = flagged.wait_only({"v2"}, n=100)
-        t_check = time.monotonic()
         # while the header route is in force: the user's rules untouched (weights 100 / 0),
         # kanary's one rule appended
         [rule] = _kanary_rules(sc)
@@ -153,8 +152,11 @@ def test_header_canary_reaches_only_the_canary_and_leaves_the_users_route(
         "e2e_header_canary_requests",
         {"live": len(live.samples(t_serving)), "header": len(flagged.samples(t_serving))},
     )
+    in_force = flagged.samples(t_header, t_promote)
     record(
-        sc.dp, "e2e_header_canary_seconds_in_force_before_promote", round(t_promote - t_check, 1)
+        sc.dp,
+        "e2e_header_canary_v2_only_while_in_force",
+        {"requests": len(in_force), "seconds": round(t_promote - t_header, 1)},
     )
 
 
