@@ -76,11 +76,18 @@ def _routing(status: RolloutStatus) -> str:
     text = f"weight {status.canary_weight}%"
     if status.header_route is not None:
         text += f" and header route {status.header_route.describe()}"
+    if status.mirror_percent is not None:
+        text += f" and mirror {status.mirror_percent}%"
     return text
 
 
 def _no_header(status: RolloutStatus) -> str:
-    return ", no header route" if status.header_route is not None else ""
+    parts = [
+        name
+        for name, on in (("header route", status.header_route), ("mirror", status.mirror_percent))
+        if on is not None
+    ]
+    return f", no {' or '.join(parts)}" if parts else ""
 
 
 def _converge_weight(tick: _Tick) -> None:
