@@ -17,10 +17,9 @@ import time
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes.client import ApiException
 
-from tests.integration.conftest import REPO_ROOT, apps, cluster, core, namespace, wait_until
+from tests.integration.conftest import apps, cluster, core, namespace, wait_until
 from tests.integration.dataplane_fixtures import dataplane, record
 from tests.integration.test_operator import GW
 
@@ -38,6 +37,7 @@ from .e2e_fixtures import (
     statuses,
     versions,
 )
+from .test_e2e_converge import _example, _new_version
 
 # pytest fixtures, imported for the tests below
 __all__ = [
@@ -53,7 +53,6 @@ __all__ = [
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLES = REPO_ROOT / "manifests" / "examples"
 CANARY_HEADER = {"X-Canary": "always"}
 PREVIEW_HEADER = {"X-Preview": "1"}
 
@@ -211,19 +210,10 @@ def test_blue_green_example_preview_by_header_then_one_switch_without_a_failed_r
     record(sc.dp, "e2e_blue_green_switch_to_green_only_seconds", round(t_green - t_switch, 2))
 
 
-def _example(file: str) -> dict[str, Any]:
-    return dict(yaml.safe_load((EXAMPLES / file).read_text()))
-
-
 def _set_example_version(sc: Scenario, tag: str) -> None:
     for _ in range(5):
         body = sc.kit.rollout(sc.name)
-        container = body["spec"]["template"]["spec"]["containers"][0]
-        container["image"] = f"kanary/gin-demo:{tag}"
-        container["env"] = [
-            {"name": "APP_VERSION", "value": tag} if e["name"] == "APP_VERSION" else e
-            for e in container.get("env", [])
-        ]
+        _new_version(body, tag)
         try:
             sc.kit.custom.replace_namespaced_custom_object(
                 "kanary.dev", "v1alpha1", sc.ns, "rollouts", sc.name, body
