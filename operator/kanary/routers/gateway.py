@@ -128,7 +128,8 @@ def header_problem(
     route: Mapping[str, Any], rule: OwnedRule, rollout: str, steps: Sequence[Step]
 ) -> str | None:
     """Why a setHeaderRoute of these steps cannot be written to this route, or None: checked
-    before the rollout needs it, so a clash is reported at once (as a route problem)."""
+    every tick, before the rollout needs it, so a clash makes the Rollout Invalid at once
+    (reconcile.header_route_problem)."""
     for i, step in enumerate(steps):
         if step.set_header_route is not None and step.set_header_route.match:
             built = header_rules.header_rule(
