@@ -98,7 +98,11 @@ def test_header_canary_reaches_only_the_canary_and_leaves_the_users_route(
             {"setHeaderRoute": {"match": _match(CANARY_HEADER)}},
             {"pause": {}},
             {"setWeight": 100},
-        ]
+        ],
+        # as abortScaleDownDelaySeconds (start_v1): time for Traefik to apply the write that
+        # removes the header rule before the old canary's pods stop (3s lost 78 header
+        # requests to 503 once in CI)
+        scaleDownDelaySeconds=10,
     )
     users = _route_json(sc)
     with Traffic(sc.host) as live, Traffic(sc.host, rate=40, headers=CANARY_HEADER) as flagged:
@@ -134,8 +138,6 @@ def test_header_canary_reaches_only_the_canary_and_leaves_the_users_route(
         _wait_route_is(sc, users, "after rollback")
         t_back = flagged.wait_only({"v2"}, n=50)
         t_end = time.monotonic()
-    everything = live.samples(t_serving) + flagged.samples(t_serving)
-
     # without the header: stable only until the promotion, and through the whole second rollout
     _only(live.samples(t_serving, t_promote), "v1")
     _only(live.samples(t_promoted, t_end), "v2")
@@ -143,7 +145,18 @@ def test_header_canary_reaches_only_the_canary_and_leaves_the_users_route(
     _only(flagged.samples(t_header, t_promote), "v2")
     _only(flagged.samples(t_v3, t_abort), "v3")
     _only(flagged.samples(t_back, t_end), "v2")
-    assert not failures(everything), dict(failures(everything))
+    marks = {"header": t_header, "promote": t_promote, "promoted": t_promoted, "v3": t_v3}
+    marks.update(abort=t_abort, back=t_back)
+    failed = [
+        (stream, round(s.at - t_serving, 2))
+        for stream, got in (("live", live), ("header", flagged))
+        for s in got.samples(t_serving)
+        if s.status != "200"
+    ]
+    assert not failed, (
+        f"{len(failed)} failed: {failed[:3]}...{failed[-3:]}; "
+        f"marks { ({k: round(v - t_serving, 2) for k, v in marks.items()}) }"
+    )
     reasons = sc.reasons()
     assert reasons.count("Promoted") == 1 and reasons.count("RolledBack") == 1, reasons
     record(
