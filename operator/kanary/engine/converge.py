@@ -99,36 +99,32 @@ def _converge_weight(tick: _Tick) -> None:
     if any(isinstance(a, SetWeight) for a in tick.actions):
         return
     seen, wanted = tick.obs.route_split, _wanted_weight(tick)
-    if _routing_in_force(tick.status) != _routing_in_force(tick.incoming):
+    header, mirror = _routing_in_force(tick.status)
+    if (header, mirror) != _routing_in_force(tick.incoming):
         tick.act(SetWeight(wanted))
-    elif seen is not None and seen != (100 - wanted, wanted):
-        tick.act(SetWeight(wanted))
-        tick.event(
+        return
+    if seen is not None and seen != (100 - wanted, wanted):
+        drift = (
             "WeightRestored",
             f"the route held stable {seen[0]} / canary {seen[1]}, kanary's split is "
-            f"{100 - wanted} / {wanted}: written back",
-            warning=True,
+            f"{100 - wanted} / {wanted}",
         )
     elif tick.obs.header_rule_drifted:
-        tick.act(SetWeight(wanted))
-        header = header_in_force(tick.status)
-        tick.event(
+        kanarys = header.describe() if header is not None else "none"
+        drift = (
             "HeaderRouteRestored",
-            "the route's header rule was missing, changed or stale, kanary's is "
-            + (header.describe() if header is not None else "none")
-            + ": written back",
-            warning=True,
+            f"the route's header rule was missing, changed or stale, kanary's is {kanarys}",
         )
     elif tick.obs.mirror_drifted:
-        tick.act(SetWeight(wanted))
-        mirror = mirror_in_force(tick.status)
-        tick.event(
+        kanarys = f"{mirror}%" if mirror is not None else "none"
+        drift = (
             "MirrorRestored",
-            "the owned rule's mirror filter was missing or changed, kanary's is "
-            + (f"{mirror}%" if mirror is not None else "none")
-            + ": written back",
-            warning=True,
+            f"the owned rule's mirror filter was missing or changed, kanary's is {kanarys}",
         )
+    else:
+        return
+    tick.act(SetWeight(wanted))
+    tick.event(drift[0], f"{drift[1]}: written back", warning=True)
 
 
 def _routing_in_force(status: RolloutStatus) -> tuple[HeaderRoute | None, int | None]:
