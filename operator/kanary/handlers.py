@@ -36,7 +36,6 @@ from kanary.analysis.metrics_source import (
 from kanary.analysis.source import PrometheusSource
 from kanary.durations import parse_duration
 from kanary.election import Elector
-from kanary.engine.tick import canary_judged
 from kanary.kube import Kube, NotLeader
 from kanary.leader import Timings
 from kanary.notify.delivery import Deliverer
@@ -58,8 +57,7 @@ from kanary.reconcile import (
     with_reconcile_error,
 )
 from kanary.scope import Selector, watch_selectors
-from kanary.spec import API_GROUP, API_VERSION, PLURAL, AnalysisSpec, RolloutSpec
-from kanary.status import RolloutStatus
+from kanary.spec import API_GROUP, API_VERSION, PLURAL, RolloutSpec
 from kanary.wakeups import TICK_SECONDS, WakeQueue, next_tick
 
 log = logging.getLogger("kanary")
@@ -475,18 +473,6 @@ async def _tick(key: Key) -> None:
             _signal.set()
 
 
-def _analysis(spec: Mapping[str, Any], status: RolloutStatus | None) -> AnalysisSpec | None:
-    """The spec's analysis while it may judge the canary (parsed only then; a spec this tick
-    could not parse has no say: its status is Invalid)."""
-    raw = (spec.get("strategy") or {}).get("analysis")
-    if not raw or status is None or not canary_judged(status):
-        return None
-    try:
-        return AnalysisSpec.model_validate(raw)
-    except ValueError:
-        return None
-
-
 async def _reconcile_one(key: Key) -> float:
     """One tick of one Rollout; the seconds until its next one."""
     rt = runtime()
@@ -510,11 +496,10 @@ async def _reconcile_one(key: Key) -> float:
 
     try:
         ticked, wrote = await asyncio.to_thread(counted)
-        status = ticked.status if ticked is not None else None
-        analysis = _analysis(snapshot["spec"], status)
-        recheck_at = ticked.recheck_at if ticked is not None else None
         unwritten = rt.unwritten.get(str(snapshot["metadata"].get("uid", "")))
-        return next_tick(status, wrote, now, analysis, recheck_at, unwritten)
+        if ticked is None:
+            return next_tick(None, wrote, now, unwritten_since=unwritten)
+        return next_tick(ticked.status, wrote, now, ticked.analysis, ticked.recheck_at, unwritten)
     except Conflict as e:
         log.debug("%s; the next tick decides again", e)
     except NotLeader:

@@ -214,8 +214,9 @@ def reconcile(
         context = rt.notifier.context(str(meta.get("uid", "")), namespace, name, resolved, current)
         status, alert_events = raise_alerts(spec, current, status, context, now)
         happened.extend(alert_events)
-    if not _waits(rt, str(meta.get("uid", "")), old_status, status, now):
-        write_status(rt.kube, meta, old_status, status)
+    patch = status_patch(old_status, status)
+    if not _waits(rt, str(meta.get("uid", "")), old_status, patch, now):
+        write_status(rt.kube, meta, old_status, status, patch)
     for event in happened:
         events(event.type, event.reason, event.message)
     if rt.notifier is not None:
@@ -223,16 +224,15 @@ def reconcile(
     if bad_action or manual:  # consumed only once the decision it caused is written
         consume_action(rt.kube, namespace, name, annotations)
     metrics_export.record_status(namespace, name, current, decision.status)
-    return Ticked(status, decision.recheck_at)
+    return Ticked(status, decision.recheck_at, spec.strategy.analysis)
 
 
 def _waits(
-    rt: Runtime, uid: str, old: Mapping[str, Any], new: RolloutStatus, now: datetime
+    rt: Runtime, uid: str, old: Mapping[str, Any], patch: dict[str, Any], now: datetime
 ) -> bool:
     """An observation-only status change (status_write.observation_only) waits to be written
     with the next decision, or until it has waited COALESCE_SECONDS; handlers wakes the Rollout
     by then (Runtime.unwritten)."""
-    patch = status_patch(old, new)
     if patch and observation_only(old, patch):
         since = rt.unwritten.setdefault(uid, now)
         if (now - since).total_seconds() < COALESCE_SECONDS:

@@ -23,7 +23,7 @@ from kanary.observation import (
     TrackState,
 )
 from kanary.podclock import PodClock
-from kanary.spec import RolloutSpec
+from kanary.spec import AnalysisSpec, RolloutSpec
 from kanary.status import RolloutStatus
 
 log = logging.getLogger("kanary")
@@ -65,10 +65,12 @@ class View:
 @dataclasses.dataclass(frozen=True)
 class Ticked:
     """What one tick left: the status (as written, or waiting to be: Runtime.unwritten) and the
-    engine's next time-based turn (engine.Decision.recheck_at), for wakeups.next_tick."""
+    engine's next time-based turn (engine.Decision.recheck_at) and the analysis spec, for
+    wakeups.next_tick."""
 
     status: RolloutStatus
     recheck_at: datetime | None
+    analysis: AnalysisSpec | None = None  # the spec's, as parsed this tick
 
 
 @dataclasses.dataclass

@@ -112,9 +112,15 @@ def invalid_status(old: Mapping[str, Any], reason: str, generation: int) -> Roll
 
 
 def write_status(
-    kube: StatusWriter, meta: Mapping[str, Any], old: Mapping[str, Any], new: RolloutStatus
+    kube: StatusWriter,
+    meta: Mapping[str, Any],
+    old: Mapping[str, Any],
+    new: RolloutStatus,
+    patch: dict[str, Any] | None = None,
 ) -> None:
-    patch = status_patch(old, new)
+    """`patch`: status_patch(old, new), when the caller has it already."""
+    if patch is None:
+        patch = status_patch(old, new)
     if not patch:
         return
     try:

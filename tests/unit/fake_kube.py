@@ -25,7 +25,7 @@ from kanary.analysis.metrics_source import (
     supported_features,
 )
 from kanary.objects import LABEL_REVISION, LABEL_ROLLOUT, LABEL_STEERED, LABEL_TRACK
-from kanary.reconcile import Conflict, Runtime, View, reconcile, seen_deployment
+from kanary.reconcile import Conflict, Runtime, Ticked, View, reconcile, seen_deployment
 from kanary.status import RolloutStatus
 
 Key = tuple[str, str, str]  # kind, namespace, name
@@ -296,6 +296,7 @@ class Harness:
     prometheus: Any = None  # a MetricSource for analysis checks
     resolve: Any = None
     conflicts: int = 0  # ticks that met a 409 on their status write (tick)
+    ticked: Ticked | None = None  # what the last tick's reconcile() returned
 
     def __post_init__(self) -> None:
         self.rt = Runtime(kube=self.kube)  # type: ignore[arg-type]
@@ -313,7 +314,7 @@ class Harness:
     def tick(self, seconds: float = 1.0, settle: bool = True) -> None:
         snapshot = copy.deepcopy(self.body)
         try:
-            reconcile(
+            self.ticked = reconcile(
                 self.rt,
                 snapshot,
                 self.kube.view(self.ns, self.name),

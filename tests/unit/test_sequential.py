@@ -18,6 +18,7 @@ from kanary.analysis.sequential import Counts, counts_of, counts_query, judge
 from kanary.analysis.source import QueryError, QueryResult, Value, by_label
 from kanary.analysis.templating import Scope
 from kanary.spec import AnalysisSpec
+from kanary.wakeups import TICK_SECONDS, next_tick
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 
@@ -192,6 +193,10 @@ def test_the_reconcile_rolls_back_on_the_tick_the_test_is_conclusive() -> None:
         prom.requests += 4
         h.tick()
     assert prom.counts_queries - asked_before == 3
+    # handlers wakes it from what the tick parsed: every second while the test runs
+    assert h.ticked is not None and h.ticked.analysis is not None
+    assert h.ticked.analysis.metrics[0].name == "error-rate"
+    assert next_tick(h.ticked.status, False, h.now, h.ticked.analysis) == TICK_SECONDS
     assert h.status.phase == "Progressing" and h.status.canary_weight == 5
     prom.requests, prom.errors = 14, 3
     h.tick()
