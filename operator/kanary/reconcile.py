@@ -105,10 +105,16 @@ log = logging.getLogger("kanary")
 # ---- the tick --------------------------------------------------------------------------------
 
 
-def _with_unseen_route(kube: Kube, view: View, namespace: str, route_name: str) -> View:
+def _with_unseen_route(
+    rt: Runtime, view: View, namespace: str, route_name: str, label: bool
+) -> View:
     """The view with the route the watch has not sent (not labelled yet, or just labelled): read
-    directly, and labelled so that the watch sends it from now on."""
-    route = steered_route(kube, namespace, route_name)
+    directly, and labelled (`label`: the Rollout is valid) so that the watch sends it from now
+    on. A route found missing is read again ROUTE_ABSENT_SECONDS later, not every tick."""
+    if not rt.may_read_route(namespace, route_name):
+        return view
+    route = steered_route(rt.kube, namespace, route_name, label)
+    rt.route_read(namespace, route_name, route is not None)
     if route is None:
         return view
     seen_class = view.class_of_route(route) if view.class_of_route else view.gateway_class
@@ -170,7 +176,7 @@ def reconcile(
             invalid = str(e)
     gw = spec.traffic_routing.gateway_api if spec.traffic_routing else None
     if gw is not None and view.route is None:
-        view = _with_unseen_route(rt.kube, view, namespace, gw.http_route)
+        view = _with_unseen_route(rt, view, namespace, gw.http_route, label=invalid is None)
     if invalid is None and gw is not None:
         invalid = header_route_problem(spec, view.route, gw, name)
         invalid = invalid or features.refusal(spec, view.gateway_class)

@@ -29,6 +29,10 @@ from kanary.status import RolloutStatus
 log = logging.getLogger("kanary")
 
 TERMINATING_SECONDS = 30.0
+# A named HTTPRoute that was not there is read again after a gap that doubles from 1 s up to
+# this (reconcile: a user's route, not labelled yet, reaches kanary by that read only; the
+# watch sends labelled ones). `kubectl apply` of a Rollout and its route: seen within 1-2 s.
+ROUTE_ABSENT_SECONDS = 10.0
 EVENT_FOLD_SECONDS = 60.0  # the same Event (reason and message) for one Rollout, at most this often
 EVENT_SERIES_SECONDS = 3600.0  # a repeat within this (the API server's default Event TTL) counts
 
@@ -103,6 +107,10 @@ class Runtime:
     gate_asked: dict[str, tuple[str, str, datetime]] = dataclasses.field(default_factory=dict)
     # rollout uid -> since when an observation-only status change waits to be written
     unwritten: dict[str, datetime] = dataclasses.field(default_factory=dict)
+    # (namespace, HTTPRoute) -> (first, last) direct read that found no such route
+    route_absent: dict[tuple[str, str], tuple[float, float]] = dataclasses.field(
+        default_factory=dict
+    )
 
     def forget(self, namespace: str, name: str, uid: str) -> None:
         """The Rollout is gone: drop what this process remembered of it, so memory follows the
@@ -115,8 +123,30 @@ class Runtime:
         self.unwritten.pop(uid, None)
         self.clock.forget_rollout(namespace, name)  # its pods' DELETED events may be missed
         self.terminating = still_terminating(self.terminating, self.monotonic())
+        self.route_read("", "", True)  # drops the absent routes' expired marks
         if self.notifier is not None:
             self.notifier.forget(uid)
+
+    def may_read_route(self, namespace: str, route: str) -> bool:
+        """The route was not found missing lately: the gap since the last read that missed it
+        is as long as it had been missing then (at least 1 s, at most ROUTE_ABSENT_SECONDS)."""
+        seen = self.route_absent.get((namespace, route))
+        if seen is None:
+            return True
+        first, last = seen
+        gap = min(max(last - first, 1.0), ROUTE_ABSENT_SECONDS)
+        return self.monotonic() - last >= gap
+
+    def route_read(self, namespace: str, route: str, found: bool) -> None:
+        now = self.monotonic()
+        key = (namespace, route)
+        self.route_absent = {
+            k: v for k, v in self.route_absent.items() if now - v[1] < 2 * ROUTE_ABSENT_SECONDS
+        }
+        if found:
+            self.route_absent.pop(key, None)
+        else:
+            self.route_absent[key] = (self.route_absent.get(key, (now, now))[0], now)
 
     def namespace_terminating(self, namespace: str) -> bool:
         """A write in `namespace` was refused as terminating in the last TERMINATING_SECONDS:

@@ -97,6 +97,7 @@ class FakeKube:
         self._bump(obj)
 
     def get_httproute(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.log.append(f"get HTTPRoute {name}")
         route = self.objects.get(("HTTPRoute", namespace, name))
         return copy.deepcopy(route) if route is not None else None
 
@@ -246,7 +247,8 @@ class FakeKube:
         }
         spec = self.objects[("Rollout", namespace, rollout)]["spec"]
         route_name = ((spec.get("trafficRouting") or {}).get("gatewayAPI") or {}).get("httpRoute")
-        route = self.get_httproute(namespace, route_name) if route_name else None
+        route = self.objects.get(("HTTPRoute", namespace, route_name)) if route_name else None
+        route = copy.deepcopy(route)  # not a read kanary does: the watch's cache
         if route is not None and LABEL_STEERED not in (route["metadata"].get("labels") or {}):
             route = None  # the watch selects on that label (scope.watch_selectors)
 
@@ -299,7 +301,8 @@ class Harness:
     ticked: Ticked | None = None  # what the last tick's reconcile() returned
 
     def __post_init__(self) -> None:
-        self.rt = Runtime(kube=self.kube)  # type: ignore[arg-type]
+        # the fake clock: what Runtime times (Event folding, route reads) follows `now`
+        self.rt = Runtime(kube=self.kube, monotonic=lambda: self.now.timestamp())  # type: ignore[arg-type]
 
     @property
     def body(self) -> dict[str, Any]:

@@ -268,6 +268,44 @@ def test_an_unlabelled_route_is_read_directly_labelled_once_then_comes_from_the_
     assert h.status.route_problem is None and split(h) == paused_at
 
 
+def test_a_missing_route_is_read_again_ever_less_often_not_every_tick() -> None:
+    """Issue 15 review: while the named route does not exist, every tick read it (a GET per
+    second in flight). Now the gap between reads doubles from 1 s to ROUTE_ABSENT_SECONDS, and
+    a route created meanwhile is picked up by the next read."""
+    kube = FakeKube()
+    kube.put(rollout())
+    h = Harness(kube)
+    for _ in range(40):  # 40 ticks, a second apart
+        h.tick()
+    # at 0, 1, 2, 4, 8, 16, 26 and 36 s
+    assert kube.log.count("get HTTPRoute demo") == 8, kube.log
+    assert h.status.route_problem == "HTTPRoute demo not found"
+    kube.put(httproute(False))  # the user creates it at 40 s: seen by the read at 46 s
+    for _ in range(6):
+        h.tick()
+    assert kube.log.count("get HTTPRoute demo") == 8
+    h.tick()
+    assert kube.log.count("label HTTPRoute demo") == 1
+    assert h.status.route_problem is None
+    route = kube.get("HTTPRoute", NS, "demo")
+    assert route is not None and route["metadata"]["labels"] == {"kanary.dev/steered": "true"}
+
+
+def test_an_invalid_rollout_reads_its_route_but_does_not_label_it() -> None:
+    """Issue 15 review: an Invalid Rollout steers nothing, so its route is not marked as
+    steered (the label would stay on the user's route)."""
+    kube = FakeKube()
+    bad_query = {"name": "p99", "query": "sum({{ nonsense }})", "max": 1}
+    kube.put(rollout(analysis={"metrics": [bad_query]}))
+    kube.put(httproute(False))
+    h = Harness(kube)
+    h.tick()
+    assert h.status.phase == "Invalid", h.status.message
+    route = kube.get("HTTPRoute", NS, "demo")
+    assert route is not None and "kanary.dev/steered" not in (route["metadata"].get("labels") or {})
+    assert "label HTTPRoute demo" not in kube.log
+
+
 # ---- canary availability -----------------------------------------------------------------------
 
 
@@ -760,7 +798,7 @@ def test_at_most_one_status_patch_per_tick_and_three_writes_per_step(ratio: bool
         new = h.kube.log[before:]
         assert sum(line.startswith("status") for line in new) <= 1, new
         if step is not None and h.status.stage == "Stepping":
-            own = [w for w in new if w != "apply Deployment demo-canary"]
+            own = [w for w in new if w != "apply Deployment demo-canary" and "get " not in w]
             own_writes.setdefault(step, []).extend(own)
         if h.status.phase == "Healthy":
             break

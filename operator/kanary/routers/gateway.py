@@ -25,12 +25,17 @@ from kanary.routers.base import RouteProblem
 from kanary.spec import HeaderRoute, Step
 
 
-def steered_route(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
+def steered_route(
+    kube: Kube, namespace: str, name: str, label: bool = True
+) -> dict[str, Any] | None:
     """The route read directly, because the watch has not sent it: labelled kanary.dev/steered
     unless it is already (one write per route; a label the user removes comes back), so that
-    the watch, which selects on that label, sends it from now on. None if there is no route."""
+    the watch, which selects on that label, sends it from now on. None if there is no route.
+    `label` False: read only (an Invalid Rollout steers nothing, so it marks nothing)."""
     route = kube.get_httproute(namespace, name)
-    if route is not None and (route["metadata"].get("labels") or {}).get(LABEL_STEERED) != "true":
+    if route is None or not label:
+        return route
+    if (route["metadata"].get("labels") or {}).get(LABEL_STEERED) != "true":
         kube.label_httproute(namespace, name, {LABEL_STEERED: "true"})
     return route
 
