@@ -321,6 +321,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.metrics_port:
         metrics_export.serve(args.metrics_port, handlers.readiness)
     handlers.runtime()
+    if not args.namespace:
+        handlers.watch_namespaces()
     kopf.run(
         standalone=True,
         clusterwide=not args.namespace,

@@ -1,4 +1,5 @@
-"""Kopf wiring only: watch-fed indexes in, one reconcile (reconcile.py) per Rollout per tick.
+"""Kopf wiring only, part 1 of 2: watch-fed indexes in (handlers_index.py), one reconcile
+(reconcile.py) per Rollout per tick.
 
 Kopf watches and indexes; it runs no timer. A Rollout ticks when a watch event that matters
 wakes it (its own spec or annotations, its Deployments, Services, canary pods, its route) and
@@ -26,13 +27,8 @@ import kopf
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from kanary import metrics_export
+from kanary import handlers_index, metrics_export
 from kanary.analysis.endpoints import PrometheusPolicy
-from kanary.analysis.metrics_source import (
-    GatewayClassSeen,
-    gateway_class_of,
-    supported_features,
-)
 from kanary.analysis.source import PrometheusSource
 from kanary.durations import parse_duration
 from kanary.election import Elector
@@ -40,20 +36,16 @@ from kanary.kube import Kube, NotLeader
 from kanary.leader import Timings
 from kanary.notify.delivery import Deliverer
 from kanary.notify.dispatch import Notifier
-from kanary.notify.providers import SecretUnreadable, parse_ref
-from kanary.notify.spec import PROVIDER_PLURAL
-from kanary.objects import GATEWAY_GROUP, LABEL_REVISION, LABEL_ROLLOUT, LABEL_TRACK
+from kanary.notify.providers import SecretUnreadable
+from kanary.objects import GATEWAY_GROUP, LABEL_ROLLOUT, LABEL_TRACK
 from kanary.reconcile import (
     Conflict,
     NewerSpec,
     Runtime,
-    SeenDeployment,
     Ticked,
     UnknownTemplate,
-    View,
     is_terminating,
     reconcile,
-    seen_deployment,
     with_reconcile_error,
 )
 from kanary.scope import Selector, watch_selectors
@@ -194,67 +186,7 @@ async def release(**_: Any) -> None:
 
 # ---- watch-fed state -------------------------------------------------------------------------
 
-_OWNED = {LABEL_ROLLOUT: kopf.PRESENT}
-
-
-@kopf.index("apps", "v1", "deployments", labels=_OWNED)
-def tracks(
-    namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
-) -> dict[tuple[str, str, str], SeenDeployment]:
-    key = (namespace or "", labels[LABEL_ROLLOUT], labels.get(LABEL_TRACK, ""))
-    return {key: seen_deployment(body)}
-
-
-@kopf.index("", "v1", "services", labels=_OWNED)
-def owned_services(
-    namespace: str | None, name: str, labels: Mapping[str, str], body: kopf.Body, **_: Any
-) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
-    kept = {"metadata": {"labels": dict(labels)}, "spec": dict(body.get("spec") or {})}
-    return {(namespace or "", labels[LABEL_ROLLOUT]): (name, kept)}
-
-
-@kopf.index("apps", "v1", "controllerrevisions", labels=_OWNED)
-def revisions(
-    namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
-) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
-    template = dict((body.get("data") or {}).get("template") or {})
-    return {(namespace or "", labels[LABEL_ROLLOUT]): (labels.get(LABEL_REVISION, ""), template)}
-
-
-@kopf.index(GATEWAY_GROUP, "v1", "httproutes")
-def routes(
-    namespace: str | None, name: str, body: kopf.Body, meta: kopf.Meta, **_: Any
-) -> dict[tuple[str, str], dict[str, Any]]:
-    route_spec = body.get("spec") or {}
-    kept = {
-        "metadata": {"resourceVersion": meta.get("resourceVersion")},
-        "spec": {
-            "rules": list(route_spec.get("rules") or []),
-            "parentRefs": list(route_spec.get("parentRefs") or []),
-        },
-    }
-    return {(namespace or "", name): kept}
-
-
-@kopf.index(GATEWAY_GROUP, "v1", "gateways")
-def gateways(
-    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
-) -> dict[tuple[str, str], str]:
-    return {(namespace or "", name): str(spec.get("gatewayClassName", ""))}
-
-
-@kopf.index(GATEWAY_GROUP, "v1", "gatewayclasses")
-def gateway_classes(
-    name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
-) -> dict[str, tuple[str, frozenset[str] | None]]:
-    return {name: (str(spec.get("controllerName", "")), supported_features(status))}
-
-
-@kopf.index(API_GROUP, API_VERSION, PROVIDER_PLURAL)
-def alert_providers(
-    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
-) -> dict[tuple[str, str], dict[str, Any]]:
-    return {(namespace or "", name): dict(spec)}
+_OWNED = handlers_index.OWNED
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_TRACK: "canary"})
@@ -268,53 +200,6 @@ async def canary_pod(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any
     if seconds is not None:
         metrics_export.record_pod_ready(seconds)
     _wake_owner(meta)
-
-
-def _view(spec: Mapping[str, Any], namespace: str, name: str, idx: Mapping[str, Any]) -> View:
-    """This Rollout's part of the indexes Kopf passes as keyword arguments (named as above)."""
-    tracks: kopf.Index[Any, SeenDeployment] = idx["tracks"]
-    owned_services: kopf.Index[Any, tuple[str, dict[str, Any]]] = idx["owned_services"]
-    revisions: kopf.Index[Any, tuple[str, dict[str, Any]]] = idx["revisions"]
-    routes: kopf.Index[Any, dict[str, Any]] = idx["routes"]
-    alert_providers: kopf.Index[Any, dict[str, Any]] = idx["alert_providers"]
-    gateway = ((spec.get("trafficRouting") or {}).get("gatewayAPI") or {}).get("httpRoute")
-    route = next(iter(routes.get((namespace, gateway), [])), None) if gateway else None
-    gateways: kopf.Index[Any, str] = idx["gateways"]
-    classes: kopf.Index[Any, tuple[str, frozenset[str] | None]] = idx["gateway_classes"]
-
-    def class_of_route(route: Mapping[str, Any] | None) -> GatewayClassSeen | None:
-        return gateway_class_of(
-            route,
-            namespace,
-            lambda key: next(iter(gateways.get(key, [])), None),
-            lambda name: next(iter(classes.get(name, [])), (None, None))[0],
-            lambda name: next(iter(classes.get(name, [])), (None, None))[1],
-        )
-
-    seen_class = class_of_route(route)
-    strategy = spec.get("strategy") or {}
-    notifier = runtime().notifier
-    refs = [
-        *((spec.get("notifications") or {}).get("providers") or []),
-        *(str(g.get("provider")) for g in strategy.get("gates") or []),
-        *(notifier.admin_refs if notifier is not None else ()),
-    ]
-    providers: dict[tuple[str, str], dict[str, Any]] = {}
-    for ref in refs:
-        key = parse_ref(str(ref), namespace)
-        found = next(iter(alert_providers.get(key, [])), None)
-        if found is not None:
-            providers[key] = found
-    return View(
-        stable=next(iter(tracks.get((namespace, name, "stable"), [])), None),
-        canary=next(iter(tracks.get((namespace, name, "canary"), [])), None),
-        services=dict(owned_services.get((namespace, name), [])),
-        route=route,
-        revisions=dict(revisions.get((namespace, name), [])),
-        alert_providers=providers,
-        gateway_class=seen_class,
-        class_of_route=class_of_route,
-    )
 
 
 # ---- what wakes a Rollout ------------------------------------------------------------------
@@ -409,6 +294,24 @@ async def route_event(namespace: str | None, name: str, **_: Any) -> None:
             _wake((ns, rollout))
 
 
+def watch_namespaces() -> None:
+    """Cluster-wide installs (cli: no --namespace): watch Namespaces, so a namespace being
+    deleted is known from its deletionTimestamp on, before the namespace controller deletes
+    the Deployments and pods its Rollouts would otherwise report on. Registered before Kopf
+    starts; a namespaced install has no such permission and relies on a refused write."""
+    kopf.on.event("", "v1", "namespaces")(namespace_event)
+
+
+async def namespace_event(event: Mapping[str, Any], name: str, meta: kopf.Meta, **_: Any) -> None:
+    deleting = runtime().deleting
+    if event.get("type") == "DELETED" or not meta.get("deletionTimestamp"):
+        deleting.discard(name)
+        return
+    if name not in deleting:
+        log.info("namespace %s is being deleted: its Rollouts are left alone", name)
+        deleting.add(name)
+
+
 # ---- who ticks, and when ---------------------------------------------------------------------
 
 
@@ -484,7 +387,9 @@ async def _reconcile_one(key: Key) -> float:
         return 5 * TICK_SECONDS
     now = datetime.now(UTC)
     snapshot = {k: dict(v) for k, v in seen.items()}
-    view = _view(snapshot["spec"], namespace, name, _indexes)
+    notifier = rt.notifier
+    admin_refs = notifier.admin_refs if notifier is not None else ()
+    view = handlers_index.view(snapshot["spec"], namespace, name, _indexes, admin_refs)
 
     def post(kind: str, reason: str, message: str) -> str:
         return rt.kube.post_event(snapshot["metadata"], kind, reason, message, datetime.now(UTC))

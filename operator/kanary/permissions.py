@@ -75,6 +75,12 @@ PERMISSIONS: tuple[Permission, ...] = (
     # is kanary's own Lease (LEASE_PERMISSIONS).
     ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+    # Cluster-wide only (CLUSTER_WIDE_ONLY; handlers.watch_namespaces): a namespace being
+    # deleted is seen by its deletionTimestamp, and its Rollouts are left alone from then on
+    # (no status writes while the namespace controller deletes what they own). A namespaced
+    # install does not list namespaces: it learns it from the first write refused there.
+    ("", "namespaces", "list"),
+    ("", "namespaces", "watch"),
 )
 
 # Leader election (election.py): the Lease in the operator's namespace, read every retry period,
@@ -89,8 +95,14 @@ LEASE_PERMISSIONS: tuple[Permission, ...] = (
 CLUSTER_SCOPED = frozenset({"gatewayclasses", "customresourcedefinitions"})
 
 
+# Only the cluster-wide install asks for these: a namespaced install does without.
+CLUSTER_WIDE_ONLY = frozenset({"namespaces"})
+
+
 def namespaced() -> tuple[Permission, ...]:
-    return tuple(p for p in PERMISSIONS if p[1].split("/")[0] not in CLUSTER_SCOPED)
+    return tuple(
+        p for p in PERMISSIONS if p[1].split("/")[0] not in CLUSTER_SCOPED | CLUSTER_WIDE_ONLY
+    )
 
 
 def cluster_scoped() -> tuple[Permission, ...]:

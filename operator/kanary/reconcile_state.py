@@ -102,6 +102,8 @@ class Runtime:
     monotonic: Callable[[], float] = time.monotonic
     # namespace -> when a write there was refused because it is being deleted
     terminating: dict[str, float] = dataclasses.field(default_factory=dict)
+    # namespaces the namespace watch saw with a deletionTimestamp (cluster-wide installs)
+    deleting: set[str] = dataclasses.field(default_factory=set)
     notifier: Notifier | None = None  # alerts and gates; None: none are sent
     # rollout uid -> (gate type, revision, when) of the gate it last asked (notify.gates)
     gate_asked: dict[str, tuple[str, str, datetime]] = dataclasses.field(default_factory=dict)
@@ -149,8 +151,11 @@ class Runtime:
             self.route_absent[key] = (self.route_absent.get(key, (now, now))[0], now)
 
     def namespace_terminating(self, namespace: str) -> bool:
-        """A write in `namespace` was refused as terminating in the last TERMINATING_SECONDS:
-        its Rollouts are left alone (the namespace controller is deleting what they own)."""
+        """The namespace watch saw it being deleted, or a write in `namespace` was refused as
+        terminating in the last TERMINATING_SECONDS: its Rollouts are left alone (the
+        namespace controller is deleting what they own)."""
+        if namespace in self.deleting:
+            return True
         since = self.terminating.get(namespace)
         if since is None:
             return False

@@ -24,7 +24,7 @@ from kubernetes.config import new_client_from_config
 
 from kanary.kube import Kube
 from kanary.objects import LABEL_ROLLOUT, LABEL_STEERED
-from tests.integration.conftest import REPO_ROOT, Cluster
+from tests.integration.conftest import REPO_ROOT, Cluster, wait_until
 from tests.integration.operator_fixtures import (
     OPERATOR_NAMESPACE,
     OperatorProcess,
@@ -163,3 +163,66 @@ def _cluster_wide_resource(path: str) -> str | None:
     if parts[0] == "apis" and len(parts) == 4:
         return parts[3]
     return None
+
+
+# ---- a namespace being deleted -----------------------------------------------------------------
+
+
+def test_rollouts_in_a_namespace_being_deleted_get_no_writes(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """Issue 15: while a namespace was deleted, each of its Rollouts wrote its status as its
+    Deployments and pods vanished (664 status patches for 1000 Rollouts in the bench), until a
+    refused create marked the namespace. The cluster-wide install watches Namespaces: from the
+    deletionTimestamp on, kanary writes nothing there. Counted from the operator's request log
+    (the cluster-wide RBAC of manifests/rbac.yaml)."""
+    stop_shared_operator()
+    install_operator_manifests(cluster)
+    op = OperatorProcess(
+        kubeconfig=service_account_kubeconfig(cluster, tmp_path / "kubeconfig"),
+        log_path=tmp_path / "nsdel.log",
+        identity="nsdel",
+        liveness_port=18482,
+        metrics_port=18483,
+        extra_args=("--lease-name", "kanary-nsdel"),
+        requests_log=tmp_path / "nsdel.requests.jsonl",
+    )
+    op.start()
+    try:
+        kit = Kit(cluster, namespace)
+        names = [f"web{i}" for i in range(8)]
+        for name in names:
+            body = rollout_body(name, "kanary/gin-demo:v1", [{"setWeight": 50}], gateway=False)
+            body["spec"]["replicas"] = 1
+            kit.create(body)
+        for name in names:
+            kit.wait_phase(name, "Healthy")
+        core = client.CoreV1Api(cluster.api)
+        deleted_at = time.time()
+        core.delete_namespace(namespace)
+
+        def gone() -> bool:
+            try:
+                core.read_namespace(namespace)
+            except client.ApiException as e:
+                return e.status == 404
+            return False
+
+        wait_until(f"namespace {namespace} gone", gone, timeout=180)
+        time.sleep(2)
+    finally:
+        op.kill(signal.SIGTERM)
+        print(f"\n--- namespace-deletion operator log tail ---\n{op.tail(20)}")
+    assert op.requests_log is not None
+    requests = [json.loads(line) for line in op.requests_log.read_text().splitlines()]
+    there = [
+        r
+        for r in requests
+        if f"/namespaces/{namespace}/" in str(r.get("path"))
+        and r.get("method") in ("POST", "PUT", "PATCH", "DELETE")
+    ]
+    before = [r for r in there if float(r["t"]) < deleted_at]
+    after = [f"{r['method']} {str(r['path']).split('?')[0]}" for r in there if r not in before]
+    assert before, "the request log holds the Rollouts' own writes"
+    assert after == [], f"{len(after)} writes after the namespace's deletion began: {after[:8]}"
+    assert "is being deleted: its Rollouts are left alone" in op.tail(200)

@@ -1,0 +1,86 @@
+"""A namespace being deleted (issue 15: "namespace deletion: status writes"): the namespace
+watch of a cluster-wide install (handlers.watch_namespaces) marks it from its deletionTimestamp
+on, and a tick of a Rollout there writes nothing, although its Deployments are vanishing."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any
+
+import kopf
+import pytest
+from tests.unit.test_forget import _Kube
+from tests.unit.test_reconcile import NS, rollout
+
+from kanary import handlers
+from kanary.reconcile_state import Runtime
+from kanary.wakeups import WakeQueue
+
+INDEXES = ("tracks", "owned_services", "revisions", "routes", "alert_providers")
+
+
+@pytest.fixture
+def rt(monkeypatch: pytest.MonkeyPatch) -> Runtime:
+    kube = _Kube()
+    runtime = Runtime(kube=kube)  # type: ignore[arg-type]
+    monkeypatch.setattr(handlers, "_runtime", runtime)
+    monkeypatch.setattr(handlers, "_rollouts", {})
+    monkeypatch.setattr(handlers, "_last_tick", {})
+    monkeypatch.setattr(handlers, "_queue", WakeQueue())
+    monkeypatch.setattr(handlers, "_indexes", {})
+    return runtime
+
+
+def _namespace(event: str, deleting: bool) -> Any:
+    meta: dict[str, Any] = {"name": NS}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return handlers.namespace_event(
+        event={"type": event}, name=NS, meta=kopf.Meta({"metadata": meta})
+    )
+
+
+def test_a_namespace_with_a_deletion_timestamp_is_left_alone_until_it_is_gone(
+    rt: Runtime,
+) -> None:
+    async def scenario() -> list[bool]:
+        seen = []
+        await _namespace("ADDED", deleting=False)
+        seen.append(rt.namespace_terminating(NS))
+        await _namespace("MODIFIED", deleting=True)
+        seen.append(rt.namespace_terminating(NS))
+        seen.append(rt.namespace_terminating("elsewhere"))
+        await _namespace("DELETED", deleting=True)
+        seen.append(rt.namespace_terminating(NS))
+        return seen
+
+    assert asyncio.run(scenario()) == [False, True, False, False]
+    assert rt.deleting == set()  # nothing kept of a namespace that is gone
+
+
+def test_a_tick_in_a_namespace_being_deleted_writes_nothing(rt: Runtime) -> None:
+    """Before: each Rollout wrote its status as its Deployments and pods vanished (664 status
+    patches while 10 namespaces with 1000 Rollouts were deleted), until a refused create marked
+    the namespace."""
+    body = rollout()
+    del body["spec"]["trafficRouting"]
+    kube = rt.kube
+    kube.put(body)  # type: ignore[attr-defined]
+    stored = kube.get("Rollout", NS, "demo")  # type: ignore[attr-defined]
+    indexes: dict[str, Any] = {n: {} for n in INDEXES}
+    indexes.update(gateways={}, gateway_classes={})
+
+    async def scenario() -> None:
+        await handlers.rollout_event(
+            event={"type": "ADDED"},
+            body=kopf.Body(copy.deepcopy(stored)),
+            namespace=NS,
+            name="demo",
+            **indexes,
+        )
+        await _namespace("MODIFIED", deleting=True)
+        await handlers._reconcile_one((NS, "demo"))
+
+    asyncio.run(scenario())
+    assert kube.writes == 0  # type: ignore[attr-defined]
