@@ -50,7 +50,8 @@ current-context: kanary
 YAML
 
 mkdir -p "${LOG_DIR}" "${PID_DIR}"
-KUBECONFIG="${OP_KUBECONFIG}" nohup ip netns exec "${KANARY_NETNS}" \
+# PYTHONMALLOC, MALLOC_ARENA_MAX: as the image sets them (operator/kanary/memtrim.py)
+KUBECONFIG="${OP_KUBECONFIG}" PYTHONMALLOC=malloc MALLOC_ARENA_MAX=2 nohup ip netns exec "${KANARY_NETNS}" \
   "${OP_BIN}" run \
   --liveness "http://127.0.0.1:${LIVENESS_PORT}/healthz" --metrics-port "${METRICS_PORT}" \
   --prometheus-url "${KANARY_PROMETHEUS_URL:-http://127.0.0.1:9090}" \

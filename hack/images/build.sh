@@ -266,7 +266,8 @@ check_dockerfile() {
   local line
   # shellcheck disable=SC1003,SC2016  # the Dockerfile's lines, verbatim
   for line in 'RUN python -m venv /opt/kanary' 'ENV PATH=/opt/kanary/bin:${PATH} \' \
-    '    PYTHONDONTWRITEBYTECODE=1 \' '    PYTHONUNBUFFERED=1 \' '    HOME=/tmp' \
+    '    PYTHONDONTWRITEBYTECODE=1 \' '    PYTHONUNBUFFERED=1 \' '    PYTHONMALLOC=malloc \' \
+    '    MALLOC_ARENA_MAX=2 \' '    HOME=/tmp' \
     'USER 65532:65532' 'EXPOSE 8080 8081' 'ENTRYPOINT ["kanary", "run"]'; do
     grep -qxF -- "${line}" "${REPO_ROOT}/Dockerfile" \
       || die "the Dockerfile has no line '${line}': it and build_operator in hack/images/build.sh must make the same image"
@@ -406,7 +407,8 @@ hashlib.sha256(b""), hashlib.md5(b""), ctypes.CDLL(None), uuid.uuid4(), zoneinfo
   "${MKIMAGE}" -rootfs "${root}" -tag "${OPERATOR_TAG}" -entrypoint '["kanary", "run"]' \
     -user 65532:65532 -expose 8080 -expose 8081 "${labels[@]}" \
     -env PATH=/opt/kanary/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    -env PYTHONDONTWRITEBYTECODE=1 -env PYTHONUNBUFFERED=1 -env HOME=/tmp -env LANG=C.UTF-8 \
+    -env PYTHONDONTWRITEBYTECODE=1 -env PYTHONUNBUFFERED=1 -env PYTHONMALLOC=malloc \
+    -env MALLOC_ARENA_MAX=2 -env HOME=/tmp -env LANG=C.UTF-8 \
     -out "$2"
 }
 

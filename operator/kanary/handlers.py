@@ -27,7 +27,7 @@ import kopf
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from kanary import handlers_index, metrics_export
+from kanary import handlers_index, memtrim, metrics_export
 from kanary.analysis.endpoints import PrometheusPolicy
 from kanary.analysis.source import PrometheusSource
 from kanary.durations import parse_duration
@@ -180,6 +180,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 async def release(**_: Any) -> None:
     for task in _tasks:
         task.cancel()
+    _trim.cancel()
     if _elector is not None:
         await asyncio.to_thread(_elector.release)
 
@@ -212,6 +213,7 @@ _last_tick: dict[Key, float] = {}
 _signal: asyncio.Event | None = None
 _tasks: list[asyncio.Task[None]] = []
 _ticking: set[asyncio.Task[None]] = set()  # held, so the loop does not drop them
+_trim = memtrim.QuietTrim()  # memory back to the OS once deletions settle
 
 
 def _wake(key: Key, delay: float = 0.0) -> None:
@@ -257,6 +259,7 @@ async def rollout_event(
             _queue.forget(key)
             _last_tick.pop(key, None)
             _forget(key, str(body.metadata.uid or ""))
+            _trim.deleted()
         return
     seen = {
         "metadata": dict(body.metadata),

@@ -108,7 +108,9 @@ class OperatorProcess:
                         f"port {port} is taken: another operator (another pytest session, or "
                         "hack/operator-up.sh) is running in this netns; stop it first"
                     )
+        # the allocator the image runs (Dockerfile, operator/kanary/memtrim.py)
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        env.update(PYTHONMALLOC="malloc", MALLOC_ARENA_MAX="2")
         log = self.log_path.open("ab")
         self.starts += 1
         log.write(f"\n===== operator start {self.starts} =====\n".encode())

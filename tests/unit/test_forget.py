@@ -15,7 +15,7 @@ from prometheus_client import generate_latest
 from tests.unit.fake_kube import FakeKube
 from tests.unit.test_reconcile import NS, healthy, new_version, rollout
 
-from kanary import handlers, metrics_export
+from kanary import handlers, memtrim, metrics_export
 from kanary.notify.delivery import Delivery
 from kanary.notify.dispatch import SECRET_TTL_SECONDS, Notifier
 from kanary.notify.gates import ask_gate
@@ -287,3 +287,36 @@ def test_forget_drops_the_pod_records_of_that_rollout_a_missed_pod_deletion_woul
     rt.forget(NS, "demo", "uid-1")
     assert rt.clock.timings(NS, "demo", "abc") == []
     assert [t.name for t in rt.clock.timings(NS, "other", "abc")] == ["other-canary-1"]
+
+
+def test_deleted_rollouts_give_their_memory_back_once_the_deletions_settle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A burst of DELETED events ends in one trim (memtrim.py), not one per Rollout and not
+    none: the operator's RSS follows the Rollouts that exist."""
+    trims: list[int] = []
+    monkeypatch.setattr(handlers, "_runtime", Runtime(kube=_Kube()))  # type: ignore[arg-type]
+    monkeypatch.setattr(handlers, "_rollouts", {})
+    monkeypatch.setattr(handlers, "_last_tick", {})
+    monkeypatch.setattr(handlers, "_queue", WakeQueue())
+    monkeypatch.setattr(handlers, "_indexes", {"x": {}})
+    bodies = []
+    for i in range(5):
+        body = rollout()
+        body["metadata"].update(name=f"r{i}", uid=f"uid-{i}")
+        bodies.append(body)
+
+    async def scenario() -> None:
+        monkeypatch.setattr(
+            handlers, "_trim", memtrim.QuietTrim(quiet=0.1, release=lambda: trims.append(1))
+        )
+        for kind in ("ADDED", "DELETED"):
+            for body in bodies:
+                name = body["metadata"]["name"]
+                await handlers.rollout_event(
+                    event={"type": kind}, body=kopf.Body(body), namespace=NS, name=name
+                )
+        await asyncio.sleep(0.3)
+
+    asyncio.run(scenario())
+    assert trims == [1]

@@ -220,6 +220,18 @@ def test_operator_runs_as_its_service_account_in_its_namespace() -> None:
     assert args.leader_elect is True
 
 
+def test_operator_runs_glibc_malloc_so_deleted_rollouts_memory_goes_back() -> None:
+    """memtrim.py returns freed pages only with Python objects on glibc's malloc: the
+    manifest and the Dockerfile both set it (hack/images/build.sh checks the image's)."""
+    [container] = operator()["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["PYTHONMALLOC"] == "malloc"
+    assert env["MALLOC_ARENA_MAX"] == "2"
+    dockerfile = (MANIFESTS.parent / "Dockerfile").read_text().splitlines()
+    assert "    PYTHONMALLOC=malloc \\" in dockerfile
+    assert "    MALLOC_ARENA_MAX=2 \\" in dockerfile
+
+
 def test_operator_passes_restricted_pod_security() -> None:
     pod = operator()["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
