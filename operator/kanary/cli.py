@@ -138,6 +138,15 @@ def _load_config_for_operator() -> None:
         except Exception as e:
             where = os.environ.get("KUBECONFIG", "~/.kube/config")
             raise CliError(f"not in a cluster and cannot load kubeconfig {where}: {e}") from e
+    # one kept connection per tick thread, plus the Lease's and the odd report's (the client's
+    # default is 5 per core: ticks beyond it opened and dropped a TLS connection each call)
+    from kubernetes import client
+
+    from kanary import handlers
+
+    configuration = client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = handlers.WORKERS + 4
+    client.Configuration.set_default(configuration)
 
 
 def _default_namespace() -> str:
