@@ -24,6 +24,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -103,6 +104,146 @@ def _all_at(kit: Kit, ns: str, names: set[str], image: str) -> Callable[[], bool
     return probe
 
 
+class Timeline:
+    """Where an update's time goes, from watches (local clock, one thread per watch): when each
+    pod was first seen and first seen Ready, and when each Rollout was first seen Healthy on the
+    new image. Started after the new image is set on all."""
+
+    def __init__(self, kit: Kit, ns: str) -> None:
+        self.kit, self.ns = kit, ns
+        self.pods: dict[str, dict[str, Any]] = {}  # pod -> owner, track, created, ready
+        self.healthy: dict[str, float] = {}  # Rollout -> first seen Healthy on V2
+        self.deployments: dict[str, dict[str, float]] = {}  # name -> "spec"/"ready" on V2: when
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._watch_pods, daemon=True),
+            threading.Thread(target=self._watch_rollouts, daemon=True),
+            threading.Thread(target=self._watch_deployments, daemon=True),
+        ]
+
+    def start(self) -> Timeline:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _watch(self, list_fn: Callable[..., Any], seen: Callable[[Any], None], **kw: Any) -> None:
+        from kubernetes import watch
+
+        while not self._stop.is_set():
+            w = watch.Watch()
+            try:
+                for ev in w.stream(list_fn, self.ns, timeout_seconds=5, **kw):
+                    seen(ev["object"])
+                    if self._stop.is_set():
+                        break
+            except Exception:  # a watch that broke: watch again (the bench's own client)
+                time.sleep(0.5)
+            finally:
+                w.stop()
+
+    def _watch_pods(self) -> None:
+        def seen(pod: Any) -> None:
+            now = time.time()
+            labels = pod.metadata.labels or {}
+            rec = self.pods.setdefault(
+                pod.metadata.name,
+                {
+                    "owner": labels.get("kanary.dev/rollout") or labels.get("app"),
+                    "track": labels.get("kanary.dev/track", "deployment"),
+                    "image": pod.spec.containers[0].image,
+                    "created": now,
+                    "ready": None,
+                },
+            )
+            ready = any(
+                c.type == "Ready" and c.status == "True"
+                for c in (pod.status.conditions or [])
+                if pod.status is not None
+            )
+            if ready and rec["ready"] is None:
+                rec["ready"] = now
+
+        self._watch(self.kit.core.list_namespaced_pod, seen)
+
+    def _watch_deployments(self) -> None:
+        def seen(d: Any) -> None:
+            if d.spec.template.spec.containers[0].image != V2:
+                return
+            now = time.time()
+            rec = self.deployments.setdefault(d.metadata.name, {"spec": now})
+            st = d.status
+            want = d.spec.replicas or 0
+            if (
+                "ready" not in rec
+                and want > 0
+                and (st.observed_generation or 0) >= (d.metadata.generation or 0)
+                and (st.updated_replicas or 0) == want
+                and (st.ready_replicas or 0) >= want
+            ):
+                rec["ready"] = now
+
+        self._watch(self.kit.apps.list_namespaced_deployment, seen)
+
+    def _watch_rollouts(self) -> None:
+        done = _promoted_to(V2)
+
+        def seen(obj: Any) -> None:
+            if done(obj) and obj["metadata"]["name"] not in self.healthy:
+                self.healthy[obj["metadata"]["name"]] = time.time()
+
+        def list_fn(ns: str, **kw: Any) -> Any:
+            return self.kit.custom.list_namespaced_custom_object(
+                "kanary.dev", "v1alpha1", ns, "rollouts", **kw
+            )
+
+        self._watch(list_fn, seen)
+
+    def gaps(self, set_at: float) -> dict[str, Any]:
+        """Per owner, the seconds of each leg after `set_at` (p50/p90/max over the owners)."""
+        legs: dict[str, list[float]] = {}
+        new = [p for p in self.pods.values() if p["image"] == V2 and p["created"] >= set_at - 1]
+        by: dict[str, dict[str, dict[str, Any]]] = {}
+        for p in new:
+            by.setdefault(str(p["owner"]), {})[p["track"]] = p
+
+        def add(leg: str, a: float | None, b: float | None) -> None:
+            if a is not None and b is not None:
+                legs.setdefault(leg, []).append(b - a)
+
+        for owner, tracks in by.items():
+            if "deployment" in tracks:
+                d = tracks["deployment"]
+                add("1 new pod created", set_at, d["created"])
+                add("2 new pod Ready", d["created"], d["ready"])
+                continue
+            c, st = tracks.get("canary") or {}, tracks.get("stable") or {}
+            add("1 canary pod created", set_at, c.get("created"))
+            add("2 canary pod Ready", c.get("created"), c.get("ready"))
+            add("3 canary Ready -> stable pod created", c.get("ready"), st.get("created"))
+            add("4 stable pod Ready", st.get("created"), st.get("ready"))
+            add("5 stable Ready -> Rollout Healthy", st.get("ready"), self.healthy.get(owner))
+            cd = self.deployments.get(f"{owner}-canary", {})
+            sd = self.deployments.get(f"{owner}-stable", {})
+            add("3a canary pod Ready -> Deployment Ready", c.get("ready"), cd.get("ready"))
+            add("3b canary Deployment Ready -> stable new spec", cd.get("ready"), sd.get("spec"))
+            add("3c stable new spec -> stable pod created", sd.get("spec"), st.get("created"))
+            add("5a stable pod Ready -> Deployment Ready", st.get("ready"), sd.get("ready"))
+            add("5b stable Deployment Ready -> Healthy", sd.get("ready"), self.healthy.get(owner))
+        out: dict[str, Any] = {}
+        for leg, values in sorted(legs.items()):
+            values.sort()
+            out[leg] = {
+                "n": len(values),
+                "p50": round(values[len(values) // 2], 2),
+                "p90": round(values[int(len(values) * 0.9)], 2),
+                "max": round(values[-1], 2),
+            }
+        return out
+
+
 def throughput_part(kit: Kit, kubeconfig: Path, workdir: Path, count: int) -> dict[str, Any]:
     timeouts: list[str] = []
     out: dict[str, Any] = {"count": count, "steps": RATIO_STEPS, "mode": "ratio", "replicas": 1}
@@ -119,11 +260,15 @@ def throughput_part(kit: Kit, kubeconfig: Path, workdir: Path, count: int) -> di
             "Deployments available", lambda: _all_rolled(kit, ns, count, V1), limit, timeouts
         )
         ops = [{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": V2}]
+        timeline = Timeline(kit, ns).start()
+        set_at = time.time()
         for n in names:
             kit.apps.patch_namespaced_deployment(n, ns, ops)
         out["deployments_update_s"] = _timed(
             "Deployments rolled", lambda: _all_rolled(kit, ns, count, V2), limit, timeouts
         )
+        timeline.stop()
+        out["deployments_update_legs"] = timeline.gaps(set_at)
         out["deployments_total_s"] = round(time.time() - started, 1)
     finally:
         kit.delete_namespace(ns)
@@ -141,11 +286,15 @@ def throughput_part(kit: Kit, kubeconfig: Path, workdir: Path, count: int) -> di
         out["rollouts_create_s"] = _timed(
             "Rollouts Healthy", _all_at(kit, ns, everyone, V1), limit, timeouts
         )
+        timeline = Timeline(kit, ns).start()
+        set_at = time.time()
         for n in names:
             kit.set_image(ns, n, V2)
         out["rollouts_update_s"] = _timed(
             "Rollouts promoted", _all_at(kit, ns, everyone, V2), limit, timeouts
         )
+        timeline.stop()
+        out["rollouts_update_legs"] = timeline.gaps(set_at)
         out["rollouts_total_s"] = round(time.time() - started, 1)
     finally:
         kit.delete_namespace(ns)

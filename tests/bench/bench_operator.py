@@ -68,6 +68,8 @@ sys.path.insert(0, str(REPO))
 from tests.integration.rollout_objects import httproute  # noqa: E402
 from tests.integration.rollout_objects import rollout_body as shared_rollout_body  # noqa: E402
 
+from kanary.status_write import COALESCE_SECONDS  # noqa: E402
+
 GROUP, VERSION, PLURAL = "kanary.dev", "v1alpha1", "rollouts"
 GW = ("gateway.networking.k8s.io", "v1", "httproutes")
 LIVENESS_PORT, METRICS_PORT = 18090, 18091
@@ -711,6 +713,10 @@ class Kit:
             _content_type="application/merge-patch+json",
         )
 
+    def terminating_pods(self, ns: str) -> int:
+        pods = self.core.list_namespaced_pod(ns, label_selector="kanary.dev/rollout").items
+        return sum(1 for p in pods if p.metadata.deletion_timestamp is not None)
+
     def deployment_replicas(self, ns: str, name: str) -> int | None:
         try:
             dep = self.apps.read_namespaced_deployment(name, ns)
@@ -1075,6 +1081,16 @@ def load_part(
                 ),
                 max(420, rolling * 1.5),
             )
+            # replica-ratio: the stable pods scaled to 0 at the weight step still terminate
+            # (their grace period); the Deployments' status changes are written meanwhile
+            sampler.set_phase(f"{rolling} Paused, old stable pods terminating")
+            poll(
+                "no terminating pods",
+                lambda: not any(kit.terminating_pods(ns) for ns in spaces) or None,
+                timeout=180,
+                interval=1.0,
+            )
+            time.sleep(2 * COALESCE_SECONDS)  # an observation's status write is at most this late
             sampler.set_phase(f"{rolling} in flight (Paused at pause {{}})")
             time.sleep(hold)
             sampler.set_phase(f"promote {rolling} until all Healthy")
