@@ -60,8 +60,8 @@ EVENT_GAP_SECONDS = 0.5  # a watch event wakes a Rollout at most this soon after
 T = TypeVar("T")
 
 # Rollouts reconciled at once, each on a thread of _pool (a tick mostly waits: on the API
-# server, or seconds on Prometheus). Was 8 on asyncio's default executor, 6 threads on 2 cores:
-# 200 Rollouts updated at once queued behind it (tests/bench/README.md, session 18).
+# server, or seconds on Prometheus). Was 8 on asyncio's default executor, which has only 6
+# threads on 2 cores (no measurable change in the fleet bench: tests/bench/README.md).
 WORKERS = 16
 _pool = concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="kanary-tick")
 
