@@ -26,12 +26,15 @@ class TrackState:
     exists: bool = False
     revision: str | None = None  # kanary.dev/revision of its pod template
     replicas: int = 0  # spec.replicas
-    ready: int = 0  # status.readyReplicas of the current revision
+    # status.readyReplicas of the current revision; for the canary, its pods as the watch saw
+    # them when they are ahead of the Deployment's status (reconcile_state.with_pods)
+    ready: int = 0
     settled: bool = False  # observedGeneration caught up and all replicas updated + ready
     images: str = ""  # the pod template's container images, comma-separated (for kubectl get)
     # A field kanary sets in the template differs from what kanary would apply for `revision`
     # (an edit by hand or by another tool); only known when `revision` is the spec's template.
     drifted: bool = False
+    observed: bool = False  # status.observedGeneration caught up with metadata.generation
 
 
 @dataclass(frozen=True)

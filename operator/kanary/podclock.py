@@ -69,6 +69,8 @@ class _Record:
     ready_at: datetime | None
     api_seconds: float | None  # from the API's own timestamps, 1s resolution
     trouble: str | None = None  # container_trouble() as last seen
+    ready: bool = False  # Ready as last seen
+    live: bool = True  # not terminating (no deletionTimestamp) as last seen
 
 
 class PodClock:
@@ -98,6 +100,8 @@ class PodClock:
             self._pods[key] = record
             self._by_rollout.setdefault((key[0], record.rollout), {})[key[1]] = record
         record.trouble = container_trouble(pod)
+        record.ready = is_ready(pod)
+        record.live = not meta.get("deletionTimestamp")
         if record.ready_at is None and is_ready(pod):
             cond = ready_condition(pod) or {}
             ready_api = parse_time(cond.get("lastTransitionTime"))
@@ -134,6 +138,13 @@ class PodClock:
             PodTiming(name=name, created=r.created, ready_at=r.ready_at)
             for name, r in self._of(namespace, rollout, revision)
         ]
+
+    def counts(self, namespace: str, rollout: str, revision: str) -> tuple[int, int]:
+        """(pods of `revision` Ready and not terminating, pods of any revision not terminating)
+        of the Rollout's canary track, as last seen."""
+        pods = self._by_rollout.get((namespace, rollout), {}).values()
+        ready = sum(1 for r in pods if r.live and r.ready and r.revision == revision)
+        return ready, sum(1 for r in pods if r.live)
 
     def trouble(self, namespace: str, rollout: str, revision: str) -> str | None:
         """The first pod of this revision whose container does not run, and why."""

@@ -53,6 +53,7 @@ from kanary.reconcile_state import (
     View,
     _template_of,
     seen_deployment,
+    with_pods,
 )
 from kanary.reconcile_writes import (
     NewerSpec,
@@ -288,7 +289,7 @@ def observe(
         generation=generation,
         template_hash=revision,
         stable=_track(rt, spec, view, view.stable, namespace, track_name(name, "stable")),
-        canary=_track(rt, spec, view, view.canary, namespace, track_name(name, "canary")),
+        canary=_canary_track(rt, spec, view, namespace, name),
         readiness=readiness_figures(
             [t for t in timings if since is None or t.created >= since], now
         ),
@@ -330,6 +331,17 @@ def _track(
         and not contains(seen.template.get("spec"), wanted.get("spec"))
     )
     return dataclasses.replace(seen.state, drifted=drifted)
+
+
+def _canary_track(
+    rt: Runtime, spec: RolloutSpec, view: View, namespace: str, name: str
+) -> TrackState:
+    """The canary Deployment, Ready as soon as its pods are (the pod watch is a pass of the
+    controller-manager ahead of the Deployment's status)."""
+    track = _track(rt, spec, view, view.canary, namespace, track_name(name, "canary"))
+    if not track.exists or track.revision is None:
+        return track
+    return with_pods(track, *rt.clock.counts(namespace, name, track.revision))
 
 
 def manual_action(annotations: Mapping[str, str]) -> tuple[ManualAction | None, str | None]:

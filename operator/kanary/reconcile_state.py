@@ -178,8 +178,9 @@ def track_state(body: Mapping[str, Any]) -> TrackState:
     replicas = int(spec.get("replicas", 1))
     ready = int(status.get("readyReplicas", 0) or 0)
     updated = int(status.get("updatedReplicas", 0) or 0)
+    observed = int(status.get("observedGeneration", 0) or 0) >= int(meta.get("generation", 0) or 0)
     settled = (
-        int(status.get("observedGeneration", 0) or 0) >= int(meta.get("generation", 0) or 0)
+        observed
         and updated == replicas
         and ready == replicas
         and int(status.get("replicas", 0) or 0) == replicas
@@ -192,7 +193,27 @@ def track_state(body: Mapping[str, Any]) -> TrackState:
         replicas=replicas,
         ready=ready if updated >= ready else updated,
         settled=settled,
+        observed=observed,
     )
+
+
+def with_pods(track: TrackState, ready_pods: int, live_pods: int) -> TrackState:
+    """The track as its pods show it, when they are ahead of its Deployment's status.
+
+    The Deployment's readyReplicas reaches its status one pass of the controller-manager after
+    the pod turned Ready (about 20 s with a few hundred Deployments changing: tests/bench). The
+    pod watch sees the flip at once. ``ready_pods``: pods of the track's revision that are Ready
+    and not terminating; ``live_pods``: the track's pods of any revision not terminating. The
+    track is settled by its pods when the controller has seen its spec (observedGeneration),
+    exactly ``replicas`` pods live and all of them Ready. Pods only ever add to what the status
+    says: a watch not yet listed (0 pods) or a missed deletion (one pod too many) leaves the
+    status in charge.
+    """
+    if not track.exists or track.settled or not track.observed:
+        return track
+    ready = max(track.ready, min(ready_pods, track.replicas))
+    settled = live_pods == track.replicas and ready_pods >= track.replicas
+    return dataclasses.replace(track, ready=ready, settled=settled)
 
 
 def seen_deployment(body: Mapping[str, Any]) -> SeenDeployment:

@@ -805,3 +805,63 @@ def test_at_most_one_status_patch_per_tick_and_three_writes_per_step(ratio: bool
     assert h.status.phase == "Healthy"
     assert sorted(own_writes) == [0, 1, 2]
     assert all(len(writes) <= 3 for writes in own_writes.values()), own_writes
+
+
+# ---- the canary's readiness from its pods ------------------------------------------------------
+
+
+def canary_pod(h: Harness, name: str, ready: bool, terminating: bool = False) -> dict[str, Any]:
+    """A pod of the canary Deployment's revision as the pod watch delivers it."""
+    dep = h.kube.get("Deployment", NS, "demo-canary")
+    assert dep is not None
+    labels = dict(dep["spec"]["template"]["metadata"]["labels"])
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": NS,
+        "labels": labels,
+        "creationTimestamp": h.now.isoformat(),
+    }
+    if terminating:
+        meta["deletionTimestamp"] = h.now.isoformat()
+    condition = {"type": "Ready", "status": str(ready), "lastTransitionTime": h.now.isoformat()}
+    return {"metadata": meta, "status": {"conditions": [condition]}}
+
+
+def lagging_canary(h: Harness) -> None:
+    """v2 started; the canary Deployment scaled to 1 and its status not yet showing the pod
+    Ready (the controller-manager's next pass), as on a cluster with many Deployments."""
+    new_version(h)
+    h.kube.unready.add("demo-canary")
+    h.tick()
+    h.tick()
+    assert split(h) == (100, 0) and "waiting for canary pods" in h.status.message
+
+
+def test_a_canary_pod_seen_ready_sets_the_weight_before_its_deployment_status_says_so() -> None:
+    """Found (tests/bench): each step waited one controller-manager pass (about 20 s with 400
+    Deployments changing) for readyReplicas after the pod watch had seen the pod Ready."""
+    h = healthy()
+    lagging_canary(h)
+    h.rt.clock.observe(canary_pod(h, "demo-canary-1", ready=True), h.now)
+    h.tick()
+    assert split(h) == (95, 5)
+
+
+def test_pods_that_cannot_be_trusted_leave_the_deployment_status_in_charge() -> None:
+    h = healthy()
+    lagging_canary(h)
+    # not Ready, or terminating: no weight
+    h.rt.clock.observe(canary_pod(h, "demo-canary-1", ready=False), h.now)
+    h.rt.clock.observe(canary_pod(h, "demo-canary-0", ready=True, terminating=True), h.now)
+    h.tick()
+    assert split(h) == (100, 0)
+    # one pod too many (a deletion the watch missed): not settled by its pods
+    h.rt.clock.observe(canary_pod(h, "demo-canary-1", ready=True), h.now)
+    h.rt.clock.observe(canary_pod(h, "demo-canary-2", ready=True), h.now)
+    h.tick()
+    assert split(h) == (100, 0)
+    # the Deployment's status catches up: as before
+    h.kube.unready.clear()
+    h.kube.settle()
+    h.tick()
+    assert split(h) == (95, 5)
