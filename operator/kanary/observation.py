@@ -34,7 +34,6 @@ class TrackState:
     # A field kanary sets in the template differs from what kanary would apply for `revision`
     # (an edit by hand or by another tool); only known when `revision` is the spec's template.
     drifted: bool = False
-    observed: bool = False  # status.observedGeneration caught up with metadata.generation
 
 
 @dataclass(frozen=True)

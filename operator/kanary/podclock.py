@@ -71,6 +71,7 @@ class _Record:
     trouble: str | None = None  # container_trouble() as last seen
     ready: bool = False  # Ready as last seen
     live: bool = True  # not terminating (no deletionTimestamp) as last seen
+    images: str = ""  # its containers' images, comma-separated (as TrackState.images)
 
 
 class PodClock:
@@ -102,6 +103,8 @@ class PodClock:
         record.trouble = container_trouble(pod)
         record.ready = is_ready(pod)
         record.live = not meta.get("deletionTimestamp")
+        containers = (pod.get("spec") or {}).get("containers") or []
+        record.images = ",".join(str(c.get("image", "")) for c in containers)
         if record.ready_at is None and is_ready(pod):
             cond = ready_condition(pod) or {}
             ready_api = parse_time(cond.get("lastTransitionTime"))
@@ -139,11 +142,13 @@ class PodClock:
             for name, r in self._of(namespace, rollout, revision)
         ]
 
-    def counts(self, namespace: str, rollout: str, revision: str) -> tuple[int, int]:
-        """(pods of `revision` Ready and not terminating, pods of any revision not terminating)
-        of the Rollout's canary track, as last seen."""
+    def counts(self, namespace: str, rollout: str, revision: str, images: str) -> tuple[int, int]:
+        """(pods of `revision` running `images`, Ready and not terminating; pods of any
+        revision not terminating) of the Rollout's canary track, as last seen."""
         pods = self._by_rollout.get((namespace, rollout), {}).values()
-        ready = sum(1 for r in pods if r.live and r.ready and r.revision == revision)
+        ready = sum(
+            1 for r in pods if r.live and r.ready and r.revision == revision and r.images == images
+        )
         return ready, sum(1 for r in pods if r.live)
 
     def trouble(self, namespace: str, rollout: str, revision: str) -> str | None:

@@ -341,7 +341,7 @@ def _canary_track(
     track = _track(rt, spec, view, view.canary, namespace, track_name(name, "canary"))
     if not track.exists or track.revision is None:
         return track
-    return with_pods(track, *rt.clock.counts(namespace, name, track.revision))
+    return with_pods(track, *rt.clock.counts(namespace, name, track.revision, track.images))
 
 
 def manual_action(annotations: Mapping[str, str]) -> tuple[ManualAction | None, str | None]:

@@ -178,9 +178,8 @@ def track_state(body: Mapping[str, Any]) -> TrackState:
     replicas = int(spec.get("replicas", 1))
     ready = int(status.get("readyReplicas", 0) or 0)
     updated = int(status.get("updatedReplicas", 0) or 0)
-    observed = int(status.get("observedGeneration", 0) or 0) >= int(meta.get("generation", 0) or 0)
     settled = (
-        observed
+        int(status.get("observedGeneration", 0) or 0) >= int(meta.get("generation", 0) or 0)
         and updated == replicas
         and ready == replicas
         and int(status.get("replicas", 0) or 0) == replicas
@@ -193,7 +192,6 @@ def track_state(body: Mapping[str, Any]) -> TrackState:
         replicas=replicas,
         ready=ready if updated >= ready else updated,
         settled=settled,
-        observed=observed,
     )
 
 
@@ -201,15 +199,19 @@ def with_pods(track: TrackState, ready_pods: int, live_pods: int) -> TrackState:
     """The track as its pods show it, when they are ahead of its Deployment's status.
 
     The Deployment's readyReplicas reaches its status one pass of the controller-manager after
-    the pod turned Ready (about 20 s with a few hundred Deployments changing: tests/bench). The
-    pod watch sees the flip at once. ``ready_pods``: pods of the track's revision that are Ready
-    and not terminating; ``live_pods``: the track's pods of any revision not terminating. The
-    track is settled by its pods when the controller has seen its spec (observedGeneration),
-    exactly ``replicas`` pods live and all of them Ready. Pods only ever add to what the status
-    says: a watch not yet listed (0 pods) or a missed deletion (one pod too many) leaves the
-    status in charge.
+    the pod turned Ready (about 20 s with a few hundred Deployments changing: tests/bench), and
+    so does its observedGeneration: the pass that creates a ReplicaSet updates the Deployment
+    twice and the second update conflicts, so waiting for observedGeneration would wait for
+    that same pass. The pod watch sees the flip at once. ``ready_pods``: pods of the track's
+    revision and images that are Ready and not terminating; ``live_pods``: the track's pods of
+    any revision not terminating. The track is settled by its pods when exactly ``replicas``
+    pods are live and all of them are Ready: a scale the controller has not acted on yet shows
+    as a count that differs, a new revision or image as pods that do not match. Pods only ever
+    add to what the status says: a watch not yet listed (0 pods) or a missed deletion (one pod
+    too many) leaves the status in charge. Not seen by pods: a change to the template that
+    keeps its revision and images (an edited env var), until the controller replaces the pods.
     """
-    if not track.exists or track.settled or not track.observed:
+    if not track.exists or track.settled:
         return track
     ready = max(track.ready, min(ready_pods, track.replicas))
     settled = live_pods == track.replicas and ready_pods >= track.replicas

@@ -54,6 +54,10 @@ class FakeKube:
     log: list[str] = field(default_factory=list)  # "apply Deployment demo-stable", ...
     rv: int = 100
     unready: set[str] = field(default_factory=set)  # Deployments whose pods are not Ready
+    # Deployments whose status the controller-manager has not written since their last spec
+    # change (the pass that creates a ReplicaSet has its status update refused by a conflict:
+    # observedGeneration, replicas and readyReplicas stay as they were until its next pass)
+    lagging: set[str] = field(default_factory=set)
     writes: int = 0
     terminating: set[str] = field(default_factory=set)  # namespaces being deleted
 
@@ -220,7 +224,7 @@ class FakeKube:
         """The Deployment controller and kubelets: every Deployment's pods match its spec and
         are Ready (unless listed in `unready`)."""
         for (kind, _, name), obj in self.objects.items():
-            if kind != "Deployment":
+            if kind != "Deployment" or name in self.lagging:
                 continue
             n = obj["spec"]["replicas"]
             ready = 0 if name in self.unready else n

@@ -810,11 +810,17 @@ def test_at_most_one_status_patch_per_tick_and_three_writes_per_step(ratio: bool
 # ---- the canary's readiness from its pods ------------------------------------------------------
 
 
-def canary_pod(h: Harness, name: str, ready: bool, terminating: bool = False) -> dict[str, Any]:
-    """A pod of the canary Deployment's revision as the pod watch delivers it."""
+def canary_pod(
+    h: Harness, name: str, ready: bool, terminating: bool = False, image: str | None = None
+) -> dict[str, Any]:
+    """A pod of the canary Deployment's template (`image`: another image, as a template edited
+    by hand) as the pod watch delivers it."""
     dep = h.kube.get("Deployment", NS, "demo-canary")
     assert dep is not None
     labels = dict(dep["spec"]["template"]["metadata"]["labels"])
+    containers = [dict(c) for c in dep["spec"]["template"]["spec"]["containers"]]
+    if image is not None:
+        containers[0]["image"] = image
     meta: dict[str, Any] = {
         "name": name,
         "namespace": NS,
@@ -824,14 +830,19 @@ def canary_pod(h: Harness, name: str, ready: bool, terminating: bool = False) ->
     if terminating:
         meta["deletionTimestamp"] = h.now.isoformat()
     condition = {"type": "Ready", "status": str(ready), "lastTransitionTime": h.now.isoformat()}
-    return {"metadata": meta, "status": {"conditions": [condition]}}
+    return {
+        "metadata": meta,
+        "spec": {"containers": containers},
+        "status": {"conditions": [condition]},
+    }
 
 
 def lagging_canary(h: Harness) -> None:
-    """v2 started; the canary Deployment scaled to 1 and its status not yet showing the pod
-    Ready (the controller-manager's next pass), as on a cluster with many Deployments."""
+    """v2 started; the canary Deployment scaled to 1 and its status not yet written for its new
+    spec (observedGeneration behind: the controller-manager's next pass), as on a cluster with
+    many Deployments."""
     new_version(h)
-    h.kube.unready.add("demo-canary")
+    h.kube.lagging.add("demo-canary")
     h.tick()
     h.tick()
     assert split(h) == (100, 0) and "waiting for canary pods" in h.status.message
@@ -860,8 +871,13 @@ def test_pods_that_cannot_be_trusted_leave_the_deployment_status_in_charge() -> 
     h.rt.clock.observe(canary_pod(h, "demo-canary-2", ready=True), h.now)
     h.tick()
     assert split(h) == (100, 0)
+    # a pod of the revision running another image (its template edited by hand): not counted
+    h.rt.clock.forget(NS, "demo-canary-2")
+    h.rt.clock.observe(canary_pod(h, "demo-canary-1", ready=True, image="gin-demo:hand"), h.now)
+    h.tick()
+    assert split(h) == (100, 0)
     # the Deployment's status catches up: as before
-    h.kube.unready.clear()
+    h.kube.lagging.clear()
     h.kube.settle()
     h.tick()
     assert split(h) == (95, 5)
