@@ -20,6 +20,7 @@ Tolerances (stated, and why):
 from __future__ import annotations
 
 import time
+import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from tests.integration.analysis_fixtures import (
     PrometheusServer,
     load,
     scrape_config,
+    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -50,6 +52,7 @@ NS = "analysis-it"
 WINDOW = 10.0
 LOAD_SECONDS = 13.0
 RATE = 100.0  # requests per second per loaded process
+LATE_SCRAPE = 3.0  # the late canary's scrape interval, seconds
 
 
 def gin(tmp: Path, rollout: str, track: str, revision: str, **env: str) -> Gin:
@@ -86,28 +89,54 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             gin(tmp, "noisy", "canary", "c1", ERROR_RATE="0.1"),
         )
     }
-    prom = PrometheusServer(tmp / "prometheus", scrape_config(list(gins.values())))
+    # A canary pod that starts inside the window and answers before its first scrape: its own
+    # job, scraped every 3 s, so that its start and burst fit between two scrapes.
+    late = gin(tmp, "late", "canary", "c1", ERROR_RATE="0.2")
+    config = scrape_config(list(gins.values()))
+    config["scrape_configs"].append(
+        scrape_config([late], interval=f"{LATE_SCRAPE:g}s")["scrape_configs"][0]
+        | {"job_name": "gin-late", "scrape_interval": f"{LATE_SCRAPE:g}s", "scrape_timeout": "1s"}
+    )
+    prom = PrometheusServer(tmp / "prometheus", config)
     try:
         for g in gins.values():
             g.start()
         prom.start()
         prom.wait_targets_up(len(gins))
         loaded = [name for name in gins if name != "idle-canary"]
-        with ThreadPoolExecutor(len(loaded)) as pool:
+        with ThreadPoolExecutor(len(loaded) + 1) as pool:
             futures = {
                 name: pool.submit(
                     load, gins[name].address, seconds=LOAD_SECONDS, rate=RATE, workers=24
                 )
                 for name in loaded
             }
+            futures[late.name] = pool.submit(_late_burst, prom, late)
             loads = {name: f.result(timeout=LOAD_SECONDS + 90) for name, f in futures.items()}
-        end = datetime.fromtimestamp(min(r.ended for r in loads.values()), UTC)
+        end = datetime.fromtimestamp(min(loads[name].ended for name in loaded), UTC)
         time.sleep(2.5)  # the last scrape (1s) is in and queryable
-        yield Fleet(prom, gins, loads, end)
+        yield Fleet(prom, gins | {late.name: late}, loads, end)
     finally:
         prom.stop()
-        for g in gins.values():
+        for g in [*gins.values(), late]:
             g.stop()
+
+
+def _late_burst(prom: PrometheusServer, late: Gin) -> LoadResult:
+    """Starts ``late`` just after a scrape found it down, then sends its first requests (about
+    80 in a quarter of a second): the first scrape that finds it holds them all, and its
+    counters stay flat after. A new canary pod that gets traffic before Prometheus scrapes it."""
+    time.sleep(LOAD_SECONDS - 7.0)
+
+    def last_scrape() -> str:
+        active = prom.api("/api/v1/targets?state=active")["activeTargets"]
+        (target,) = [t for t in active if t["labels"].get("pod") == late.name]
+        return str(target["lastScrape"])
+
+    before = last_scrape()
+    wait_until("a scrape of the late canary", lambda: last_scrape() != before, 10, 0.05)
+    late.start()
+    return load(late.address, seconds=0.25, rate=320, workers=24)
 
 
 def spec(**kw: Any) -> AnalysisSpec:
@@ -147,6 +176,40 @@ def test_measured_error_rate_p99_and_requests_match_the_knobs(fleet: Fleet) -> N
     assert abs(rate.value - client.error_rate) <= 0.02
     assert 0.224 <= p99.value <= 0.252
     assert abs(requests.value - in_window(client)) <= 0.1 * in_window(client)
+
+
+def test_counters_born_inside_the_window_count_from_zero(fleet: Fleet) -> None:
+    """A canary pod that answers before Prometheus first scrapes it: its first sample already
+    holds those requests. increase() starts at a series' first sample in the window, so it
+    counted none of them, and a series with one sample in the window was left out: here the
+    burst read as no data (0 requests with two flat samples) and a canary at 20 % errors was
+    Inconclusive, not failed. Found by
+    reading builtin.py; window_increase counts the series born in the window from 0.
+
+    Tolerance: 0.8x-1.4x of what the client sent. increase() extrapolates towards the
+    window's start by up to half a scrape interval."""
+    scope = Scope(NS, "late", "canary", "c1", WINDOW)
+    client = fleet.loads["late-canary"]
+    assert client.total >= 50, f"the burst sent {client.total} requests"
+    born = client.started - (fleet.end.timestamp() - WINDOW)
+    assert 2.0 <= born <= WINDOW - 2.0, f"the burst began {born:.1f}s into the window"
+    # The precondition: the late canary's first samples already counted the whole burst.
+    raw = fleet.prometheus.api(
+        "/api/v1/query?query="
+        + urllib.parse.quote(f'http_requests_total{{rollout="late"}}[{WINDOW + 10:g}s]')
+        + f"&time={fleet.end.timestamp()}"
+    )["result"]
+    first = sum(float(series["values"][0][1]) for series in raw)
+    assert raw and first == client.total, f"first scrape {first}, client {client.total}: {raw}"
+    with fleet.source() as src:
+        requests = src.query(requests_query(scope), fleet.end)
+        rate = src.query(error_rate_query(scope), fleet.end)
+    print(f"\nlate canary: {requests} requests (client sent {client.total}), error rate {rate}")
+    assert isinstance(requests, Value) and isinstance(rate, Value), (requests, rate)
+    assert 0.8 * client.total <= requests.value <= 1.4 * client.total
+    assert abs(rate.value - client.error_rate) <= 0.1, client.error_rate
+    outcome = check(fleet, "late")
+    assert outcome.verdict == "Fail", outcome.summary
 
 
 def test_canary_at_20_percent_errors_fails(fleet: Fleet) -> None:

@@ -18,6 +18,7 @@ from kanary.analysis.templating import (
     promql_duration,
     render,
     template_errors,
+    window_increase,
 )
 from kanary.spec import AnalysisSpec, MetricSpec, RolloutSpec
 
@@ -133,14 +134,14 @@ def test_builtin_queries_without_revision_do_not_scope_by_it() -> None:
 
 def test_error_rate_is_zero_not_absent_when_no_5xx_series_exists() -> None:
     q = error_rate_query(CANARY)
-    assert q.startswith('(sum(increase(http_requests_total{namespace="demo"')
+    assert q.startswith('(((sum(increase(http_requests_total{namespace="demo"')
     assert 'code=~"5.."' in q
-    assert "or vector(0)) / sum(increase(http_requests_total{" in q
+    assert " or vector(0)) / ((sum(increase(http_requests_total{" in q
 
 
 def test_latency_p99_is_a_histogram_quantile_over_buckets() -> None:
     q = latency_p99_query(CANARY)
-    assert q.startswith("histogram_quantile(0.99, sum by (le) (increase(")
+    assert q.startswith("histogram_quantile(0.99, ((sum by (le) (increase(")
     assert "http_request_duration_seconds_bucket{" in q
 
 
@@ -148,3 +149,15 @@ def test_metric_query_renders_custom_and_picks_builtin() -> None:
     custom = MetricSpec(name="x", query='sum(y{track="{{track}}"})', max=1)
     assert metric_query(custom, CANARY) == 'sum(y{track="canary"})'
     assert metric_query(MetricSpec(name="error-rate", max=1), CANARY) == error_rate_query(CANARY)
+
+
+def test_window_increase_adds_the_series_born_inside_the_window() -> None:
+    """The behaviour is tested against a real Prometheus (tests/integration/
+    test_analysis_prometheus.py); here, its parts: what increase() counts, plus the first value
+    of each series absent at the window's start, and the born series alone when increase()
+    has nothing (one sample each)."""
+    grown = 'sum(increase(x{a="1"}[30s]))'
+    born = 'sum(min_over_time(x{a="1"}[30s]) unless x{a="1"} offset 30s)'
+    assert window_increase('x{a="1"}', "30s") == f"(({grown} + ({born} or {grown} * 0)) or {born})"
+    by_le = window_increase("b", "1m", by="le")
+    assert by_le.startswith("((sum by (le) (increase(b[1m])) + (sum by (le) (min_over_time(b[1m])")

@@ -40,7 +40,7 @@ from kanary.analysis.gateway import (
     selectors,
     traefik_service_name,
 )
-from kanary.analysis.templating import Scope
+from kanary.analysis.templating import Scope, window_increase
 
 CANARY = Scope("demo", "gin-demo", "canary", "5c4b1a", 30)
 STABLE = Scope("demo", "gin-demo", "stable", "9f00d1", 30)
@@ -261,8 +261,9 @@ _MATCHER = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)(=~|!~|!=|=)"((?:[^"\\]|\\.)*)"(
 
 
 def parse_selectors(promql: str) -> list[tuple[str, list[tuple[str, str, str]]]]:
-    """Every ``name{matchers}`` in the query, in order, with PromQL's string escapes undone."""
-    out = []
+    """Every distinct ``name{matchers}`` in the query, in the order of their first use, with
+    PromQL's string escapes undone (window_increase reads each series more than once)."""
+    out: list[tuple[str, list[tuple[str, str, str]]]] = []
     for sel in _SELECTOR.finditer(promql):
         inner, matchers, pos = sel.group(2), [], 0
         while pos < len(inner):
@@ -271,7 +272,8 @@ def parse_selectors(promql: str) -> list[tuple[str, list[tuple[str, str, str]]]]
             value = re.sub(r"\\(.)", lambda e: "\n" if e.group(1) == "n" else e.group(1), m[3])
             matchers.append((m[1], m[2], value))
             pos = m.end()
-        out.append((sel.group(1), matchers))
+        if (sel.group(1), matchers) not in out:
+            out.append((sel.group(1), matchers))
     return out
 
 
@@ -372,30 +374,33 @@ def test_the_5xx_matcher_of_each_implementation() -> None:
 def test_error_rate_has_the_builtin_shape() -> None:
     q = query("traefik", "error-rate", CANARY)
     s = '{service="demo-gin-demo-canary-http-80@kubernetesgateway"'
-    assert q == (
-        f'(sum(increase(traefik_service_requests_total{s},code=~"5.."}}[30s])) or vector(0))'
-        f" / sum(increase(traefik_service_requests_total{s}}}[30s]))"
-    )
+    errors = window_increase(f'traefik_service_requests_total{s},code=~"5.."}}', "30s")
+    every = window_increase(f"traefik_service_requests_total{s}}}", "30s")
+    assert q == f"({errors} or vector(0)) / {every}"
 
 
 def test_requests_sum_the_increase_over_the_window() -> None:
     q = gateway_query("istio", "requests", Scope("demo", "gin-demo", "canary", None, 90), 80)
-    assert q == (
-        'sum(increase(istio_requests_total{reporter="source",destination_service_namespace="demo",'
-        'destination_service_name="gin-demo-canary"}[1m30s]))'
+    assert q == window_increase(
+        'istio_requests_total{reporter="source",destination_service_namespace="demo",'
+        'destination_service_name="gin-demo-canary"}',
+        "1m30s",
     )
 
 
 def test_latency_is_in_seconds_whatever_the_histograms_unit() -> None:
     traefik_q = query("traefik", "latency-p99", CANARY)
-    assert traefik_q == (
-        "histogram_quantile(0.99, sum by (le) (increase(traefik_service_request_duration_seconds_"
-        'bucket{service="demo-gin-demo-canary-http-80@kubernetesgateway"}[30s])))'
+    buckets = window_increase(
+        "traefik_service_request_duration_seconds_"
+        'bucket{service="demo-gin-demo-canary-http-80@kubernetesgateway"}',
+        "30s",
+        by="le",
     )
+    assert traefik_q == f"histogram_quantile(0.99, {buckets})"
     for impl in ("istio", "envoy-gateway"):  # both histograms count milliseconds
         q = query(impl, "latency-p99", CANARY)
-        assert q.startswith("histogram_quantile(0.99, sum by (le) (increase(")
-        assert q.endswith("[30s]))) / 1000")
+        assert q.startswith("histogram_quantile(0.99, ((sum by (le) (increase(")
+        assert q.endswith(" offset 30s))) / 1000")
 
 
 def test_envoy_gateway_without_merged_backends_refuses_rather_than_mixing() -> None:

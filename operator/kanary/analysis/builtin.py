@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
-from kanary.analysis.templating import Scope, label_value, render
+from kanary.analysis.templating import Scope, label_value, render, window_increase
 from kanary.spec import MetricSpec
 
 # The Gin service does not count these already; kept out here too, so a service that does
@@ -42,7 +42,7 @@ def selector(scope: Scope, *extra: str) -> str:
 
 def requests_query(scope: Scope) -> str:
     """Requests the track answered in the window (no series at all: nothing answered)."""
-    return f"sum(increase(http_requests_total{{{selector(scope)}}}[{scope.window}]))"
+    return window_increase(f"http_requests_total{{{selector(scope)}}}", scope.window)
 
 
 def error_rate_query(scope: Scope) -> str:
@@ -54,8 +54,8 @@ def error_rate_query(scope: Scope) -> str:
     errors = selector(scope, 'code=~"5.."')
     w = scope.window
     return (
-        f"(sum(increase(http_requests_total{{{errors}}}[{w}])) or vector(0))"
-        f" / sum(increase(http_requests_total{{{selector(scope)}}}[{w}]))"
+        f"({window_increase(f'http_requests_total{{{errors}}}', w)} or vector(0))"
+        f" / {window_increase(f'http_requests_total{{{selector(scope)}}}', w)}"
     )
 
 
@@ -71,7 +71,7 @@ def latency_p50_query(scope: Scope) -> str:
 
 def _quantile(q: float, scope: Scope) -> str:
     buckets = f"http_request_duration_seconds_bucket{{{selector(scope)}}}"
-    return f"histogram_quantile({q:g}, sum by (le) (increase({buckets}[{scope.window}])))"
+    return f"histogram_quantile({q:g}, {window_increase(buckets, scope.window, by='le')})"
 
 
 BUILTIN_QUERIES: dict[str, Callable[[Scope], str]] = {

@@ -77,7 +77,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from kanary.analysis.templating import Scope, label_value
+from kanary.analysis.templating import Scope, label_value, window_increase
 from kanary.objects import track_name
 
 Implementation = Literal["traefik", "envoy-gateway", "istio"]
@@ -233,15 +233,15 @@ def gateway_query(
     read = selectors(implementation, metric, scope, port, envoy_merge_backends=envoy_merge_backends)
     w = scope.window
     if metric == "requests":
-        return f"sum(increase({read[0].promql()}[{w}]))"
+        return window_increase(read[0].promql(), w)
     if metric == "error-rate":
         errors, every = read
         return (
-            f"(sum(increase({errors.promql()}[{w}])) or vector(0))"
-            f" / sum(increase({every.promql()}[{w}]))"
+            f"({window_increase(errors.promql(), w)} or vector(0))"
+            f" / {window_increase(every.promql(), w)}"
         )
     q = _QUANTILES[metric]
-    quantile = f"histogram_quantile({q:g}, sum by (le) (increase({read[0].promql()}[{w}])))"
+    quantile = f"histogram_quantile({q:g}, {window_increase(read[0].promql(), w, by='le')})"
     per_second = _source(implementation).per_second
     return quantile if per_second == 1 else f"{quantile} / {per_second}"
 

@@ -51,6 +51,26 @@ def promql_duration(seconds: float) -> str:
     return out + (f"{secs}s" if secs else "")
 
 
+def window_increase(series: str, window: str, by: str | None = None) -> str:
+    """``sum(increase(series[window]))`` (``sum by (<by>)``), counting the series born inside
+    the window from 0.
+
+    increase() starts at a series' first sample in the range: a counter that appears inside the
+    window (a new canary pod's, a track's first 5xx, a backend's first request through the
+    gateway) loses all it counted before its first scrape, and with one sample in the window
+    it is left out entirely. Such a series (none at the window's start: ``unless ... offset``)
+    adds its smallest value in the window, its first (min_over_time). increase() also
+    extrapolates towards the window's start by up to half a scrape interval, so a counter
+    that jumped in its first interval is counted a little high: an over-count of part of one
+    scrape's increase, where increase() alone missed the whole first scrape. No series at
+    all in the window: no value (nothing answered), as with increase() alone.
+    """
+    agg = f"sum by ({by}) " if by else "sum"
+    grown = f"{agg}(increase({series}[{window}]))"
+    born = f"{agg}(min_over_time({series}[{window}]) unless {series} offset {window})"
+    return f"(({grown} + ({born} or {grown} * 0)) or {born})"
+
+
 def label_value(text: str) -> str:
     """``text`` escaped for the inside of a double-quoted PromQL string.
 
