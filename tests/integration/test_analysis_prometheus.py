@@ -93,9 +93,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     # job, scraped every 3 s, so that its start and burst fit between two scrapes.
     late = gin(tmp, "late", "canary", "c1", ERROR_RATE="0.2")
     config = scrape_config(list(gins.values()))
+    (late_job,) = scrape_config([late])["scrape_configs"]
     config["scrape_configs"].append(
-        scrape_config([late], interval=f"{LATE_SCRAPE:g}s")["scrape_configs"][0]
-        | {"job_name": "gin-late", "scrape_interval": f"{LATE_SCRAPE:g}s", "scrape_timeout": "1s"}
+        late_job | {"job_name": "gin-late", "scrape_interval": f"{LATE_SCRAPE:g}s"}
     )
     prom = PrometheusServer(tmp / "prometheus", config)
     try:
@@ -183,8 +183,8 @@ def test_counters_born_inside_the_window_count_from_zero(fleet: Fleet) -> None:
     holds those requests. increase() starts at a series' first sample in the window, so it
     counted none of them, and a series with one sample in the window was left out: here the
     burst read as no data (0 requests with two flat samples) and a canary at 20 % errors was
-    Inconclusive, not failed. Found by
-    reading builtin.py; window_increase counts the series born in the window from 0.
+    Inconclusive, not failed. Found by reading builtin.py; window_increase counts the series
+    born in the window from 0.
 
     Tolerance: 0.8x-1.4x of what the client sent. increase() extrapolates towards the
     window's start by up to half a scrape interval."""
