@@ -204,15 +204,19 @@ async def release(**_: Any) -> None:
 _OWNED = handlers_index.OWNED
 
 
-@kopf.on.event("", "v1", "pods", labels={LABEL_TRACK: "canary"})
-async def canary_pod(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:
+@kopf.on.event("", "v1", "pods", labels={LABEL_TRACK: kopf.PRESENT})
+async def track_pod(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:
+    """Both tracks' pods: a track is settled by its pods a controller-manager pass before its
+    Deployment's status says so (reconcile_state.with_pods); the canary's also time readiness."""
     seen_at = datetime.now(UTC)
     meta = body.get("metadata", {})
     if event.get("type") == "DELETED":
-        runtime().clock.forget(str(meta.get("namespace")), str(meta.get("name")))
+        # a pod already seen terminating was counted out then: no second wake-up
+        if runtime().clock.forget(str(meta.get("namespace")), str(meta.get("name"))):
+            _wake_owner(meta)
         return
     seconds = runtime().clock.observe(body, seen_at)
-    if seconds is not None:
+    if seconds is not None and (meta.get("labels") or {}).get(LABEL_TRACK) == "canary":
         metrics_export.record_pod_ready(seconds)
     _wake_owner(meta)
 

@@ -26,8 +26,8 @@ class TrackState:
     exists: bool = False
     revision: str | None = None  # kanary.dev/revision of its pod template
     replicas: int = 0  # spec.replicas
-    # status.readyReplicas of the current revision; for the canary, its pods as the watch saw
-    # them when they are ahead of the Deployment's status (reconcile_state.with_pods)
+    # status.readyReplicas of the current revision, or its pods as the watch saw them when
+    # they are ahead of the Deployment's status (reconcile_state.with_pods)
     ready: int = 0
     settled: bool = False  # observedGeneration caught up and all replicas updated + ready
     images: str = ""  # the pod template's container images, comma-separated (for kubectl get)

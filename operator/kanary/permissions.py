@@ -43,7 +43,8 @@ PERMISSIONS: tuple[Permission, ...] = (
     ("apps", "controllerrevisions", "watch"),
     ("apps", "controllerrevisions", "create"),
     ("apps", "controllerrevisions", "patch"),
-    # The canary pods' readiness clock (kopf.on.event on pods).
+    # Both tracks' pods (kopf.on.event on pods): the canary's readiness clock, and each track
+    # settled by its pods before its Deployment's status says so.
     ("", "pods", "list"),
     ("", "pods", "watch"),
     # The user's HTTPRoute: watched (kopf.index) so drifted weights are seen every tick; a

@@ -1,4 +1,7 @@
-"""When each canary pod was created and became Ready, as the operator's watch saw it.
+"""When each of a Rollout's pods was created and became Ready, as the operator's watch saw it.
+
+The readiness figures and a container's trouble are the canary track's; whether a track is
+settled is read for both tracks (reconcile_state.with_pods).
 
 Kubernetes timestamps have one-second resolution, too coarse to tell a 2.1s start from a 2.9s
 one. The watch sees the ADDED event and the flip to Ready within milliseconds, so those times are
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kanary.objects import LABEL_REVISION, LABEL_ROLLOUT
+from kanary.objects import LABEL_REVISION, LABEL_ROLLOUT, LABEL_TRACK
 from kanary.observation import PodTiming
 
 # A pod first seen this long after its creationTimestamp was created before we watched.
@@ -72,10 +75,11 @@ class _Record:
     ready: bool = False  # Ready as last seen
     live: bool = True  # not terminating (no deletionTimestamp) as last seen
     images: str = ""  # its containers' images, comma-separated (as TrackState.images)
+    track: str = "canary"  # its kanary.dev/track label: canary or stable
 
 
 class PodClock:
-    """Canary pods' sightings, by pod and by Rollout: a tick reads only its own Rollout's pods
+    """A Rollout's pods' sightings, by pod and by Rollout: a tick reads only its own Rollout's pods
     (a scan of every pod per tick made each tick cost O(canary pods in the cluster))."""
 
     def __init__(self) -> None:
@@ -97,6 +101,7 @@ class PodClock:
                 created=created_api if late else seen_at,
                 ready_at=None,
                 api_seconds=None,
+                track=str(labels.get(LABEL_TRACK, "")),
             )
             self._pods[key] = record
             self._by_rollout.setdefault((key[0], record.rollout), {})[key[1]] = record
@@ -117,14 +122,17 @@ class PodClock:
             return (record.ready_at - record.created).total_seconds()
         return None
 
-    def forget(self, namespace: str, name: str) -> None:
+    def forget(self, namespace: str, name: str) -> bool:
+        """The pod is gone; True when it was still counted as live (its deletion changes what
+        the track's pods show)."""
         record = self._pods.pop((namespace, name), None)
         if record is None:
-            return
+            return False
         pods = self._by_rollout.get((namespace, record.rollout), {})
         pods.pop(name, None)
         if not pods:
             self._by_rollout.pop((namespace, record.rollout), None)
+        return record.live
 
     def forget_rollout(self, namespace: str, rollout: str) -> None:
         """The Rollout is gone: its pods' records go too (a pod whose DELETED event was missed,
@@ -132,20 +140,28 @@ class PodClock:
         for name in self._by_rollout.pop((namespace, rollout), {}):
             self._pods.pop((namespace, name), None)
 
-    def _of(self, namespace: str, rollout: str, revision: str) -> list[tuple[str, _Record]]:
+    def _canary_of(self, namespace: str, rollout: str, revision: str) -> list[tuple[str, _Record]]:
         pods = self._by_rollout.get((namespace, rollout), {})
-        return [(name, r) for name, r in sorted(pods.items()) if r.revision == revision]
+        return [
+            (name, r)
+            for name, r in sorted(pods.items())
+            if r.revision == revision and r.track == "canary"
+        ]
 
     def timings(self, namespace: str, rollout: str, revision: str) -> list[PodTiming]:
         return [
             PodTiming(name=name, created=r.created, ready_at=r.ready_at)
-            for name, r in self._of(namespace, rollout, revision)
+            for name, r in self._canary_of(namespace, rollout, revision)
         ]
 
-    def counts(self, namespace: str, rollout: str, revision: str, images: str) -> tuple[int, int]:
+    def counts(
+        self, namespace: str, rollout: str, track: str, revision: str, images: str
+    ) -> tuple[int, int]:
         """(pods of `revision` running `images`, Ready and not terminating; pods of any
-        revision not terminating) of the Rollout's canary track, as last seen."""
-        pods = self._by_rollout.get((namespace, rollout), {}).values()
+        revision not terminating) of the Rollout's `track`, as last seen."""
+        pods = [
+            r for r in self._by_rollout.get((namespace, rollout), {}).values() if r.track == track
+        ]
         ready = sum(
             1 for r in pods if r.live and r.ready and r.revision == revision and r.images == images
         )
@@ -153,7 +169,7 @@ class PodClock:
 
     def trouble(self, namespace: str, rollout: str, revision: str) -> str | None:
         """The first pod of this revision whose container does not run, and why."""
-        for name, r in self._of(namespace, rollout, revision):
+        for name, r in self._canary_of(namespace, rollout, revision):
             if r.trouble:
                 return f"pod {name}: {r.trouble}"
         return None

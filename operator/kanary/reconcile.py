@@ -32,6 +32,7 @@ from kanary.notify.model import Target
 from kanary.objects import (
     ANNOTATION_ACTION,
     ANNOTATION_ACTION_ID,
+    Track,
     contains,
     service_drifted,
     services,
@@ -288,8 +289,8 @@ def observe(
         now=now,
         generation=generation,
         template_hash=revision,
-        stable=_track(rt, spec, view, view.stable, namespace, track_name(name, "stable")),
-        canary=_canary_track(rt, spec, view, namespace, name),
+        stable=_track_with_pods(rt, spec, view, "stable", namespace, name),
+        canary=_track_with_pods(rt, spec, view, "canary", namespace, name),
         readiness=readiness_figures(
             [t for t in timings if since is None or t.created >= since], now
         ),
@@ -333,15 +334,16 @@ def _track(
     return dataclasses.replace(seen.state, drifted=drifted)
 
 
-def _canary_track(
-    rt: Runtime, spec: RolloutSpec, view: View, namespace: str, name: str
+def _track_with_pods(
+    rt: Runtime, spec: RolloutSpec, view: View, track: Track, namespace: str, name: str
 ) -> TrackState:
-    """The canary Deployment, Ready as soon as its pods are (the pod watch is a pass of the
+    """A track's Deployment, settled as soon as its pods are (the pod watch is a pass of the
     controller-manager ahead of the Deployment's status)."""
-    track = _track(rt, spec, view, view.canary, namespace, track_name(name, "canary"))
-    if not track.exists or track.revision is None:
-        return track
-    return with_pods(track, *rt.clock.counts(namespace, name, track.revision, track.images))
+    seen = view.canary if track == "canary" else view.stable
+    state = _track(rt, spec, view, seen, namespace, track_name(name, track))
+    if not state.exists or state.revision is None:
+        return state
+    return with_pods(state, *rt.clock.counts(namespace, name, track, state.revision, state.images))
 
 
 def manual_action(annotations: Mapping[str, str]) -> tuple[ManualAction | None, str | None]:

@@ -81,15 +81,16 @@ class Selector:
 
 def watch_selectors(rollouts: Selector) -> dict[tuple[str, str, str], str]:
     """Server-side label selectors for each watched resource, (group, version, plural) -> query:
-    the API server sends only what kanary owns (its Deployments, Services, revisions and canary
-    pods), the HTTPRoutes it steers (labelled on first sight, routers.gateway.steered_route) and
-    the Rollouts this instance serves, not every pod or route of the cluster."""
+    the API server sends only what kanary owns (its Deployments, Services, revisions and both
+    tracks' pods), the HTTPRoutes it steers (labelled on first sight,
+    routers.gateway.steered_route) and the Rollouts this instance serves, not every pod or
+    route of the cluster."""
     owned = {
         (GATEWAY_GROUP, "v1", "httproutes"): LABEL_STEERED,
         ("apps", "v1", "deployments"): LABEL_ROLLOUT,
         ("", "v1", "services"): LABEL_ROLLOUT,
         ("apps", "v1", "controllerrevisions"): LABEL_ROLLOUT,
-        ("", "v1", "pods"): f"{LABEL_ROLLOUT},{LABEL_TRACK}=canary",
+        ("", "v1", "pods"): f"{LABEL_ROLLOUT},{LABEL_TRACK}",
     }
     served = {(API_GROUP, API_VERSION, PLURAL): q} if (q := rollouts.query()) else {}
     return owned | served

@@ -4,7 +4,7 @@ No cluster. N Rollouts go through the real per-Rollout paths of one operator pro
 Rollout watch handler (handlers.rollout_event: ADDED, then DELETED) for the handlers' own
 state, reconcile() with the fake Kube of tests/unit for every tick (one fake cluster per
 Rollout, one shared Runtime, as one process has), canary pod sightings into the PodClock (as
-handlers.canary_pod), and the deletion as a namespace deletion does it: the Deployments vanish,
+handlers.track_pod), and the deletion as a namespace deletion does it: the Deployments vanish,
 a tick sees it (403 in a terminating namespace), the canary pods' DELETED events, the Rollout's.
 
 Each Rollout (replica-ratio, half of them with an analysis against a fake Prometheus): created
@@ -171,7 +171,7 @@ class One:
         return self.kube.post_event(self.body["metadata"], kind, reason, message, self.now)
 
     def pods(self) -> None:
-        """The canary pods as handlers.canary_pod sees them: created, Ready, gone."""
+        """The canary pods as handlers.track_pod sees them: created, Ready, gone."""
         canary = self.kube.get("Deployment", self.namespace, f"{self.name}-canary")
         replicas = int(canary["spec"]["replicas"]) if canary is not None else 0
         labels = (canary or {}).get("spec", {}).get("template", {}).get("metadata", {})

@@ -12,7 +12,9 @@ from kanary.statusview import render_list, render_status
 T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 
 
-def pod(name: str, created: datetime, ready_at: datetime | None) -> dict[str, Any]:
+def pod(
+    name: str, created: datetime, ready_at: datetime | None, track: str = "canary"
+) -> dict[str, Any]:
     conditions = []
     if ready_at is not None:
         conditions.append(
@@ -27,7 +29,11 @@ def pod(name: str, created: datetime, ready_at: datetime | None) -> dict[str, An
             "name": name,
             "namespace": "demo",
             "creationTimestamp": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "labels": {"kanary.dev/rollout": "gin", "kanary.dev/revision": "r2"},
+            "labels": {
+                "kanary.dev/rollout": "gin",
+                "kanary.dev/revision": "r2",
+                "kanary.dev/track": track,
+            },
         },
         "status": {"conditions": conditions},
     }
@@ -54,6 +60,24 @@ def test_pod_first_seen_late_falls_back_to_api_timestamps() -> None:
     assert clock.timings("demo", "gin", "other-revision") == []
     clock.forget("demo", "p2")
     assert clock.timings("demo", "gin", "r2") == []
+
+
+def test_stable_pods_count_for_their_track_only_and_are_not_timed() -> None:
+    """Both tracks' pods are watched (a track is settled by its pods); only the canary's are
+    readiness figures, and each track's counts are its own."""
+    clock = PodClock()
+    clock.observe(pod("c1", T0, T0 + timedelta(seconds=1)), T0 + timedelta(seconds=1))
+    clock.observe(pod("s1", T0, T0 + timedelta(seconds=1), "stable"), T0 + timedelta(seconds=1))
+    clock.observe(pod("s2", T0, None, "stable"), T0)
+    assert [t.name for t in clock.timings("demo", "gin", "r2")] == ["c1"]
+    assert clock.counts("demo", "gin", "canary", "r2", "") == (1, 1)
+    assert clock.counts("demo", "gin", "stable", "r2", "") == (1, 2)
+    assert clock.forget("demo", "s2") is True  # live when it went: its track's count changed
+    gone = pod("s1", T0, T0 + timedelta(seconds=1), "stable")
+    gone["metadata"]["deletionTimestamp"] = "2026-11-28T12:00:05Z"
+    clock.observe(gone, T0 + timedelta(seconds=5))
+    assert clock.counts("demo", "gin", "stable", "r2", "") == (0, 0)
+    assert clock.forget("demo", "s1") is False  # counted out when seen terminating
 
 
 def _with_container(status: dict[str, Any]) -> dict[str, Any]:

@@ -60,7 +60,7 @@ def test_watches_are_bounded_server_side_by_what_kanary_owns() -> None:
         ("apps", "v1", "deployments"): "kanary.dev/rollout",
         ("", "v1", "services"): "kanary.dev/rollout",
         ("apps", "v1", "controllerrevisions"): "kanary.dev/rollout",
-        ("", "v1", "pods"): "kanary.dev/rollout,kanary.dev/track=canary",
+        ("", "v1", "pods"): "kanary.dev/rollout,kanary.dev/track",
         ("gateway.networking.k8s.io", "v1", "httproutes"): "kanary.dev/steered",
     }
     sharded = watch_selectors(Selector.parse("shard=a"))
