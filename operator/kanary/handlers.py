@@ -248,9 +248,11 @@ def _wake_key(namespace: str, name: str) -> None:
 
 
 def _wake_owner(meta: Mapping[str, Any]) -> None:
+    """An owned object changed: wake its Rollout, unless its namespace is being deleted (its
+    Rollouts are left alone while the namespace controller deletes what they own)."""
     owner = (meta.get("labels") or {}).get(LABEL_ROLLOUT)
     key = (str(meta.get("namespace") or ""), str(owner or ""))
-    if key in _rollouts:
+    if key in _rollouts and key[0] not in runtime().deleting:
         _wake(key)
 
 

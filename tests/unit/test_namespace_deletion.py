@@ -84,3 +84,24 @@ def test_a_tick_in_a_namespace_being_deleted_writes_nothing(rt: Runtime) -> None
 
     asyncio.run(scenario())
     assert kube.writes == 0  # type: ignore[attr-defined]
+
+
+def test_owned_objects_vanishing_in_a_namespace_being_deleted_wake_nothing(rt: Runtime) -> None:
+    """Before: each Rollout was woken by every one of its objects' deletions (113 ticks/s, 19 %
+    of a core for 132 s while 10 namespaces with 1000 Rollouts were deleted), to find its
+    namespace terminating."""
+    handlers._rollouts[(NS, "demo")] = {"metadata": {}, "spec": {}, "status": {}}
+    meta = kopf.Meta({"metadata": {"namespace": NS, "labels": {"kanary.dev/rollout": "demo"}}})
+
+    async def scenario() -> list[int]:
+        sizes = []
+        await handlers.owned_deployment(meta=meta)
+        sizes.append(len(handlers._queue))
+        handlers._queue.forget((NS, "demo"))
+        await _namespace("MODIFIED", deleting=True)
+        await handlers.owned_deployment(meta=meta)
+        await handlers.owned_service(meta=meta)
+        sizes.append(len(handlers._queue))
+        return sizes
+
+    assert asyncio.run(scenario()) == [1, 0]
