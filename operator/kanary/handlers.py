@@ -215,10 +215,11 @@ async def track_pod(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any)
         if runtime().clock.forget(str(meta.get("namespace")), str(meta.get("name"))):
             _wake_owner(meta)
         return
-    seconds = runtime().clock.observe(body, seen_at)
+    seconds, changed = runtime().clock.observe(body, seen_at)
     if seconds is not None and (meta.get("labels") or {}).get(LABEL_TRACK) == "canary":
         metrics_export.record_pod_ready(seconds)
-    _wake_owner(meta)
+    if changed:
+        _wake_owner(meta)
 
 
 # ---- what wakes a Rollout ------------------------------------------------------------------

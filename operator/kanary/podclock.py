@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from kanary.objects import LABEL_REVISION, LABEL_ROLLOUT, LABEL_TRACK
 from kanary.observation import PodTiming
@@ -64,6 +64,11 @@ def container_trouble(pod: Mapping[str, Any]) -> str | None:
     return None
 
 
+class Sighting(NamedTuple):
+    ready_seconds: float | None  # creation to Ready, when the pod just turned Ready
+    changed: bool  # new, or its Ready, terminating, images or trouble changed
+
+
 @dataclass
 class _Record:
     rollout: str
@@ -86,13 +91,16 @@ class PodClock:
         self._pods: dict[tuple[str, str], _Record] = {}  # (namespace, pod)
         self._by_rollout: dict[tuple[str, str], dict[str, _Record]] = {}  # (ns, rollout) -> pods
 
-    def observe(self, pod: Mapping[str, Any], seen_at: datetime) -> float | None:
-        """Record a sighting; returns creation-to-Ready seconds when the pod just turned Ready."""
+    def observe(self, pod: Mapping[str, Any], seen_at: datetime) -> Sighting:
+        """Record a sighting: creation-to-Ready seconds when the pod just turned Ready, and
+        whether anything a tick reads of it changed (kubelet status updates that change none
+        of Ready, terminating, images or trouble wake nobody)."""
         meta = pod.get("metadata", {})
         labels = meta.get("labels") or {}
         key = (str(meta.get("namespace")), str(meta.get("name")))
         created_api = parse_time(meta.get("creationTimestamp")) or seen_at
         record = self._pods.get(key)
+        before = None
         if record is None:
             late = (seen_at - created_api).total_seconds() > _LATE_SIGHTING_SECONDS
             record = _Record(
@@ -105,12 +113,15 @@ class PodClock:
             )
             self._pods[key] = record
             self._by_rollout.setdefault((key[0], record.rollout), {})[key[1]] = record
+        else:
+            before = (record.trouble, record.ready, record.live, record.images)
         record.trouble = container_trouble(pod)
         record.ready = is_ready(pod)
         record.live = not meta.get("deletionTimestamp")
         containers = (pod.get("spec") or {}).get("containers") or []
         record.images = ",".join(str(c.get("image", "")) for c in containers)
-        if record.ready_at is None and is_ready(pod):
+        changed = before != (record.trouble, record.ready, record.live, record.images)
+        if record.ready_at is None and record.ready:
             cond = ready_condition(pod) or {}
             ready_api = parse_time(cond.get("lastTransitionTime"))
             if ready_api is not None:
@@ -119,8 +130,8 @@ class PodClock:
                 (seen_at - ready_api).total_seconds() > _LATE_SIGHTING_SECONDS
             )
             record.ready_at = ready_api if seen_late and ready_api else seen_at
-            return (record.ready_at - record.created).total_seconds()
-        return None
+            return Sighting((record.ready_at - record.created).total_seconds(), changed)
+        return Sighting(None, changed)
 
     def forget(self, namespace: str, name: str) -> bool:
         """The pod is gone; True when it was still counted as live (its deletion changes what

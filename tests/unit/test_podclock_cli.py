@@ -42,9 +42,10 @@ def pod(
 def test_watch_sightings_give_sub_second_ready_time() -> None:
     clock = PodClock()
     created = T0 + timedelta(milliseconds=300)  # API shows 12:00:00, truncated
-    assert clock.observe(pod("p1", created, None), created) is None
+    assert clock.observe(pod("p1", created, None), created) == (None, True)
     ready = created + timedelta(seconds=2, milliseconds=400)
-    seconds = clock.observe(pod("p1", created, ready), ready)
+    seconds, changed = clock.observe(pod("p1", created, ready), ready)
+    assert changed
     assert seconds is not None and abs(seconds - 2.4) < 1e-6
     assert clock.api_seconds("demo", "p1") == 2.0  # the 1s-resolution cross-check
     [timing] = clock.timings("demo", "gin", "r2")
@@ -55,7 +56,7 @@ def test_pod_first_seen_late_falls_back_to_api_timestamps() -> None:
     clock = PodClock()
     created = T0
     ready = T0 + timedelta(seconds=3)
-    seconds = clock.observe(pod("p2", created, ready), T0 + timedelta(seconds=60))
+    seconds, _ = clock.observe(pod("p2", created, ready), T0 + timedelta(seconds=60))
     assert seconds == 3.0
     assert clock.timings("demo", "gin", "other-revision") == []
     clock.forget("demo", "p2")
@@ -78,6 +79,20 @@ def test_stable_pods_count_for_their_track_only_and_are_not_timed() -> None:
     clock.observe(gone, T0 + timedelta(seconds=5))
     assert clock.counts("demo", "gin", "stable", "r2", "") == (0, 0)
     assert clock.forget("demo", "s1") is False  # counted out when seen terminating
+
+
+def test_a_status_update_that_changes_nothing_a_tick_reads_is_not_a_change() -> None:
+    """Both tracks' pods wake their Rollout (handlers.track_pod) only on a change: the kubelet's
+    other status updates (scheduled, IP, container started) doubled the ticks of 250 Rollouts
+    promoting (tests/bench) before."""
+    clock = PodClock()
+    p = pod("p4", T0, None, "stable")
+    assert clock.observe(p, T0).changed
+    p["status"]["podIP"] = "10.0.0.4"
+    p["status"]["conditions"].append({"type": "PodScheduled", "status": "True"})
+    assert not clock.observe(p, T0 + timedelta(seconds=1)).changed
+    assert clock.observe(pod("p4", T0, T0 + timedelta(seconds=2), "stable"), T0).changed
+    assert not clock.observe(pod("p4", T0, T0 + timedelta(seconds=2), "stable"), T0).changed
 
 
 def _with_container(status: dict[str, Any]) -> dict[str, Any]:
