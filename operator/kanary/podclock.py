@@ -80,12 +80,12 @@ class _Record:
     ready: bool = False  # Ready as last seen
     live: bool = True  # not terminating (no deletionTimestamp) as last seen
     images: str = ""  # its containers' images, comma-separated (as TrackState.images)
-    track: str = "canary"  # its kanary.dev/track label: canary or stable
+    track: str = ""  # its kanary.dev/track label: canary or stable (always set by observe)
 
 
 class PodClock:
     """A Rollout's pods' sightings, by pod and by Rollout: a tick reads only its own Rollout's pods
-    (a scan of every pod per tick made each tick cost O(canary pods in the cluster))."""
+    (a scan of every pod per tick made each tick cost O(pods in the cluster))."""
 
     def __init__(self) -> None:
         self._pods: dict[tuple[str, str], _Record] = {}  # (namespace, pod)
