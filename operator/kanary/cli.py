@@ -318,14 +318,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         PrometheusPolicy.from_env(os.environ)
     except ValueError as e:
         raise CliError(str(e)) from e
-    import logging
 
     import kopf
 
     from kanary import handlers, metrics_export
 
     handlers.set_options(_operator_options(args))
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
+    configure_logging(args.verbose)
     _load_config_for_operator()
     if args.metrics_port:
         metrics_export.serve(args.metrics_port, handlers.readiness)
@@ -339,6 +338,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         liveness_endpoint=args.liveness,
     )
     return 0
+
+
+def configure_logging(verbose: bool) -> None:
+    """INFO, or DEBUG with -v. Kopf's per-object log says "Handler 'track_pod' succeeded." at
+    INFO for every watch event of every pod, Deployment and Service kanary owns (14 900 lines
+    in one 250-Rollout rollout): it keeps its warnings and errors only, unless -v."""
+    import logging
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("kopf.objects").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def _operator_options(args: argparse.Namespace) -> Any:

@@ -396,3 +396,20 @@ def test_status_says_where_the_metrics_were_measured() -> None:
     judged = {**analysis, "verdict": "Fail", "score": 50.0}
     head = render_status(rollout(analysis=judged)).splitlines()
     assert any(line.endswith("errors 0), mannWhitney score 50") for line in head), head
+
+
+def test_the_operator_log_is_not_one_line_per_watch_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before: Kopf's "Handler 'track_pod' succeeded." for every event of every owned pod,
+    Deployment and Service (14 900 INFO lines in one 250-Rollout rollout)."""
+    import logging
+
+    objects = logging.getLogger("kopf.objects")
+    monkeypatch.setattr(objects, "level", logging.NOTSET)
+    monkeypatch.setattr(logging.getLogger(), "level", logging.INFO)
+    cli.configure_logging(verbose=False)
+    assert not objects.isEnabledFor(logging.INFO)
+    assert objects.isEnabledFor(logging.WARNING)  # a failing handler is still told
+    cli.configure_logging(verbose=True)
+    assert objects.isEnabledFor(logging.DEBUG)
