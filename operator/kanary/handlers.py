@@ -1,27 +1,28 @@
 """Kopf wiring only, part 1 of 2: watch-fed indexes in (handlers_index.py), one reconcile
 (reconcile.py) per Rollout per tick.
 
-Kopf watches and indexes; it runs no timer. A Rollout ticks when a watch event that matters
-wakes it (its own spec or annotations, its Deployments, Services, canary pods, its route) and
-on the deadlines its status has (wakeups.next_tick: every second while it has work in flight;
-a Rollout at rest sleeps). Only the Lease holder ticks (election.py), and every write is fenced
-(Kube.fence). The indexes keep what kanary owns (Deployments, Services, ControllerRevisions) and
-the HTTPRoutes, so a tick reads nothing from the API server unless it has to write. A tick's
-error becomes state (condition ReconcileError and a folded Warning Event) and is retried in 2 s
-without a traceback; a Rollout whose namespace is being deleted is left alone quietly.
+Kopf watches and indexes; it runs no timer. A Rollout ticks when a watch event that changes
+what a tick reads wakes it (its own spec or annotations, its Deployments, Services, both
+tracks' pods, its route) and on the deadlines its status has (wakeups.next_tick: every second
+while it has work in flight; a Rollout at rest sleeps). Only the Lease holder ticks
+(election.py), and every write is fenced (Kube.fence). The indexes keep what kanary owns
+(Deployments, Services, ControllerRevisions) and the HTTPRoutes, so a tick reads nothing from
+the API server unless it has to write. A tick's error becomes state (condition ReconcileError
+and a folded Warning Event) and is retried in 2 s without a traceback; a Rollout whose
+namespace is being deleted is left alone quietly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import contextvars
 import dataclasses
 import logging
+import math
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -50,6 +51,7 @@ from kanary.reconcile import (
     reconcile,
     with_reconcile_error,
 )
+from kanary.reconcile_state import TERMINATING_SECONDS
 from kanary.scope import Selector, watch_selectors
 from kanary.spec import API_GROUP, API_VERSION, PLURAL, RolloutSpec
 from kanary.wakeups import TICK_SECONDS, WakeQueue, next_tick
@@ -156,13 +158,29 @@ def _notifier(kube: Kube) -> Notifier:
     return notifier
 
 
+class _NoEssence(kopf.DiffBaseStorage):
+    """No diff-base: kanary has only event handlers and indexes, and Kopf reads an object's
+    "essence" for its on.create/update/delete handlers only. Its default storage still builds
+    one from a deep copy of every watched body on every event (py-spy: 7-10 % of the
+    operator's CPU with 250 Rollouts rolling)."""
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
+    ) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = f"{API_GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=API_GROUP, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = _NoEssence()
     # Our own Events only (kopf.event); handler logs stay in the operator log.
     settings.posting.level = logging.ERROR
     settings.watching.server_timeout = 300
@@ -230,6 +248,7 @@ _indexes: dict[str, Any] = {}  # Kopf's live index views, as handed to the first
 _queue: WakeQueue[Key] = WakeQueue()
 _last_tick: dict[Key, float] = {}
 _signal: asyncio.Event | None = None
+_look_at = -math.inf  # when _schedule looks at the queue unless signalled (-inf: wake-ups wait)
 _tasks: list[asyncio.Task[None]] = []
 _ticking: set[asyncio.Task[None]] = set()  # held, so the loop does not drop them
 _trim = memtrim.QuietTrim()  # memory back to the OS once deletions settle
@@ -238,8 +257,8 @@ _trim = memtrim.QuietTrim()  # memory back to the OS once deletions settle
 def _wake(key: Key, delay: float = 0.0) -> None:
     loop = asyncio.get_running_loop()
     at = max(loop.time() + delay, _last_tick.get(key, 0.0) + EVENT_GAP_SECONDS)
-    _queue.wake(key, at)
-    if _signal is not None:
+    # the scheduler looks again only if this is due before it would look anyway
+    if _queue.wake(key, at) and at < _look_at and _signal is not None:
         _signal.set()
 
 
@@ -300,8 +319,12 @@ def _forget(key: Key, uid: str) -> None:
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=_OWNED)
-async def owned_deployment(meta: kopf.Meta, **_: Any) -> None:
-    _wake_owner(meta)
+async def owned_deployment(
+    event: Mapping[str, Any], body: kopf.Body, meta: kopf.Meta, **_: Any
+) -> None:
+    """Wakes its Rollout when the change is one a tick reads (Runtime.deployment_event)."""
+    if runtime().deployment_event(body, deleted=event.get("type") == "DELETED"):
+        _wake_owner(meta)
 
 
 @kopf.on.event("", "v1", "services", labels=_OWNED)
@@ -360,30 +383,38 @@ async def _elect(elector: Elector) -> None:
             if now:
                 for key in list(_rollouts):
                     _wake(key)
+                if _signal is not None:
+                    _signal.set()
             was = now
         await asyncio.sleep(_options.timings.retry_seconds)
 
 
 async def _schedule() -> None:
-    """Hands due Rollouts to at most WORKERS ticks at a time, while this replica leads."""
+    """Hands due Rollouts to at most WORKERS ticks at a time, while this replica leads. It
+    looks at the queue when the earliest key is due, when a tick ends (a worker is free), and
+    when a wake-up comes due earlier than that (_wake); not on every watch event."""
+    global _look_at
     loop = asyncio.get_running_loop()
     assert _signal is not None
     while True:
-        timeout: float | None = _options.timings.retry_seconds
+        _signal.clear()
         if leading():
-            free = WORKERS - len(_queue.running)
-            for key in _queue.pop_due(loop.time(), max(free, 0)):
+            for key in _queue.pop_due(loop.time(), WORKERS - len(_queue.running)):
                 _last_tick[key] = loop.time()
                 task = loop.create_task(_tick(key))
                 _ticking.add(task)
                 task.add_done_callback(_ticking.discard)
             due = _queue.next_due()
-            timeout = None if due is None else max(0.0, due - loop.time())
-            if free <= 0:
-                timeout = TICK_SECONDS / 10  # a worker frees up soon; look again
-        _signal.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(_signal.wait(), timeout)
+            full = len(_queue.running) >= WORKERS  # the next look is when a tick ends
+            _look_at = math.inf if full or due is None else due
+            at = _look_at
+        else:  # a standby: the election round that makes it leader signals (_elect)
+            _look_at = -math.inf
+            at = loop.time() + _options.timings.retry_seconds
+        timer = loop.call_at(at, _signal.set) if at < math.inf else None
+        await _signal.wait()
+        if timer is not None:
+            timer.cancel()
 
 
 async def _tick(key: Key) -> None:
@@ -394,21 +425,24 @@ async def _tick(key: Key) -> None:
         log.exception("rollout %s/%s: tick failed", *key)
     finally:
         _queue.done(key)
-        if key in _rollouts:
+        if key in _rollouts and delay < math.inf:
             _wake(key, delay)
-        elif _signal is not None:
+        if _signal is not None:  # a worker is free
             _signal.set()
 
 
 async def _reconcile_one(key: Key) -> float:
-    """One tick of one Rollout; the seconds until its next one."""
+    """One tick of one Rollout; the seconds until its next one (inf: none, unless a watch
+    event wakes it)."""
     rt = runtime()
     namespace, name = key
     seen = _rollouts.get(key)
     if seen is None:
         return TICK_SECONDS
+    if namespace in rt.deleting:
+        return math.inf  # sleeps: the namespace controller deletes it, and nothing wakes it
     if rt.namespace_terminating(namespace):
-        return 5 * TICK_SECONDS
+        return TERMINATING_SECONDS  # a refused write marked it: look again once the mark expires
     now = datetime.now(UTC)
     snapshot = {k: dict(v) for k, v in seen.items()}
     notifier = rt.notifier

@@ -54,7 +54,6 @@ from kanary.reconcile_state import (
     View,
     _template_of,
     seen_deployment,
-    with_pods,
 )
 from kanary.reconcile_writes import (
     NewerSpec,
@@ -341,9 +340,7 @@ def _track_with_pods(
     controller-manager ahead of the Deployment's status)."""
     seen = view.canary if track == "canary" else view.stable
     state = _track(rt, spec, view, seen, namespace, track_name(name, track))
-    if not state.exists or state.revision is None:
-        return state
-    return with_pods(state, *rt.clock.counts(namespace, name, track, state.revision, state.images))
+    return rt.with_pods(state, namespace, name, track)
 
 
 def manual_action(annotations: Mapping[str, str]) -> tuple[ManualAction | None, str | None]:

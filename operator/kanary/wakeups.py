@@ -82,27 +82,39 @@ def next_tick(
 
 class WakeQueue(Generic[K]):
     """Keys due at a time; waking a key earlier than it is due moves it up, never later. A key
-    being reconciled is not handed out twice: a wake-up meanwhile is kept for after it."""
+    being reconciled is neither handed out twice nor due: a wake-up meanwhile is kept for when
+    its tick is done (were it due, the scheduler would find work it cannot start and look
+    again at once until the tick ends)."""
 
     def __init__(self) -> None:
         self._due: dict[K, float] = {}
         self._heap: list[tuple[float, int, K]] = []
         self._seq = 0
         self.running: set[K] = set()
+        self._after: dict[K, float] = {}  # woken while running: queued when done
 
     def __len__(self) -> int:
-        return len(self._due)
+        return len(self._due) + len(self._after)
 
-    def wake(self, key: K, at: float) -> None:
+    def wake(self, key: K, at: float) -> bool:
+        """Whether the key is now due at `at`, earlier than before (False: no change, or the
+        key is running and the wake-up is kept for after its tick)."""
+        if key in self.running:  # not due before its tick is done, whatever `at` says
+            after = self._after.get(key)
+            if after is None or at < after:
+                self._after[key] = at
+            return False
         current = self._due.get(key)
         if current is not None and current <= at:
-            return
+            return False
         self._due[key] = at
         self._seq += 1
         heapq.heappush(self._heap, (at, self._seq, key))
+        return True
 
     def forget(self, key: K) -> None:
         self._due.pop(key, None)
+        self._after.pop(key, None)
 
     def next_due(self) -> float | None:
         while self._heap:
@@ -113,25 +125,23 @@ class WakeQueue(Generic[K]):
         return None
 
     def pop_due(self, now: float, limit: int) -> list[K]:
-        """Up to ``limit`` keys due by ``now`` and not running, earliest first; marked running."""
+        """Up to ``limit`` keys due by ``now``, earliest first; marked running."""
         taken: list[K] = []
-        deferred: list[tuple[float, int, K]] = []
         while self._heap and len(taken) < limit:
-            at, seq, key = self._heap[0]
+            at, _, key = self._heap[0]
             if at > now:
                 break
             heapq.heappop(self._heap)
             if self._due.get(key) != at:
                 continue
-            if key in self.running:
-                deferred.append((at, seq, key))
-                continue
             del self._due[key]
             self.running.add(key)
             taken.append(key)
-        for item in deferred:
-            heapq.heappush(self._heap, item)
         return taken
 
     def done(self, key: K) -> None:
+        """The key's tick is over: a wake-up it got meanwhile is due now."""
         self.running.discard(key)
+        after = self._after.pop(key, None)
+        if after is not None:
+            self.wake(key, after)
