@@ -357,6 +357,8 @@ async def namespace_event(event: Mapping[str, Any], name: str, meta: kopf.Meta, 
     if name not in deleting:
         log.info("namespace %s is being deleted: its Rollouts are left alone", name)
         deleting.add(name)
+        for key in [k for k in _rollouts if k[0] == name]:
+            _queue.forget(key)  # a wake-up queued before would tick only to find this
 
 
 # ---- who ticks, and when ---------------------------------------------------------------------

@@ -142,3 +142,20 @@ def test_a_rollout_in_a_namespace_being_deleted_sleeps_instead_of_ticking_every_
     assert delay == float("inf")
     assert queued == 0
     assert refused == TERMINATING_SECONDS  # looked at again once the mark expires
+
+
+def test_wake_ups_queued_before_a_namespace_is_marked_deleting_are_dropped(rt: Runtime) -> None:
+    """Before: a Rollout woken just before its namespace got its deletionTimestamp still ticked
+    once (only to find the namespace being deleted); each of 1000 Rollouts whose resync or
+    in-flight deadline was queued did so while their namespaces were deleted. Rollouts
+    elsewhere keep theirs."""
+    here, there, running = (NS, "demo"), ("elsewhere", "demo"), (NS, "running")
+    for key in (running, here, there):
+        handlers._rollouts[key] = {"metadata": {}, "spec": {}, "status": {}}
+        handlers._queue.wake(key, 0.0)
+    assert handlers._queue.pop_due(0.0, 1) == [running]
+    handlers._queue.wake(running, 0.0)  # woken during its tick: kept for after it
+
+    asyncio.run(_namespace("MODIFIED", deleting=True))
+    handlers._queue.done(running)
+    assert handlers._queue.pop_due(1.0, 10) == [there]
