@@ -248,7 +248,9 @@ _indexes: dict[str, Any] = {}  # Kopf's live index views, as handed to the first
 _queue: WakeQueue[Key] = WakeQueue()
 _last_tick: dict[Key, float] = {}
 _signal: asyncio.Event | None = None
-_look_at = -math.inf  # when _schedule looks at the queue unless signalled (-inf: wake-ups wait)
+# when _schedule looks at the queue unless signalled; -inf: wake-ups wait for a tick to end
+# (every worker busy) or an election round (a standby)
+_look_at = -math.inf
 _tasks: list[asyncio.Task[None]] = []
 _ticking: set[asyncio.Task[None]] = set()  # held, so the loop does not drop them
 _trim = memtrim.QuietTrim()  # memory back to the OS once deletions settle
@@ -407,9 +409,10 @@ async def _schedule() -> None:
                 _ticking.add(task)
                 task.add_done_callback(_ticking.discard)
             due = _queue.next_due()
-            full = len(_queue.running) >= WORKERS  # the next look is when a tick ends
-            _look_at = math.inf if full or due is None else due
-            at = _look_at
+            if len(_queue.running) >= WORKERS:  # the next look is when a tick ends
+                _look_at, at = -math.inf, math.inf
+            else:
+                _look_at = at = math.inf if due is None else due
         else:  # a standby: the election round that makes it leader signals (_elect)
             _look_at = -math.inf
             at = loop.time() + _options.timings.retry_seconds

@@ -101,3 +101,28 @@ def test_a_wake_up_due_later_than_the_next_look_does_not_wake_the_scheduler(
         await asyncio.sleep(0.3)  # `soon` comes due and ticks without any event
 
     assert _run(queue, scenario, monkeypatch) == [soon]
+
+
+def test_wake_ups_while_every_worker_is_busy_wait_for_a_tick_to_end(
+    queue: _CountingQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: each wake-up that came due earlier made the scheduler look, though no worker
+    was free to start it (one look per watch event while 16 ticks ran)."""
+    monkeypatch.setattr(handlers, "WORKERS", 1)
+    busy = ("ns", "busy")
+    others = [("ns", f"r{i}") for i in range(10)]
+    for key in (busy, *others):
+        handlers._rollouts[key] = {}
+
+    async def scenario(release: asyncio.Event) -> None:
+        handlers._wake(busy)
+        await asyncio.sleep(0.05)  # its tick takes the one worker and waits
+        before = queue.looks
+        for key in others:
+            handlers._wake(key)
+            await asyncio.sleep(0.005)
+        assert queue.looks == before
+        release.set()
+        await asyncio.sleep(0.05)  # the tick ends: the others tick
+
+    assert _run(queue, scenario, monkeypatch) == [busy, *others]
