@@ -73,6 +73,7 @@ from kanary.status_write import COALESCE_SECONDS  # noqa: E402
 GROUP, VERSION, PLURAL = "kanary.dev", "v1alpha1", "rollouts"
 GW = ("gateway.networking.k8s.io", "v1", "httproutes")
 LIVENESS_PORT, METRICS_PORT = 18090, 18091
+LEAD_TIMEOUT = 45.0  # a Lease left by a killed run expires within 15 s (leader.Timings)
 OPERATOR_ENV = {"PYTHONMALLOC": "malloc", "MALLOC_ARENA_MAX": "2"}  # as the image sets them
 POD_ANNOTATIONS = {  # kwok: an IP at once, Ready exactly 1s later (hack/cluster/README.md)
     "pod-create.stage.kwok.x-k8s.io/delay": "0s",
@@ -312,6 +313,7 @@ class OperatorRun:
     wrapped: bool
     proc: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
+    readiness: str = ""  # its last /readyz answer
 
     @property
     def requests_path(self) -> Path:
@@ -354,6 +356,29 @@ class OperatorRun:
         self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
         out.close()
         poll("operator liveness", self._alive, timeout=60, interval=0.2)
+        try:
+            poll("the operator to lead", self._leading, timeout=LEAD_TIMEOUT, interval=0.5)
+        except TimeoutError:
+            self.stop()
+            raise SystemExit(
+                f"the bench's operator did not take the Lease kanary-system/kanary-leader in "
+                f"{LEAD_TIMEOUT:.0f}s (its /readyz: {self.readiness or 'no answer'!r}): another "
+                "operator holds it. Stop that one first (after `make demo`: hack/cluster/exec.sh "
+                "kubectl -n kanary-system delete deployment kanary)."
+            ) from None
+
+    def _leading(self) -> bool:
+        """Its /readyz says "leader": a standby measures nothing (another operator, such as
+        the one `make demo` installs in kanary-system, does the work and the writes)."""
+        self._alive()
+        try:
+            url = f"http://127.0.0.1:{METRICS_PORT}/readyz"
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                said = str(resp.read().decode(errors="replace"))
+        except OSError:
+            return False
+        self.readiness = said
+        return said.startswith("leader")
 
     def _alive(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
